@@ -1,0 +1,101 @@
+//! [`ResponseBody`]: the inner service's body, or the layer's 401 body.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// The body of a response from [`ProxyAuth`](crate::ProxyAuth): the inner
+    /// service's body, passed through untouched, or the JSON of a 401 the
+    /// layer answered itself.
+    ///
+    /// Wrapping (instead of requiring `B: Default` or `B: From<String>`)
+    /// keeps the layer usable with any body whose data is [`Bytes`]-like,
+    /// including hyper's and axum's.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Rejection { json: Option<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        ResponseBody {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn rejection(json: Bytes) -> Self {
+        ResponseBody {
+            kind: Kind::Rejection { json: Some(json) },
+        }
+    }
+
+    /// The inner service's body, or `None` for a rejection.
+    pub fn into_inner(self) -> Option<B> {
+        match self.kind {
+            Kind::Inner { body } => Some(body),
+            Kind::Rejection { .. } => None,
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+    B::Data: From<Bytes>,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Rejection { json } => {
+                Poll::Ready(json.take().map(|json| Ok(Frame::data(json.into()))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Rejection { json } => json.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Rejection { json } => {
+                SizeHint::with_exact(json.as_ref().map_or(0, |j| j.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
+            Kind::Rejection { json } => f
+                .debug_tuple("ResponseBody::Rejection")
+                .field(json)
+                .finish(),
+        }
+    }
+}

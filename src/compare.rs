@@ -1,0 +1,147 @@
+//! Constant-time key comparison that hides the configured key's length.
+//!
+//! `subtle`'s slice comparison returns early when the lengths differ, which
+//! tells an attacker the key's length from the response time. Here the
+//! configured key is stored once, zero-padded to a power-of-two capacity, and
+//! every comparison reads exactly as many bytes as were *presented*, wrapping
+//! around the padded buffer. So the work depends only on the presented key's
+//! length, which the attacker chose and already knows: not on where the
+//! first differing byte is, nor on the configured key's length. The verdict
+//! (bytes equal, lengths equal) is combined through `subtle::Choice`, so the
+//! compiler cannot turn it back into an early exit.
+
+use subtle::ConstantTimeEq;
+
+/// Smallest padded capacity: keys up to 64 bytes share one buffer size, so
+/// even the buffer's size says nothing about typical key lengths.
+const MIN_CAPACITY: usize = 64;
+
+/// The configured key in the shape the comparison needs. Holds the secret;
+/// its `Debug` does not show it.
+#[derive(Clone)]
+pub(crate) struct ConfiguredKey {
+    padded: Box<[u8]>,
+    len: usize,
+}
+
+impl ConfiguredKey {
+    pub(crate) fn new(key: &[u8]) -> Self {
+        let capacity = key.len().max(MIN_CAPACITY).next_power_of_two();
+        let mut padded = vec![0u8; capacity].into_boxed_slice();
+        padded[..key.len()].copy_from_slice(key);
+        ConfiguredKey {
+            padded,
+            len: key.len(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `presented` equals the configured key, in time that depends
+    /// only on `presented.len()`. An empty presented key never matches.
+    pub(crate) fn matches(&self, presented: &[u8]) -> bool {
+        // Branching on the presented length leaks nothing the sender does
+        // not know; an empty key must never match, even an empty config.
+        if presented.is_empty() {
+            return false;
+        }
+        let mask = self.padded.len() - 1;
+        let mut diff: u64 = 0;
+        let mut offset = 0;
+        let mut chunks = presented.chunks_exact(8);
+        for chunk in &mut chunks {
+            // The capacity is a power of two >= 64, so an 8-aligned offset
+            // masked into it leaves a whole 8-byte window in bounds.
+            let at = offset & mask;
+            diff |= word(chunk) ^ word(&self.padded[at..at + 8]);
+            offset += 8;
+        }
+        for (i, &byte) in chunks.remainder().iter().enumerate() {
+            diff |= u64::from(byte ^ self.padded[(offset + i) & mask]);
+        }
+        let same_bytes = diff.ct_eq(&0);
+        let same_len = (presented.len() as u64).ct_eq(&(self.len as u64));
+        bool::from(same_bytes & same_len)
+    }
+}
+
+fn word(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[..8]);
+    u64::from_ne_bytes(buf)
+}
+
+impl std::fmt::Debug for ConfiguredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_empty() {
+            "<empty>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_keys_match() {
+        for key in [
+            "a",
+            "sk-0123456789abcdef0123456789abcdef",
+            "12345678",
+            "123456789",
+        ] {
+            assert!(
+                ConfiguredKey::new(key.as_bytes()).matches(key.as_bytes()),
+                "{key}"
+            );
+        }
+        let long = "x".repeat(1000);
+        assert!(ConfiguredKey::new(long.as_bytes()).matches(long.as_bytes()));
+    }
+
+    #[test]
+    fn every_single_byte_difference_is_caught() {
+        let key = b"sk-0123456789abcdef0123456789abcdef";
+        let configured = ConfiguredKey::new(key);
+        for i in 0..key.len() {
+            let mut wrong = *key;
+            wrong[i] ^= 0x01;
+            assert!(
+                !configured.matches(&wrong),
+                "difference at byte {i} not caught"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_extensions_and_padding_do_not_match() {
+        let configured = ConfiguredKey::new(b"sk-abc");
+        assert!(!configured.matches(b"sk-ab"));
+        assert!(!configured.matches(b"sk-abcd"));
+        // The padding is zeros: a presented key with trailing NULs must not
+        // be mistaken for the key followed by padding.
+        assert!(!configured.matches(b"sk-abc\0\0"));
+        // Wrapping around the buffer must not alias a longer key onto it.
+        let mut wrapped = vec![0u8; 64];
+        wrapped[..6].copy_from_slice(b"sk-abc");
+        wrapped.extend_from_slice(b"sk-abc");
+        assert!(!configured.matches(&wrapped));
+    }
+
+    #[test]
+    fn empty_never_matches() {
+        assert!(!ConfiguredKey::new(b"").matches(b""));
+        assert!(!ConfiguredKey::new(b"k").matches(b""));
+        assert!(ConfiguredKey::new(b"").is_empty());
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        assert_eq!(format!("{:?}", ConfiguredKey::new(b"secret")), "<redacted>");
+    }
+}

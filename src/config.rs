@@ -1,0 +1,234 @@
+//! [`ProxySecurityConfig`]: the settings users write, and the key generator.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ProxyAuthMode;
+
+/// The proxy's auth settings, as written in a config file or built in code.
+///
+/// The field names and their serde form are those of Antigravity Tools'
+/// `security` section, so an existing config deserializes unchanged:
+///
+/// ```
+/// use proxy_auth::{ProxyAuthMode, ProxySecurityConfig};
+///
+/// let config: ProxySecurityConfig = serde_json::from_str(
+///     r#"{ "auth_mode": "auto", "api_key": "sk-local", "allow_lan_access": true }"#,
+/// )?;
+/// assert_eq!(config.effective_auth_mode(), ProxyAuthMode::AllExceptHealth);
+///
+/// // `auth_mode` and `allow_lan_access` may be left out; `api_key` may not,
+/// // so a config that forgot the key fails loudly instead of running with a
+/// // key nobody knows.
+/// let config: ProxySecurityConfig = serde_json::from_str(r#"{ "api_key": "sk-local" }"#)?;
+/// assert_eq!(config.auth_mode, ProxyAuthMode::Auto);
+/// assert!(!config.allow_lan_access);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+///
+/// `Debug` never prints the key, only whether it is empty.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxySecurityConfig {
+    /// Which requests need the key; see [`effective_auth_mode`](Self::effective_auth_mode).
+    #[serde(default)]
+    pub auth_mode: ProxyAuthMode,
+    /// The key clients must present. Surrounding whitespace is ignored when
+    /// the key is compared (an HTTP header value cannot carry it anyway); an
+    /// empty or all-whitespace key with auth enabled denies every request
+    /// that needs a key.
+    pub api_key: String,
+    /// Whether the proxy listens beyond loopback; only consulted by
+    /// [`ProxyAuthMode::Auto`].
+    #[serde(default)]
+    pub allow_lan_access: bool,
+}
+
+impl ProxySecurityConfig {
+    /// A config with the given mode and key, LAN access off.
+    pub fn new(auth_mode: ProxyAuthMode, api_key: impl Into<String>) -> Self {
+        ProxySecurityConfig {
+            auth_mode,
+            api_key: api_key.into(),
+            allow_lan_access: false,
+        }
+    }
+
+    /// Sets `allow_lan_access`.
+    pub fn allow_lan_access(mut self, allow: bool) -> Self {
+        self.allow_lan_access = allow;
+        self
+    }
+
+    /// The mode actually enforced: `auto` becomes `off` without LAN access
+    /// and `all_except_health` with it; the other modes are unchanged.
+    pub fn effective_auth_mode(&self) -> ProxyAuthMode {
+        self.auth_mode.resolve(self.allow_lan_access)
+    }
+}
+
+impl Default for ProxySecurityConfig {
+    /// Mode `auto`, LAN access off, and a fresh key from [`generate_api_key`].
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator is unavailable; see
+    /// [`generate_api_key`].
+    fn default() -> Self {
+        ProxySecurityConfig::new(ProxyAuthMode::default(), generate_api_key())
+    }
+}
+
+impl fmt::Debug for ProxySecurityConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxySecurityConfig")
+            .field("auth_mode", &self.auth_mode)
+            .field("effective_auth_mode", &self.effective_auth_mode())
+            .field("api_key", &Redacted(&self.api_key))
+            .field("allow_lan_access", &self.allow_lan_access)
+            .finish()
+    }
+}
+
+/// Shows whether a secret is set, never what it is (not even its length,
+/// which would narrow a brute-force search).
+pub(crate) struct Redacted<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.trim().is_empty() {
+            f.write_str("<empty>")
+        } else {
+            f.write_str("<redacted>")
+        }
+    }
+}
+
+/// Why [`try_generate_api_key`] failed: the OS gave no randomness.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator is unavailable ({0}); set api_key explicitly instead of generating one")]
+pub struct KeyGenError(getrandom::Error);
+
+/// A new random key: `sk-` followed by 32 lowercase hex characters (128 bits
+/// from the operating system's CSPRNG), the format Antigravity Tools users
+/// already have in their configs.
+///
+/// # Panics
+///
+/// If the OS random number generator is unavailable, which on supported
+/// platforms only happens in a broken sandbox; use [`try_generate_api_key`]
+/// to handle that case.
+pub fn generate_api_key() -> String {
+    try_generate_api_key()
+        .expect("the OS random number generator must be available to generate an API key")
+}
+
+/// Like [`generate_api_key`], returning an error instead of panicking.
+pub fn try_generate_api_key() -> Result<String, KeyGenError> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(KeyGenError)?;
+    let mut key = String::with_capacity(3 + 32);
+    key.push_str("sk-");
+    for byte in random {
+        key.push(HEX[usize::from(byte >> 4)] as char);
+        key.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_mode_resolves_auto_only() {
+        let mut config = ProxySecurityConfig::new(ProxyAuthMode::Auto, "k");
+        assert_eq!(config.effective_auth_mode(), ProxyAuthMode::Off);
+        config.allow_lan_access = true;
+        assert_eq!(config.effective_auth_mode(), ProxyAuthMode::AllExceptHealth);
+        for mode in [
+            ProxyAuthMode::Off,
+            ProxyAuthMode::Strict,
+            ProxyAuthMode::AllExceptHealth,
+        ] {
+            for lan in [false, true] {
+                let config = ProxySecurityConfig::new(mode, "k").allow_lan_access(lan);
+                assert_eq!(config.effective_auth_mode(), mode);
+            }
+        }
+    }
+
+    #[test]
+    fn deserialize_defaults_and_errors() {
+        let config: ProxySecurityConfig = serde_json::from_str(r#"{"api_key":"sk-1"}"#).unwrap();
+        assert_eq!(
+            config,
+            ProxySecurityConfig::new(ProxyAuthMode::Auto, "sk-1")
+        );
+
+        let err =
+            serde_json::from_str::<ProxySecurityConfig>(r#"{"auth_mode":"on","api_key":"k"}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("unknown variant `on`") && err.contains("all_except_health"),
+            "{err}"
+        );
+
+        let err = serde_json::from_str::<ProxySecurityConfig>(r#"{"auth_mode":"strict"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `api_key`"), "{err}");
+    }
+
+    #[test]
+    fn serialize_round_trips() {
+        let config =
+            ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, "sk-x").allow_lan_access(true);
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            json,
+            r#"{"auth_mode":"all_except_health","api_key":"sk-x","allow_lan_access":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ProxySecurityConfig>(&json).unwrap(),
+            config
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let config = ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-super-secret-value");
+        let debug = format!("{config:?} {config:#?}");
+        assert!(!debug.contains("super-secret"), "{debug}");
+        assert!(
+            debug.contains("<redacted>") && debug.contains("Strict"),
+            "{debug}"
+        );
+        let empty = format!(
+            "{:?}",
+            ProxySecurityConfig::new(ProxyAuthMode::Strict, "  ")
+        );
+        assert!(empty.contains("<empty>"), "{empty}");
+    }
+
+    #[test]
+    fn generated_keys_have_the_documented_shape_and_differ() {
+        let a = generate_api_key();
+        let b = generate_api_key();
+        for key in [&a, &b] {
+            assert_eq!(key.len(), 35, "{key}");
+            assert!(key.starts_with("sk-"));
+            assert!(key[3..]
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        }
+        assert_ne!(a, b);
+        let default = ProxySecurityConfig::default();
+        assert_eq!(default.auth_mode, ProxyAuthMode::Auto);
+        assert!(!default.allow_lan_access);
+        assert!(default.api_key.starts_with("sk-") && default.api_key.len() == 35);
+    }
+}

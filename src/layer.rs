@@ -1,0 +1,120 @@
+//! [`ProxyAuthLayer`]: the configuration holder that wraps services.
+
+use std::sync::Arc;
+
+use http::Request;
+use tower_layer::Layer;
+
+use crate::decision::decide;
+use crate::shared::Policy;
+use crate::{Decision, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
+
+/// Where a layer reads its config: a fixed snapshot or a reloadable handle.
+#[derive(Clone, Debug)]
+pub(crate) enum PolicySource {
+    Fixed(Arc<Policy>),
+    Shared(SharedSecurityConfig),
+}
+
+impl PolicySource {
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Policy) -> R) -> R {
+        match self {
+            PolicySource::Fixed(policy) => f(policy),
+            PolicySource::Shared(shared) => shared.with_policy(f),
+        }
+    }
+}
+
+/// Settings that belong to the layer rather than to the reloadable config.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) exempt_paths: Arc<[Box<str>]>,
+    pub(crate) insert_identity: bool,
+}
+
+impl Options {
+    pub(crate) fn check<B>(&self, source: &PolicySource, request: &Request<B>) -> Decision {
+        source.with(|policy| {
+            decide(
+                policy,
+                &self.exempt_paths,
+                request.method(),
+                request.uri().path(),
+                request.headers(),
+            )
+        })
+    }
+}
+
+/// Applies [`ProxyAuth`] to a service: requires an API key according to a
+/// [`ProxySecurityConfig`].
+///
+/// See the [crate documentation](crate) for the rules and an example.
+#[derive(Clone, Debug)]
+pub struct ProxyAuthLayer {
+    pub(crate) policy: PolicySource,
+    pub(crate) options: Options,
+}
+
+impl ProxyAuthLayer {
+    /// A layer enforcing a fixed config. To change the key or mode while
+    /// serving, use [`from_shared`](Self::from_shared).
+    pub fn new(config: ProxySecurityConfig) -> Self {
+        Self::with_source(PolicySource::Fixed(Arc::new(Policy::new(config))))
+    }
+
+    /// A layer that reads the config from `shared` on every request, so a
+    /// [`SharedSecurityConfig::store`] is in force from the next request on.
+    pub fn from_shared(shared: SharedSecurityConfig) -> Self {
+        Self::with_source(PolicySource::Shared(shared))
+    }
+
+    fn with_source(policy: PolicySource) -> Self {
+        ProxyAuthLayer {
+            policy,
+            options: Options {
+                exempt_paths: Arc::from([Box::from("/healthz")]),
+                insert_identity: false,
+            },
+        }
+    }
+
+    /// Sets the paths that pass without a key in `all_except_health` mode
+    /// (default: just `/healthz`). Paths are compared exactly with the
+    /// request's path, without its query: `/healthz/` and `/HEALTHZ` are
+    /// different paths and need the key. In `strict` mode no path is exempt.
+    pub fn exempt_paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.options.exempt_paths = paths
+            .into_iter()
+            .map(|p| p.into().into_boxed_str())
+            .collect();
+        self
+    }
+
+    /// Sets whether an accepted request gets an [`Authenticated`](crate::Authenticated)
+    /// extension naming the header its key came from (default: off, because
+    /// inserting an extension allocates on every authenticated request).
+    pub fn insert_identity(mut self, insert: bool) -> Self {
+        self.options.insert_identity = insert;
+        self
+    }
+
+    /// Judges `request` as the layer would, without sending it anywhere:
+    /// useful for "why was I rejected?" diagnostics and tests.
+    pub fn check<B>(&self, request: &Request<B>) -> Decision {
+        self.options.check(&self.policy, request)
+    }
+}
+
+impl<S> Layer<S> for ProxyAuthLayer {
+    type Service = ProxyAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ProxyAuth::from_layer(inner, self.clone())
+    }
+}
