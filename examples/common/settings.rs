@@ -1,0 +1,100 @@
+//! Settings shared by the examples, read from the environment:
+//! `PROXY_LISTEN`, `PROXY_AUTH_MODE`, `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`.
+
+use std::net::SocketAddr;
+
+use proxy_auth::{generate_api_key, ProxyAuthMode, ProxySecurityConfig};
+
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub config: ProxySecurityConfig,
+    pub generated_key: bool,
+}
+
+/// Reads the settings, or says which one is wrong and how to fix it.
+pub fn from_env() -> Result<Settings, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+
+    let listen = match var("PROXY_LISTEN") {
+        None => SocketAddr::from(([127, 0, 0, 1], 8045)),
+        Some(v) => v.trim().parse().map_err(|_| {
+            format!(
+                "PROXY_LISTEN={v:?} is not a socket address; use host:port, e.g. 127.0.0.1:8045"
+            )
+        })?,
+    };
+    let auth_mode = match var("PROXY_AUTH_MODE") {
+        None => ProxyAuthMode::default(),
+        Some(v) => v.parse().map_err(|e| format!("PROXY_AUTH_MODE: {e}"))?,
+    };
+    let allow_lan_access = match var("PROXY_ALLOW_LAN_ACCESS").as_deref().map(str::trim) {
+        None => false,
+        Some("1" | "true" | "yes" | "on") => true,
+        Some("0" | "false" | "no" | "off") => false,
+        Some(other) => {
+            return Err(format!(
+                "PROXY_ALLOW_LAN_ACCESS={other:?} is not a boolean; use true or false"
+            ))
+        }
+    };
+    // An explicitly empty PROXY_API_KEY is kept, to show what the layer does
+    // with auth on and no key; only an unset variable gets a generated key.
+    let (api_key, generated_key) = match std::env::var("PROXY_API_KEY") {
+        Ok(key) => (key, false),
+        Err(std::env::VarError::NotPresent) => (generate_api_key(), true),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err("PROXY_API_KEY is not valid UTF-8; API keys are ASCII".into())
+        }
+    };
+    Ok(Settings {
+        listen,
+        config: ProxySecurityConfig {
+            auth_mode,
+            api_key,
+            allow_lan_access,
+        },
+        generated_key,
+    })
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default of showing every
+/// rejection (`proxy_auth=info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("proxy_auth=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// [`from_env`], or a message on stderr and exit status 2.
+pub fn from_env_or_exit() -> Settings {
+    from_env().unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        std::process::exit(2);
+    })
+}
+
+/// What is in force, so nobody has to guess; the key only if it was
+/// generated here (the user does not know it otherwise).
+pub fn print_banner(example: &str, settings: &Settings) {
+    let config = &settings.config;
+    println!(
+        "proxy-auth {example} example listening on http://{}",
+        settings.listen
+    );
+    println!(
+        "auth_mode={} allow_lan_access={} -> effective mode: {}",
+        config.auth_mode,
+        config.allow_lan_access,
+        config.effective_auth_mode()
+    );
+    if settings.generated_key {
+        println!("PROXY_API_KEY not set; generated key: {}", config.api_key);
+    } else if config.api_key.trim().is_empty() {
+        println!("PROXY_API_KEY is empty: every request that needs a key will be refused");
+    } else {
+        println!("api key: from PROXY_API_KEY (not printed)");
+    }
+}
