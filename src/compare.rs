@@ -16,12 +16,13 @@ use subtle::ConstantTimeEq;
 /// even the buffer's size says nothing about typical key lengths.
 const MIN_CAPACITY: usize = 64;
 
-/// The configured key in the shape the comparison needs. Holds the secret;
-/// its `Debug` does not show it.
+/// The configured key in the shape the comparison needs: the plaintext
+/// padded as described above, or only its SHA-256 digest when the config
+/// held `sha256:<hex>`. Holds the secret; its `Debug` does not show it.
 #[derive(Clone)]
-pub(crate) struct ConfiguredKey {
-    padded: Box<[u8]>,
-    len: usize,
+pub(crate) enum ConfiguredKey {
+    Plain { padded: Box<[u8]>, len: usize },
+    Digest([u8; 32]),
 }
 
 impl ConfiguredKey {
@@ -29,14 +30,14 @@ impl ConfiguredKey {
         let capacity = key.len().max(MIN_CAPACITY).next_power_of_two();
         let mut padded = vec![0u8; capacity].into_boxed_slice();
         padded[..key.len()].copy_from_slice(key);
-        ConfiguredKey {
+        ConfiguredKey::Plain {
             padded,
             len: key.len(),
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        matches!(self, ConfiguredKey::Plain { len: 0, .. })
     }
 
     /// Whether `presented` equals the configured key, in time that depends
@@ -47,24 +48,33 @@ impl ConfiguredKey {
         if presented.is_empty() {
             return false;
         }
-        let mask = self.padded.len() - 1;
-        let mut diff: u64 = 0;
-        let mut offset = 0;
-        let mut chunks = presented.chunks_exact(8);
-        for chunk in &mut chunks {
-            // The capacity is a power of two >= 64, so an 8-aligned offset
-            // masked into it leaves a whole 8-byte window in bounds.
-            let at = offset & mask;
-            diff |= word(chunk) ^ word(&self.padded[at..at + 8]);
-            offset += 8;
+        match self {
+            ConfiguredKey::Plain { padded, len } => matches_padded(padded, *len, presented),
+            ConfiguredKey::Digest(digest) => {
+                bool::from(crate::key_set::sha256(presented).ct_eq(digest))
+            }
         }
-        for (i, &byte) in chunks.remainder().iter().enumerate() {
-            diff |= u64::from(byte ^ self.padded[(offset + i) & mask]);
-        }
-        let same_bytes = diff.ct_eq(&0);
-        let same_len = (presented.len() as u64).ct_eq(&(self.len as u64));
-        bool::from(same_bytes & same_len)
     }
+}
+
+fn matches_padded(padded: &[u8], len: usize, presented: &[u8]) -> bool {
+    let mask = padded.len() - 1;
+    let mut diff: u64 = 0;
+    let mut offset = 0;
+    let mut chunks = presented.chunks_exact(8);
+    for chunk in &mut chunks {
+        // The capacity is a power of two >= 64, so an 8-aligned offset
+        // masked into it leaves a whole 8-byte window in bounds.
+        let at = offset & mask;
+        diff |= word(chunk) ^ word(&padded[at..at + 8]);
+        offset += 8;
+    }
+    for (i, &byte) in chunks.remainder().iter().enumerate() {
+        diff |= u64::from(byte ^ padded[(offset + i) & mask]);
+    }
+    let same_bytes = diff.ct_eq(&0);
+    let same_len = (presented.len() as u64).ct_eq(&(len as u64));
+    bool::from(same_bytes & same_len)
 }
 
 fn word(bytes: &[u8]) -> u64 {
@@ -138,6 +148,15 @@ mod tests {
         assert!(!ConfiguredKey::new(b"").matches(b""));
         assert!(!ConfiguredKey::new(b"k").matches(b""));
         assert!(ConfiguredKey::new(b"").is_empty());
+    }
+
+    #[test]
+    fn digest_keys_match_their_preimage_only() {
+        let configured = ConfiguredKey::Digest(crate::key_set::sha256(b"sk-d"));
+        assert!(configured.matches(b"sk-d"));
+        assert!(!configured.matches(b"sk-e"));
+        assert!(!configured.matches(b""));
+        assert!(!configured.is_empty());
     }
 
     #[test]

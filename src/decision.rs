@@ -6,14 +6,18 @@
 //!
 //! [`ProxyAuthLayer::check`]: crate::ProxyAuthLayer::check
 
-use http::{HeaderMap, Method};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method, Uri};
 
 use crate::extract::{presented_key, KeyProblem, KeySource, Presented};
+use crate::key_set::sha256;
 use crate::shared::Policy;
 use crate::ProxyAuthMode;
 
 /// The verdict on one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// The request goes to the inner service.
     Allow(Allowed),
@@ -29,7 +33,7 @@ impl Decision {
 }
 
 /// Why a request was let through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Allowed {
     /// An `OPTIONS` request (CORS preflight), which passes in every mode.
@@ -38,8 +42,16 @@ pub enum Allowed {
     AuthOff,
     /// The effective mode is `all_except_health` and the path is exempt.
     ExemptPath,
-    /// The key from this header matched.
+    /// The key from this source matched the config's `api_key`.
     Authenticated(KeySource),
+    /// The key from this source matched the [`KeySet`](crate::KeySet) entry
+    /// with this label.
+    NamedKey {
+        /// Where the key was read from.
+        source: KeySource,
+        /// The matching key's label.
+        label: Arc<str>,
+    },
 }
 
 /// Why a request was refused, without the key itself.
@@ -63,7 +75,7 @@ pub struct Rejection {
 pub enum RejectReason {
     /// None of `Authorization`, `x-api-key`, `x-goog-api-key` was sent.
     MissingKey,
-    /// A key was sent but is wrong, empty, duplicated or malformed.
+    /// A key was sent but is wrong, empty, duplicated, malformed or expired.
     InvalidKey,
     /// Auth is enabled but the proxy has no key configured, so nothing can
     /// match. The operator must set `api_key`.
@@ -92,8 +104,9 @@ impl std::fmt::Display for RejectReason {
 pub(crate) fn decide(
     policy: &Policy,
     exempt_paths: &[Box<str>],
+    query_key: bool,
     method: &Method,
-    path: &str,
+    uri: &Uri,
     headers: &HeaderMap,
 ) -> Decision {
     if method == Method::OPTIONS {
@@ -102,7 +115,7 @@ pub(crate) fn decide(
     let mode = policy.mode;
     match mode {
         ProxyAuthMode::Off | ProxyAuthMode::Auto => return Decision::Allow(Allowed::AuthOff),
-        ProxyAuthMode::AllExceptHealth if exempt_paths.iter().any(|p| **p == *path) => {
+        ProxyAuthMode::AllExceptHealth if exempt_paths.iter().any(|p| **p == *uri.path()) => {
             return Decision::Allow(Allowed::ExemptPath);
         }
         ProxyAuthMode::AllExceptHealth | ProxyAuthMode::Strict => {}
@@ -115,23 +128,43 @@ pub(crate) fn decide(
             mode,
         })
     };
-    let presented = presented_key(headers);
-    if policy.key.is_empty() {
+    let presented = presented_key(headers, if query_key { uri.query() } else { None });
+    if policy.key.is_empty() && policy.keys.is_empty() {
         let source = match presented {
             Presented::Missing => None,
             Presented::Key { source, .. } | Presented::Unusable { source, .. } => Some(source),
         };
         return reject(RejectReason::NoKeyConfigured, source, None);
     }
-    match presented {
-        Presented::Missing => reject(RejectReason::MissingKey, None, None),
+    let (source, key) = match presented {
+        Presented::Missing => return reject(RejectReason::MissingKey, None, None),
         Presented::Unusable { source, problem } => {
-            reject(RejectReason::InvalidKey, Some(source), Some(problem))
+            return reject(RejectReason::InvalidKey, Some(source), Some(problem))
         }
-        Presented::Key { source, key } if policy.key.matches(key) => {
-            Decision::Allow(Allowed::Authenticated(source))
+        Presented::Key { source, key } => (source, key),
+    };
+    let default_matches = policy.key.matches(key);
+    // With a key set, both checks always run, so the time does not tell
+    // whether the default key or a named one matched.
+    let named = if policy.keys.is_empty() {
+        None
+    } else {
+        policy.keys.lookup(&sha256(key))
+    };
+    match (default_matches, named) {
+        (true, _) => Decision::Allow(Allowed::Authenticated(source)),
+        (false, Some(entry)) if entry.expires_at.is_some_and(|at| at <= SystemTime::now()) => {
+            reject(
+                RejectReason::InvalidKey,
+                Some(source),
+                Some(KeyProblem::Expired),
+            )
         }
-        Presented::Key { source, .. } => reject(RejectReason::InvalidKey, Some(source), None),
+        (false, Some(entry)) => Decision::Allow(Allowed::NamedKey {
+            source,
+            label: Arc::clone(&entry.label),
+        }),
+        (false, None) => reject(RejectReason::InvalidKey, Some(source), None),
     }
 }
 
@@ -153,7 +186,14 @@ mod tests {
         for (name, value) in headers {
             map.append(*name, HeaderValue::from_str(value).unwrap());
         }
-        decide(&policy, &["/healthz".into()], &method, path, &map)
+        decide(
+            &policy,
+            &["/healthz".into()],
+            false,
+            &method,
+            &path.parse().unwrap(),
+            &map,
+        )
     }
 
     #[test]
@@ -219,15 +259,19 @@ mod tests {
     }
 }
 
-/// Request extension naming the header whose key authenticated the request.
+/// Request extension naming the source (and, for a [`KeySet`](crate::KeySet)
+/// key, the label) of the key that authenticated the request.
 ///
 /// Inserted only when the layer is built with
 /// [`insert_identity(true)`](crate::ProxyAuthLayer::insert_identity); read it
 /// in a handler with `request.extensions().get::<Authenticated>()` (or axum's
 /// `Extension<Authenticated>` extractor).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Authenticated {
-    /// The header the matching key was read from.
+    /// Where the matching key was read from.
     pub source: KeySource,
+    /// The [`KeySet`](crate::KeySet) label of the key, or `None` for the
+    /// config's `api_key`.
+    pub label: Option<Arc<str>>,
 }

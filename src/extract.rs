@@ -19,13 +19,17 @@ pub enum KeySource {
     XApiKey,
     /// `x-goog-api-key` (Gemini style).
     XGoogApiKey,
+    /// The `key` query parameter (Gemini REST style); only read when
+    /// [`ProxyAuthLayer::query_key`](crate::ProxyAuthLayer::query_key) is on.
+    QueryKey,
 }
 
 pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub(crate) const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 impl KeySource {
-    /// The sources in the order they are consulted.
+    /// The headers in the order they are consulted. The query parameter,
+    /// when enabled, comes after all three.
     pub const PRIORITY: [KeySource; 3] = [
         KeySource::Authorization,
         KeySource::XApiKey,
@@ -33,20 +37,34 @@ impl KeySource {
     ];
 
     /// The header's name, lowercase as HTTP/2 sends it: `"authorization"`,
-    /// `"x-api-key"` or `"x-goog-api-key"`.
+    /// `"x-api-key"` or `"x-goog-api-key"`; `"?key"` for the query parameter.
     pub const fn header_name(self) -> &'static str {
         match self {
             KeySource::Authorization => "authorization",
             KeySource::XApiKey => "x-api-key",
             KeySource::XGoogApiKey => "x-goog-api-key",
+            KeySource::QueryKey => "?key",
         }
     }
 
-    fn header(self) -> HeaderName {
+    pub(crate) fn header(self) -> Option<HeaderName> {
         match self {
-            KeySource::Authorization => AUTHORIZATION,
-            KeySource::XApiKey => X_API_KEY,
-            KeySource::XGoogApiKey => X_GOOG_API_KEY,
+            KeySource::Authorization => Some(AUTHORIZATION),
+            KeySource::XApiKey => Some(X_API_KEY),
+            KeySource::XGoogApiKey => Some(X_GOOG_API_KEY),
+            KeySource::QueryKey => None,
+        }
+    }
+}
+
+impl KeySource {
+    /// "the x-api-key header" / "the key query parameter", for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            KeySource::Authorization => "the authorization header",
+            KeySource::XApiKey => "the x-api-key header",
+            KeySource::XGoogApiKey => "the x-goog-api-key header",
+            KeySource::QueryKey => "the key query parameter",
         }
     }
 }
@@ -71,6 +89,9 @@ pub enum KeyProblem {
     /// The value has bytes outside visible ASCII, space and tab, which no
     /// API key contains.
     NotAscii,
+    /// The key is one of a [`KeySet`](crate::KeySet)'s and its expiry has
+    /// passed. Only a holder of a real (former) key can get this answer.
+    Expired,
 }
 
 /// What the request presented, before comparison.
@@ -87,10 +108,15 @@ pub(crate) enum Presented<'a> {
     },
 }
 
-/// Reads the key from the first present header.
-pub(crate) fn presented_key(headers: &HeaderMap) -> Presented<'_> {
-    for source in KeySource::PRIORITY {
-        let mut values = headers.get_all(source.header()).iter();
+/// Reads the key from the first present header, then (if `query` is given,
+/// i.e. query keys are enabled) from the `key` query parameter.
+pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
+    for (source, header) in [
+        (KeySource::Authorization, AUTHORIZATION),
+        (KeySource::XApiKey, X_API_KEY),
+        (KeySource::XGoogApiKey, X_GOOG_API_KEY),
+    ] {
+        let mut values = headers.get_all(header).iter();
         let Some(value) = values.next() else {
             continue;
         };
@@ -103,24 +129,58 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Presented<'_> {
         let raw = value.as_bytes();
         let key = match source {
             KeySource::Authorization => strip_bearer(raw),
-            KeySource::XApiKey | KeySource::XGoogApiKey => raw,
+            _ => raw,
         };
-        let problem = if key.is_empty() {
-            Some(KeyProblem::Empty)
-        } else if !key
-            .iter()
-            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            Some(KeyProblem::NotAscii)
-        } else {
-            None
-        };
-        return match problem {
-            Some(problem) => Presented::Unusable { source, problem },
-            None => Presented::Key { source, key },
-        };
+        return judge(source, key);
     }
-    Presented::Missing
+    let Some(query) = query else {
+        return Presented::Missing;
+    };
+    let mut found = None;
+    for value in query_values(query, QUERY_KEY) {
+        if found.is_some() {
+            return Presented::Unusable {
+                source: KeySource::QueryKey,
+                problem: KeyProblem::Duplicate,
+            };
+        }
+        found = Some(value);
+    }
+    match found {
+        Some(value) => judge(KeySource::QueryKey, value.as_bytes()),
+        None => Presented::Missing,
+    }
+}
+
+/// The query parameter name Gemini's REST API uses for keys.
+pub(crate) const QUERY_KEY: &str = "key";
+
+/// The raw (not percent-decoded) values of parameter `name`.
+pub(crate) fn query_values<'a>(
+    query: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    query.split('&').filter_map(move |pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
+fn judge(source: KeySource, key: &[u8]) -> Presented<'_> {
+    let problem = if key.is_empty() {
+        Some(KeyProblem::Empty)
+    } else if !key
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        Some(KeyProblem::NotAscii)
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Presented::Unusable { source, problem },
+        None => Presented::Key { source, key },
+    }
 }
 
 /// Strips one `Bearer ` prefix: the scheme matched case-insensitively
@@ -178,7 +238,7 @@ mod tests {
             ("authorization", b"Bearer z"),
         ]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Key {
                 source: KeySource::Authorization,
                 key: b"z"
@@ -186,7 +246,7 @@ mod tests {
         );
         let h = headers(&[("x-goog-api-key", b"g"), ("x-api-key", b"a")]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Key {
                 source: KeySource::XApiKey,
                 key: b"a"
@@ -194,7 +254,7 @@ mod tests {
         );
         let h = headers(&[("x-goog-api-key", b"g")]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Key {
                 source: KeySource::XGoogApiKey,
                 key: b"g"
@@ -202,7 +262,7 @@ mod tests {
         );
         let h = headers(&[("authorization", b""), ("x-api-key", b"good")]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Unusable {
                 source: KeySource::Authorization,
                 problem: KeyProblem::Empty
@@ -210,20 +270,20 @@ mod tests {
         );
         let h = headers(&[("authorization", "ключ".as_bytes()), ("x-api-key", b"good")]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Unusable {
                 source: KeySource::Authorization,
                 problem: KeyProblem::NotAscii
             }
         );
-        assert_eq!(presented_key(&HeaderMap::new()), Presented::Missing);
+        assert_eq!(presented_key(&HeaderMap::new(), None), Presented::Missing);
     }
 
     #[test]
     fn header_names_are_case_insensitive() {
         let h = headers(&[("X-Goog-Api-Key", b"g")]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Key {
                 source: KeySource::XGoogApiKey,
                 key: b"g"
@@ -232,10 +292,52 @@ mod tests {
     }
 
     #[test]
+    fn query_key_is_the_last_source() {
+        let none = HeaderMap::new();
+        assert_eq!(
+            presented_key(&none, Some("alt=json&key=k1")),
+            Presented::Key {
+                source: KeySource::QueryKey,
+                key: b"k1"
+            }
+        );
+        assert_eq!(presented_key(&none, Some("alt=json")), Presented::Missing);
+        assert_eq!(presented_key(&none, None), Presented::Missing);
+        assert_eq!(
+            presented_key(&none, Some("key=")),
+            Presented::Unusable {
+                source: KeySource::QueryKey,
+                problem: KeyProblem::Empty
+            }
+        );
+        assert_eq!(
+            presented_key(&none, Some("key=a&key=a")),
+            Presented::Unusable {
+                source: KeySource::QueryKey,
+                problem: KeyProblem::Duplicate
+            }
+        );
+        // A header, even a bad one, comes first.
+        let h = headers(&[("x-goog-api-key", b"")]);
+        assert_eq!(
+            presented_key(&h, Some("key=k1")),
+            Presented::Unusable {
+                source: KeySource::XGoogApiKey,
+                problem: KeyProblem::Empty
+            }
+        );
+        // Only the exact name counts.
+        assert_eq!(
+            presented_key(&none, Some("apikey=k&xkey=k&key_=k")),
+            Presented::Missing
+        );
+    }
+
+    #[test]
     fn duplicates_are_refused() {
         let h = headers(&[("x-api-key", b"a"), ("x-api-key", b"a")]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Unusable {
                 source: KeySource::XApiKey,
                 problem: KeyProblem::Duplicate
@@ -247,7 +349,7 @@ mod tests {
     fn bearer_without_key_is_empty() {
         let h = headers(&[("authorization", b"Bearer ")]);
         assert_eq!(
-            presented_key(&h),
+            presented_key(&h, None),
             Presented::Unusable {
                 source: KeySource::Authorization,
                 problem: KeyProblem::Empty

@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use crate::decision::decide;
 use crate::shared::Policy;
-use crate::{Decision, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
+use crate::{Decision, KeySet, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
 
 /// Where a layer reads its config: a fixed snapshot or a reloadable handle.
 #[derive(Clone, Debug)]
@@ -31,6 +31,8 @@ impl PolicySource {
 pub(crate) struct Options {
     pub(crate) exempt_paths: Arc<[Box<str>]>,
     pub(crate) insert_identity: bool,
+    pub(crate) query_key: bool,
+    pub(crate) strip_credentials: bool,
 }
 
 impl Options {
@@ -39,8 +41,9 @@ impl Options {
             decide(
                 policy,
                 &self.exempt_paths,
+                self.query_key,
                 request.method(),
-                request.uri().path(),
+                request.uri(),
                 request.headers(),
             )
         })
@@ -64,6 +67,15 @@ impl ProxyAuthLayer {
         Self::with_source(PolicySource::Fixed(Arc::new(Policy::new(config))))
     }
 
+    /// A layer enforcing a fixed config plus the named `keys`, accepted
+    /// besides `config.api_key`. To rotate keys while serving, use
+    /// [`SharedSecurityConfig::with_keys`] and [`from_shared`](Self::from_shared).
+    pub fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
+        Self::with_source(PolicySource::Fixed(Arc::new(Policy::with_keys(
+            config, keys,
+        ))))
+    }
+
     /// A layer that reads the config from `shared` on every request, so a
     /// [`SharedSecurityConfig::store`] is in force from the next request on.
     pub fn from_shared(shared: SharedSecurityConfig) -> Self {
@@ -76,6 +88,8 @@ impl ProxyAuthLayer {
             options: Options {
                 exempt_paths: Arc::from([Box::from("/healthz")]),
                 insert_identity: false,
+                query_key: false,
+                strip_credentials: false,
             },
         }
     }
@@ -97,10 +111,41 @@ impl ProxyAuthLayer {
     }
 
     /// Sets whether an accepted request gets an [`Authenticated`](crate::Authenticated)
-    /// extension naming the header its key came from (default: off, because
-    /// inserting an extension allocates on every authenticated request).
+    /// extension naming the source and label of its key (default: off,
+    /// because inserting an extension allocates on every authenticated
+    /// request).
     pub fn insert_identity(mut self, insert: bool) -> Self {
         self.options.insert_identity = insert;
+        self
+    }
+
+    /// Sets whether the `key` query parameter (`?key=...`, as Gemini's REST
+    /// API sends it) is accepted as a last source, after the three headers
+    /// (default: off). The first-present rule holds: a header, even a bad
+    /// one, is judged before the query; an empty or repeated `key` parameter
+    /// is refused. The value is compared as sent, not percent-decoded.
+    ///
+    /// Keys in URLs end up in access logs, browser history and proxy logs
+    /// along the way; prefer headers, and turn this on only for clients that
+    /// cannot send one. Combine with [`strip_credentials`](Self::strip_credentials)
+    /// so the inner service never sees the key in the URI.
+    pub fn query_key(mut self, accept: bool) -> Self {
+        self.options.query_key = accept;
+        self
+    }
+
+    /// Sets whether an authenticated request has its credentials removed
+    /// before the inner service sees it (default: off): the
+    /// `Authorization`, `x-api-key` and `x-goog-api-key` headers, and the
+    /// `key` query parameter when [`query_key`](Self::query_key) is on. So
+    /// the proxy's own key is never forwarded to an upstream provider.
+    ///
+    /// Only requests authenticated by this layer are changed: in mode `off`,
+    /// for preflights and for exempt paths the headers are the client's
+    /// business and pass untouched. Removing the query parameter rebuilds
+    /// the URI, which allocates; removing headers does not.
+    pub fn strip_credentials(mut self, strip: bool) -> Self {
+        self.options.strip_credentials = strip;
         self
     }
 

@@ -109,6 +109,7 @@ mod config;
 mod decision;
 mod extract;
 mod future;
+mod key_set;
 mod layer;
 mod mode;
 mod response;
@@ -120,6 +121,7 @@ pub use config::{generate_api_key, try_generate_api_key, KeyGenError, ProxySecur
 pub use decision::{Allowed, Authenticated, Decision, RejectReason, Rejection};
 pub use extract::{KeyProblem, KeySource};
 pub use future::ResponseFuture;
+pub use key_set::{key_digest, KeySet, KeySetError};
 pub use layer::ProxyAuthLayer;
 pub use mode::{ParseModeError, ProxyAuthMode};
 pub use response::{Protocol, REJECTION_HEADER};

@@ -58,13 +58,13 @@ pub(crate) fn message(rejection: &Rejection) -> String {
             "no API key was sent. Send it as 'Authorization: Bearer <key>', or in the x-api-key or x-goog-api-key header.",
         ),
         (RejectReason::InvalidKey, Some(source), problem) => {
-            m.push_str("the ");
-            m.push_str(source.header_name());
+            m.push_str(source.describe());
             m.push_str(match problem {
-                None => " header holds an API key that is not valid for this proxy.",
-                Some(KeyProblem::Empty) => " header is empty.",
-                Some(KeyProblem::Duplicate) => " header was sent more than once; send exactly one.",
-                Some(KeyProblem::NotAscii) => " header contains characters that no API key has (non-ASCII or control).",
+                None => " holds an API key that is not valid for this proxy.",
+                Some(KeyProblem::Empty) => " is empty.",
+                Some(KeyProblem::Duplicate) => " was sent more than once; send exactly one.",
+                Some(KeyProblem::NotAscii) => " contains characters that no API key has (non-ASCII or control).",
+                Some(KeyProblem::Expired) => " holds a key that has expired; ask the proxy's operator for its replacement.",
             });
             if source != KeySource::XGoogApiKey {
                 m.push_str(" Only the first present of authorization, x-api-key, x-goog-api-key is read.");

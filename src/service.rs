@@ -3,14 +3,16 @@
 
 use std::task::{Context, Poll};
 
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::extract::{query_values, QUERY_KEY};
 use crate::layer::{Options, PolicySource};
 use crate::response::{unauthorized, Protocol};
 use crate::{
-    Allowed, Authenticated, Decision, ProxyAuthLayer, RejectReason, Rejection, ResponseBody,
-    ResponseFuture,
+    Allowed, Authenticated, Decision, KeySource, ProxyAuthLayer, RejectReason, Rejection,
+    ResponseBody, ResponseFuture,
 };
 
 /// Middleware that requires an API key; built by [`ProxyAuthLayer`].
@@ -79,16 +81,33 @@ where
         // while the inner service runs.
         match self.check(&request) {
             Decision::Allow(allowed) => {
-                if let (true, Allowed::Authenticated(source)) =
-                    (self.options.insert_identity, allowed)
-                {
-                    request.extensions_mut().insert(Authenticated { source });
+                let identity = match allowed {
+                    Allowed::Authenticated(source) => Some(Authenticated {
+                        source,
+                        label: None,
+                    }),
+                    Allowed::NamedKey { source, label } => Some(Authenticated {
+                        source,
+                        label: Some(label),
+                    }),
+                    _ => None,
+                };
+                if let Some(identity) = identity {
+                    if self.options.strip_credentials {
+                        strip_credentials(&mut request, self.options.query_key);
+                    }
+                    if self.options.insert_identity {
+                        request.extensions_mut().insert(identity);
+                    }
                 }
                 ResponseFuture::inner(self.inner.call(request))
             }
             Decision::Reject(rejection) => {
                 log_rejection(&rejection, &request);
-                let protocol = Protocol::detect(request.uri().path(), request.headers());
+                let protocol = match rejection.source {
+                    Some(KeySource::QueryKey) => Protocol::Gemini,
+                    _ => Protocol::detect(request.uri().path(), request.headers()),
+                };
                 ResponseFuture::rejected(unauthorized(
                     &rejection,
                     protocol,
@@ -97,6 +116,44 @@ where
             }
         }
     }
+}
+
+/// Removes every place a key can travel in, not only the one that was
+/// read: a client that sends the proxy's key twice must not leak the copy.
+fn strip_credentials<B>(request: &mut Request<B>, query_key: bool) {
+    let headers = request.headers_mut();
+    for source in KeySource::PRIORITY {
+        if let Some(name) = source.header() {
+            headers.remove(name);
+        }
+    }
+    if query_key {
+        strip_query_key(request.uri_mut());
+    }
+}
+
+fn strip_query_key(uri: &mut Uri) {
+    let Some(query) = uri.query() else { return };
+    if query_values(query, QUERY_KEY).next().is_none() {
+        return;
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) != QUERY_KEY)
+        .collect();
+    let mut path_and_query = String::from(uri.path());
+    if !kept.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&kept.join("&"));
+    }
+    let mut parts = std::mem::take(uri).into_parts();
+    // Dropping pairs from a valid query leaves a valid one, and the other
+    // parts come from a valid URI, so neither fallback is expected to run;
+    // if one did, the key would still be gone.
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(path_and_query).unwrap_or_else(|_| PathAndQuery::from_static("/")),
+    );
+    *uri = Uri::from_parts(parts).unwrap_or_default();
 }
 
 /// One line per rejection, with everything needed to explain it and nothing
@@ -108,6 +165,7 @@ fn log_rejection<B>(rejection: &Rejection, request: &Request<B>) {
         crate::KeyProblem::Empty => "empty",
         crate::KeyProblem::Duplicate => "duplicate",
         crate::KeyProblem::NotAscii => "not_ascii",
+        crate::KeyProblem::Expired => "expired",
     });
     if rejection.reason == RejectReason::NoKeyConfigured {
         tracing::error!(

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::compare::ConfiguredKey;
-use crate::{ProxyAuthMode, ProxySecurityConfig};
+use crate::key_set::parse_digest;
+use crate::{KeySet, KeySetError, ProxyAuthMode, ProxySecurityConfig};
 
 /// A config prepared for the request path: the effective mode resolved and
 /// the key laid out for constant-time comparison, once per `store` instead
@@ -16,14 +17,31 @@ pub(crate) struct Policy {
     pub(crate) config: ProxySecurityConfig,
     pub(crate) mode: ProxyAuthMode,
     pub(crate) key: ConfiguredKey,
+    pub(crate) keys: KeySet,
 }
 
 impl Policy {
     pub(crate) fn new(config: ProxySecurityConfig) -> Self {
-        // A header value cannot start or end with whitespace once an HTTP
-        // parser has read it, so a key pasted with a trailing newline could
-        // never match; trimming makes it work as its owner meant.
-        let key = ConfiguredKey::new(config.api_key.trim().as_bytes());
+        Policy::with_keys(config, KeySet::new())
+    }
+
+    pub(crate) fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
+        let key = match parse_digest(&config.api_key) {
+            Some(Ok(digest)) => ConfiguredKey::Digest(digest),
+            Some(Err(())) => {
+                // Fail closed: a mistyped digest must not turn into a
+                // plaintext key that someone could send verbatim.
+                tracing::error!(
+                    target: "proxy_auth",
+                    "configured api_key starts with \"sha256:\" but is not followed by 64 hex characters; treating the key as unset, so requests that need a key are refused"
+                );
+                ConfiguredKey::new(b"")
+            }
+            // A header value cannot start or end with whitespace once an
+            // HTTP parser has read it, so a key pasted with a trailing
+            // newline could never match; trimming makes it work as meant.
+            None => ConfiguredKey::new(config.api_key.trim().as_bytes()),
+        };
         if !key.is_empty()
             && !config
                 .api_key
@@ -38,6 +56,7 @@ impl Policy {
         Policy {
             mode: config.effective_auth_mode(),
             key,
+            keys,
             config,
         }
     }
@@ -78,15 +97,22 @@ pub struct SharedSecurityConfig {
 impl SharedSecurityConfig {
     /// A handle holding `config`.
     pub fn new(config: ProxySecurityConfig) -> Self {
+        SharedSecurityConfig::with_keys(config, KeySet::new())
+    }
+
+    /// A handle holding `config` and named `keys`, accepted besides
+    /// `config.api_key`.
+    pub fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
         SharedSecurityConfig {
-            current: Arc::new(ArcSwap::from_pointee(Policy::new(config))),
+            current: Arc::new(ArcSwap::from_pointee(Policy::with_keys(config, keys))),
         }
     }
 
-    /// Replaces the config; requests that have not been decided yet use the
-    /// new one.
+    /// Replaces the config (the key set is kept); requests that have not
+    /// been decided yet use the new one.
     pub fn store(&self, config: ProxySecurityConfig) {
-        self.current.store(Arc::new(Policy::new(config)));
+        self.current
+            .rcu(|policy| Policy::with_keys(config.clone(), policy.keys.clone()));
     }
 
     /// Changes the config in place. Concurrent `update`s do not lose each
@@ -96,8 +122,51 @@ impl SharedSecurityConfig {
         self.current.rcu(|policy| {
             let mut config = policy.config.clone();
             f(&mut config);
-            Policy::new(config)
+            Policy::with_keys(config, policy.keys.clone())
         });
+    }
+
+    /// Replaces the named key set (the config is kept).
+    pub fn store_keys(&self, keys: KeySet) {
+        self.current
+            .rcu(|policy| Policy::with_keys(policy.config.clone(), keys.clone()));
+    }
+
+    /// Changes the named key set in place, atomically with respect to other
+    /// writers (like [`update`](Self::update)). If `f` fails, nothing is
+    /// stored and its error is returned.
+    ///
+    /// ```
+    /// use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-admin"));
+    /// // Rotation without a window of failures: add the new key, give the
+    /// // old one a deadline, remove it once clients have moved.
+    /// shared.update_keys(|keys| keys.insert("ci-2026-12", "sk-new"))?;
+    /// shared.update_keys(|keys| keys.insert_expiring("ci-2026-11", "sk-old", SystemTime::now() + Duration::from_secs(86400)))?;
+    /// shared.update_keys(|keys| { keys.remove("ci-2026-11"); Ok(()) })?;
+    /// # Ok::<(), proxy_auth::KeySetError>(())
+    /// ```
+    pub fn update_keys(
+        &self,
+        mut f: impl FnMut(&mut KeySet) -> Result<(), KeySetError>,
+    ) -> Result<(), KeySetError> {
+        let mut outcome = Ok(());
+        self.current.rcu(|policy| {
+            let mut keys = policy.keys.clone();
+            outcome = f(&mut keys);
+            match outcome {
+                Ok(()) => Arc::new(Policy::with_keys(policy.config.clone(), keys)),
+                Err(_) => Arc::clone(policy),
+            }
+        });
+        outcome
+    }
+
+    /// A copy of the named key set currently in force.
+    pub fn keys(&self) -> KeySet {
+        self.current.load().keys.clone()
     }
 
     /// A copy of the config currently in force.
@@ -123,8 +192,10 @@ impl From<ProxySecurityConfig> for SharedSecurityConfig {
 
 impl fmt::Debug for SharedSecurityConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SharedSecurityConfig")
-            .field(&*self.current.load())
+        let policy = self.current.load();
+        f.debug_struct("SharedSecurityConfig")
+            .field("config", &policy.config)
+            .field("keys", &policy.keys)
             .finish()
     }
 }
@@ -150,6 +221,42 @@ mod tests {
         assert!(policy.key.matches(b"sk-1"));
         let blank = Policy::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, " \t\n"));
         assert!(blank.key.is_empty());
+    }
+
+    #[test]
+    fn digest_api_key_matches_its_preimage() {
+        let policy = Policy::new(ProxySecurityConfig::new(
+            ProxyAuthMode::Strict,
+            crate::key_digest("sk-1"),
+        ));
+        assert!(policy.key.matches(b"sk-1"));
+        assert!(!policy.key.matches(crate::key_digest("sk-1").as_bytes()));
+        // A malformed digest fails closed.
+        let bad = Policy::new(ProxySecurityConfig::new(
+            ProxyAuthMode::Strict,
+            "sha256:1234",
+        ));
+        assert!(bad.key.is_empty());
+        assert!(!bad.key.matches(b"sha256:1234"));
+    }
+
+    #[test]
+    fn store_keeps_keys_and_update_keys_is_atomic() {
+        let shared =
+            SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, "a"));
+        shared
+            .update_keys(|k| k.insert("alice", "sk-alice"))
+            .unwrap();
+        shared.store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "b"));
+        assert_eq!(shared.keys().len(), 1);
+        let err = shared.update_keys(|k| {
+            k.insert("bob", "sk-bob")?;
+            k.insert("", "x")
+        });
+        assert!(err.is_err());
+        assert_eq!(shared.keys().len(), 1, "a failed update stores nothing");
+        shared.store_keys(KeySet::new());
+        assert!(shared.keys().is_empty());
     }
 
     #[test]

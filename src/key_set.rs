@@ -1,0 +1,404 @@
+//! [`KeySet`]: named keys besides the default `api_key`, each with an
+//! optional expiry, held as SHA-256 digests.
+//!
+//! A presented key is hashed once and looked up by its digest, so the cost
+//! of a match does not grow with the number of keys, and the set never holds
+//! a plaintext key in memory after it is built. Looking up a digest reveals
+//! nothing useful through timing: the attacker controls the presented key,
+//! but learning how its SHA-256 relates to a stored digest does not bring
+//! them closer to a preimage. The final equality check is constant-time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const DIGEST_PREFIX: &str = "sha256:";
+
+/// The SHA-256 digest of a key, in the `sha256:<64 hex>` form that
+/// [`ProxySecurityConfig::api_key`](crate::ProxySecurityConfig::api_key) and
+/// [`KeySet`] accept in place of the plaintext key.
+///
+/// From a shell: `printf %s "$KEY" | sha256sum` and prefix the hex with
+/// `sha256:`.
+///
+/// ```
+/// // printf %s sk-test | sha256sum
+/// assert_eq!(
+///     proxy_auth::key_digest("sk-test"),
+///     "sha256:f3abf2a6cc4f00987743db5f544ba345b4899ae31f326d8ee9c4816de153c9e0",
+/// );
+/// ```
+pub fn key_digest(key: &str) -> String {
+    let digest = sha256(key.trim().as_bytes());
+    let mut out = String::with_capacity(DIGEST_PREFIX.len() + 64);
+    out.push_str(DIGEST_PREFIX);
+    for byte in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Parses `sha256:<64 hex>`; `None` for anything else (a plaintext key).
+/// `Some(Err)` for a value that claims to be a digest but is malformed, so
+/// a typo is reported instead of silently becoming a plaintext key.
+pub(crate) fn parse_digest(value: &str) -> Option<Result<[u8; 32], ()>> {
+    let hex = value.trim().strip_prefix(DIGEST_PREFIX)?;
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return Some(Err(()));
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        let nibble = |c: u8| (c as char).to_digit(16).ok_or(());
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Ok(hi), Ok(lo)) => out[i] = (hi * 16 + lo) as u8,
+            _ => return Some(Err(())),
+        }
+    }
+    Some(Ok(out))
+}
+
+/// Why a key could not be added to a [`KeySet`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySetError {
+    /// The label was empty.
+    #[error(
+        "a key's label must not be empty; name each key (for example \"alice\" or \"ci-bot\")"
+    )]
+    EmptyLabel,
+    /// The key was empty or whitespace.
+    #[error("the key labelled {0:?} is empty; give it a key or a sha256:<hex> digest")]
+    EmptyKey(String),
+    /// The value started with `sha256:` but was not 64 hex characters.
+    #[error("the key labelled {0:?} starts with \"sha256:\" but is not followed by 64 hex characters; produce it with `printf %s \"$KEY\" | sha256sum`")]
+    BadDigest(String),
+    /// The same key (or digest) is already in the set under another label.
+    #[error("the key labelled {label:?} is the same key as the one labelled {existing:?}; every key must be distinct so a request maps to one identity")]
+    DuplicateKey {
+        /// The label being added.
+        label: String,
+        /// The label already holding that key.
+        existing: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) label: Arc<str>,
+    pub(crate) expires_at: Option<SystemTime>,
+}
+
+/// A set of named API keys, accepted besides the config's `api_key`.
+///
+/// Keys are stored only as digests. Each has a label (which key matched is
+/// reported in [`Authenticated::label`](crate::Authenticated::label)) and may
+/// have an expiry, after which it is refused with
+/// [`KeyProblem::Expired`](crate::KeyProblem::Expired): add the new key, let
+/// clients move over, then remove (or let expire) the old one.
+///
+/// Deserializes from a list: `[{"label": "alice", "key": "sk-..."},
+/// {"label": "ci", "key": "sha256:<hex>", "expires_at": 1767225600}]`
+/// (`expires_at` in Unix seconds). Serializing writes digests only.
+///
+/// ```
+/// use proxy_auth::KeySet;
+/// use std::time::{Duration, SystemTime};
+///
+/// let mut keys = KeySet::new();
+/// keys.insert("alice", "sk-alice")?;
+/// keys.insert_expiring("old-ci", "sk-old", SystemTime::now() + Duration::from_secs(3600))?;
+/// keys.insert("ci", &proxy_auth::key_digest("sk-ci"))?;
+/// assert_eq!(keys.len(), 3);
+/// assert!(keys.remove("old-ci"));
+/// # Ok::<(), proxy_auth::KeySetError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct KeySet {
+    by_digest: HashMap<[u8; 32], Entry>,
+    // So replacing or removing a label is O(1), not a scan of every key.
+    by_label: HashMap<Arc<str>, [u8; 32]>,
+}
+
+impl KeySet {
+    /// An empty set.
+    pub fn new() -> Self {
+        KeySet::default()
+    }
+
+    /// Adds (or replaces, by label) a key that never expires. `key` is the
+    /// plaintext key or its `sha256:<hex>` digest (see [`key_digest`]).
+    pub fn insert(&mut self, label: impl Into<String>, key: &str) -> Result<(), KeySetError> {
+        self.insert_entry(label.into(), key, None)
+    }
+
+    /// Adds (or replaces, by label) a key refused from `expires_at` on.
+    pub fn insert_expiring(
+        &mut self,
+        label: impl Into<String>,
+        key: &str,
+        expires_at: SystemTime,
+    ) -> Result<(), KeySetError> {
+        self.insert_entry(label.into(), key, Some(expires_at))
+    }
+
+    fn insert_entry(
+        &mut self,
+        label: String,
+        key: &str,
+        expires_at: Option<SystemTime>,
+    ) -> Result<(), KeySetError> {
+        if label.trim().is_empty() {
+            return Err(KeySetError::EmptyLabel);
+        }
+        if key.trim().is_empty() {
+            return Err(KeySetError::EmptyKey(label));
+        }
+        let digest = match parse_digest(key) {
+            Some(Ok(digest)) => digest,
+            Some(Err(())) => return Err(KeySetError::BadDigest(label)),
+            None => sha256(key.trim().as_bytes()),
+        };
+        if let Some(existing) = self.by_digest.get(&digest) {
+            if *existing.label != *label {
+                return Err(KeySetError::DuplicateKey {
+                    label,
+                    existing: existing.label.to_string(),
+                });
+            }
+        }
+        self.remove(&label);
+        let label: Arc<str> = label.into();
+        self.by_label.insert(Arc::clone(&label), digest);
+        self.by_digest.insert(digest, Entry { label, expires_at });
+        Ok(())
+    }
+
+    /// Removes the key with this label; whether there was one.
+    pub fn remove(&mut self, label: &str) -> bool {
+        match self.by_label.remove(label) {
+            Some(digest) => {
+                self.by_digest.remove(&digest);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every key whose expiry has passed; how many were removed.
+    pub fn remove_expired(&mut self, now: SystemTime) -> usize {
+        let before = self.by_digest.len();
+        let by_label = &mut self.by_label;
+        self.by_digest.retain(|_, entry| {
+            let keep = entry.expires_at.is_none_or(|at| at > now);
+            if !keep {
+                by_label.remove(&entry.label);
+            }
+            keep
+        });
+        before - self.by_digest.len()
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// Whether the set has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    /// The labels, sorted, with each key's expiry.
+    pub fn labels(&self) -> Vec<(String, Option<SystemTime>)> {
+        let mut labels: Vec<_> = self
+            .by_digest
+            .values()
+            .map(|e| (e.label.to_string(), e.expires_at))
+            .collect();
+        labels.sort();
+        labels
+    }
+
+    /// The entry whose digest equals `digest`. The map lookup uses the
+    /// std `HashMap`'s randomly keyed hasher; the final comparison of the
+    /// whole digest is constant-time.
+    pub(crate) fn lookup(&self, digest: &[u8; 32]) -> Option<&Entry> {
+        let (stored, entry) = self.by_digest.get_key_value(digest)?;
+        bool::from(stored.ct_eq(digest)).then_some(entry)
+    }
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.labels().into_iter().map(|(label, _)| label))
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeySpec {
+    label: String,
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+}
+
+impl Serialize for KeySet {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut specs: Vec<KeySpec> = self
+            .by_digest
+            .iter()
+            .map(|(digest, entry)| KeySpec {
+                label: entry.label.to_string(),
+                key: {
+                    let mut hex = String::from(DIGEST_PREFIX);
+                    for byte in digest {
+                        hex.push_str(&format!("{byte:02x}"));
+                    }
+                    hex
+                },
+                expires_at: entry.expires_at.map(|at| {
+                    at.duration_since(UNIX_EPOCH)
+                        .unwrap_or(Duration::ZERO)
+                        .as_secs()
+                }),
+            })
+            .collect();
+        specs.sort_by(|a, b| a.label.cmp(&b.label));
+        specs.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeySet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let specs = Vec::<KeySpec>::deserialize(deserializer)?;
+        let mut set = KeySet::new();
+        for spec in specs {
+            let expires_at = spec
+                .expires_at
+                .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+            set.insert_entry(spec.label, &spec.key, expires_at)
+                .map_err(serde::de::Error::custom)?;
+        }
+        Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_format_matches_sha256sum() {
+        // printf %s sk-test | sha256sum
+        let expected = "sha256:f3abf2a6cc4f00987743db5f544ba345b4899ae31f326d8ee9c4816de153c9e0";
+        assert_eq!(key_digest("sk-test"), expected);
+        assert_eq!(key_digest("sk-test").len(), 7 + 64);
+        assert_eq!(parse_digest(expected), Some(Ok(sha256(b"sk-test"))));
+        assert_eq!(
+            parse_digest(&expected.to_uppercase().replace("SHA256", "sha256")),
+            Some(Ok(sha256(b"sk-test")))
+        );
+        assert_eq!(parse_digest("sha256:abc"), Some(Err(())));
+        assert_eq!(
+            parse_digest(&format!("sha256:{}", "zz".repeat(32))),
+            Some(Err(()))
+        );
+        assert_eq!(parse_digest("sk-plain"), None);
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn known_vector() {
+        // SHA-256("abc") from FIPS 180-2.
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn insert_lookup_remove() {
+        let mut set = KeySet::new();
+        set.insert("alice", "sk-a").unwrap();
+        set.insert("bob", &key_digest("sk-b")).unwrap();
+        assert_eq!(&*set.lookup(&sha256(b"sk-a")).unwrap().label, "alice");
+        assert_eq!(&*set.lookup(&sha256(b"sk-b")).unwrap().label, "bob");
+        assert!(set.lookup(&sha256(b"sk-c")).is_none());
+        // Re-inserting a label replaces its key.
+        set.insert("alice", "sk-a2").unwrap();
+        assert!(set.lookup(&sha256(b"sk-a")).is_none());
+        assert_eq!(set.len(), 2);
+        assert!(set.remove("bob"));
+        assert!(!set.remove("bob"));
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn errors_explain_the_fix() {
+        let mut set = KeySet::new();
+        assert_eq!(set.insert("", "k"), Err(KeySetError::EmptyLabel));
+        assert_eq!(set.insert("a", " "), Err(KeySetError::EmptyKey("a".into())));
+        assert_eq!(
+            set.insert("a", "sha256:00"),
+            Err(KeySetError::BadDigest("a".into()))
+        );
+        set.insert("a", "sk-same").unwrap();
+        let err = set.insert("b", "sk-same").unwrap_err();
+        assert!(err.to_string().contains("\"a\""), "{err}");
+    }
+
+    #[test]
+    fn expired_entries_are_pruned() {
+        let now = SystemTime::now();
+        let mut set = KeySet::new();
+        set.insert_expiring("old", "sk-old", now - Duration::from_secs(1))
+            .unwrap();
+        set.insert_expiring("new", "sk-new", now + Duration::from_secs(60))
+            .unwrap();
+        set.insert("forever", "sk-f").unwrap();
+        assert_eq!(set.remove_expired(now), 1);
+        assert_eq!(set.labels().len(), 2);
+    }
+
+    #[test]
+    fn serde_round_trip_writes_digests_only() {
+        let set: KeySet = serde_json::from_str(
+            r#"[{"label":"alice","key":"sk-alice"},{"label":"ci","key":"sk-ci","expires_at":4102444800}]"#,
+        )
+        .unwrap();
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(
+            !json.contains("sk-alice") && json.contains("sha256:"),
+            "{json}"
+        );
+        let again: KeySet = serde_json::from_str(&json).unwrap();
+        assert_eq!(again.labels(), set.labels());
+        assert!(again.lookup(&sha256(b"sk-ci")).is_some());
+        let err = serde_json::from_str::<KeySet>(r#"[{"label":"x","key":""}]"#).unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_labels_only() {
+        let mut set = KeySet::new();
+        set.insert("alice", "sk-secret-alice").unwrap();
+        let debug = format!("{set:?}");
+        assert_eq!(debug, r#"{"alice"}"#);
+    }
+}
