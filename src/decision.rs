@@ -56,6 +56,7 @@ pub enum Allowed {
 
 /// Why a request was refused, without the key itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Rejection {
     /// The machine-readable reason, also sent as the `x-proxy-auth-error`
     /// response header.
@@ -151,20 +152,20 @@ pub(crate) fn decide(
     } else {
         policy.keys.lookup(&sha256(key))
     };
-    match (default_matches, named) {
-        (true, _) => Decision::Allow(Allowed::Authenticated(source)),
-        (false, Some(entry)) if entry.expires_at.is_some_and(|at| at <= SystemTime::now()) => {
-            reject(
-                RejectReason::InvalidKey,
-                Some(source),
-                Some(KeyProblem::Expired),
-            )
-        }
-        (false, Some(entry)) => Decision::Allow(Allowed::NamedKey {
+    // A key-set entry wins over an equal api_key, so its expiry and label
+    // apply (Policy warns about that overlap when it is built).
+    match (named, default_matches) {
+        (Some(entry), _) if entry.expires_at.is_some_and(|at| at <= SystemTime::now()) => reject(
+            RejectReason::InvalidKey,
+            Some(source),
+            Some(KeyProblem::Expired),
+        ),
+        (Some(entry), _) => Decision::Allow(Allowed::NamedKey {
             source,
             label: Arc::clone(&entry.label),
         }),
-        (false, None) => reject(RejectReason::InvalidKey, Some(source), None),
+        (None, true) => Decision::Allow(Allowed::Authenticated(source)),
+        (None, false) => reject(RejectReason::InvalidKey, Some(source), None),
     }
 }
 

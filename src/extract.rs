@@ -188,6 +188,11 @@ fn judge(source: KeySource, key: &[u8]) -> Presented<'_> {
 /// `Bearer<key>` and other schemes, is returned whole, so it can only match
 /// if the configured key is that whole string.
 pub(crate) fn strip_bearer(value: &[u8]) -> &[u8] {
+    // `Bearer ` with nothing after it reaches us as `Bearer`: HTTP parsers
+    // drop trailing whitespace. It is an empty key, and is reported so.
+    if value.eq_ignore_ascii_case(b"bearer") {
+        return &[];
+    }
     match value.split_at_checked(7) {
         Some((scheme, rest))
             if scheme[..6].eq_ignore_ascii_case(b"bearer") && scheme[6] == b' ' =>
@@ -224,7 +229,8 @@ mod tests {
         assert_eq!(strip_bearer(b"Bearer\tk"), b"Bearer\tk");
         assert_eq!(strip_bearer(b"Bearerk"), b"Bearerk");
         assert_eq!(strip_bearer(b"Bearer "), b"");
-        assert_eq!(strip_bearer(b"Bearer"), b"Bearer");
+        assert_eq!(strip_bearer(b"Bearer"), b"");
+        assert_eq!(strip_bearer(b"bEARER"), b"");
         assert_eq!(strip_bearer(b"Basic k"), b"Basic k");
         assert_eq!(strip_bearer(b"k"), b"k");
         assert_eq!(strip_bearer("Béarer k".as_bytes()), "Béarer k".as_bytes());

@@ -3,10 +3,15 @@
 //!
 //! A presented key is hashed once and looked up by its digest, so the cost
 //! of a match does not grow with the number of keys, and the set never holds
-//! a plaintext key in memory after it is built. Looking up a digest reveals
-//! nothing useful through timing: the attacker controls the presented key,
-//! but learning how its SHA-256 relates to a stored digest does not bring
-//! them closer to a preimage. The final equality check is constant-time.
+//! a plaintext key in memory after it is built. The lookup is not
+//! constant-time, and need not be: the attacker controls the presented key,
+//! and learning how its SHA-256 relates to a stored digest does not bring
+//! them closer to a preimage.
+//!
+//! Digests are unsalted SHA-256: they protect high-entropy keys (such as
+//! those from [`generate_api_key`](crate::generate_api_key)), not short or
+//! guessable ones, which a leaked config file would expose to a dictionary
+//! attack.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +20,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 const DIGEST_PREFIX: &str = "sha256:";
 
@@ -158,7 +162,13 @@ impl KeySet {
         key: &str,
         expires_at: Option<SystemTime>,
     ) -> Result<(), KeySetError> {
-        if label.trim().is_empty() {
+        // Stored trimmed, so `remove("alice")` finds a key added as "alice ".
+        let label = if label.trim().len() == label.len() {
+            label
+        } else {
+            label.trim().to_owned()
+        };
+        if label.is_empty() {
             return Err(KeySetError::EmptyLabel);
         }
         if key.trim().is_empty() {
@@ -230,12 +240,12 @@ impl KeySet {
         labels
     }
 
-    /// The entry whose digest equals `digest`. The map lookup uses the
-    /// std `HashMap`'s randomly keyed hasher; the final comparison of the
-    /// whole digest is constant-time.
+    /// The entry whose digest equals `digest`. The map's own probing and
+    /// key comparison are not constant-time; what they could reveal is how
+    /// the SHA-256 of the attacker's own input relates to stored digests,
+    /// which does not help find a key (that would take a preimage).
     pub(crate) fn lookup(&self, digest: &[u8; 32]) -> Option<&Entry> {
-        let (stored, entry) = self.by_digest.get_key_value(digest)?;
-        bool::from(stored.ct_eq(digest)).then_some(entry)
+        self.by_digest.get(digest)
     }
 }
 
@@ -286,9 +296,15 @@ impl<'de> Deserialize<'de> for KeySet {
         let specs = Vec::<KeySpec>::deserialize(deserializer)?;
         let mut set = KeySet::new();
         for spec in specs {
-            let expires_at = spec
-                .expires_at
-                .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+            let expires_at = match spec.expires_at {
+                None => None,
+                Some(secs) => Some(UNIX_EPOCH.checked_add(Duration::from_secs(secs)).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "expires_at {secs} for key {:?} is out of range; give Unix seconds, e.g. 1767225600",
+                        spec.label
+                    ))
+                })?),
+            };
             set.insert_entry(spec.label, &spec.key, expires_at)
                 .map_err(serde::de::Error::custom)?;
         }
@@ -392,6 +408,21 @@ mod tests {
         assert!(again.lookup(&sha256(b"sk-ci")).is_some());
         let err = serde_json::from_str::<KeySet>(r#"[{"label":"x","key":""}]"#).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_expiry_is_an_error_not_a_panic() {
+        let json = format!(r#"[{{"label":"x","key":"sk-x","expires_at":{}}}]"#, u64::MAX);
+        let err = serde_json::from_str::<KeySet>(&json).unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
+    }
+
+    #[test]
+    fn labels_are_trimmed() {
+        let mut set = KeySet::new();
+        set.insert(" alice ", "sk-a").unwrap();
+        assert!(set.remove("alice"));
+        assert!(set.is_empty());
     }
 
     #[test]

@@ -78,11 +78,28 @@
 //! # }
 //! ```
 //!
+//! # Beyond one key
+//!
+//! All off by default:
+//!
+//! - [`KeySet`]: labelled keys besides `api_key`, held as SHA-256 digests,
+//!   with expiry; rotate them while serving with
+//!   [`SharedSecurityConfig::update_keys`]. The label reaches handlers in
+//!   [`Authenticated::label`].
+//! - `api_key` (and key set entries) may be a `sha256:<hex>` digest
+//!   ([`key_digest`]), so config files need not hold plaintext keys.
+//! - [`ProxyAuthLayer::query_key`]: accept `?key=` as a last source.
+//! - [`ProxyAuthLayer::strip_credentials`]: remove the key headers before the
+//!   inner service (your upstream client) sees the request.
+//!
 //! # Security
 //!
-//! The comparison takes time that depends only on the length of the key the
-//! client sent: not on how many leading bytes matched, nor on the configured
-//! key's length (see the README's Security section for how this is tested).
+//! The comparison of a plaintext `api_key` takes time that depends only on
+//! the length of the key the client sent: not on how many leading bytes
+//! matched, nor on the configured key's length (see the README's Security
+//! section for how this is tested). Configuring a digest key or a
+//! [`KeySet`] adds one SHA-256 of the presented key per request, whose time
+//! likewise depends only on the presented length.
 //! `Debug` output of every type here redacts the key, and neither responses
 //! nor log lines ever contain a presented or configured key.
 //!

@@ -146,13 +146,14 @@ fn strip_query_key(uri: &mut Uri) {
         path_and_query.push('?');
         path_and_query.push_str(&kept.join("&"));
     }
+    // Dropping pairs from a valid query leaves a valid one, so the first
+    // fallback (drop the whole query) and the last (the other parts came
+    // from a valid URI) are not expected to run. Each keeps the key out.
+    let path_and_query = PathAndQuery::try_from(path_and_query)
+        .or_else(|_| PathAndQuery::try_from(uri.path()))
+        .unwrap_or_else(|_| PathAndQuery::from_static("/"));
     let mut parts = std::mem::take(uri).into_parts();
-    // Dropping pairs from a valid query leaves a valid one, and the other
-    // parts come from a valid URI, so neither fallback is expected to run;
-    // if one did, the key would still be gone.
-    parts.path_and_query = Some(
-        PathAndQuery::try_from(path_and_query).unwrap_or_else(|_| PathAndQuery::from_static("/")),
-    );
+    parts.path_and_query = Some(path_and_query);
     *uri = Uri::from_parts(parts).unwrap_or_default();
 }
 

@@ -42,9 +42,9 @@ impl Policy {
             // newline could never match; trimming makes it work as meant.
             None => ConfiguredKey::new(config.api_key.trim().as_bytes()),
         };
+        let trimmed = config.api_key.trim();
         if !key.is_empty()
-            && !config
-                .api_key
+            && !trimmed
                 .bytes()
                 .all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
         {
@@ -52,6 +52,19 @@ impl Policy {
                 target: "proxy_auth",
                 "configured api_key contains non-ASCII or control characters; clients cannot send such a key in a header, so no request will match it"
             );
+        }
+        if !keys.is_empty() && !key.is_empty() {
+            let digest = match &key {
+                ConfiguredKey::Digest(digest) => Some(*digest),
+                ConfiguredKey::Plain { .. } => Some(crate::key_set::sha256(trimmed.as_bytes())),
+            };
+            if let Some(entry) = digest.and_then(|d| keys.lookup(&d)) {
+                tracing::warn!(
+                    target: "proxy_auth",
+                    label = &*entry.label,
+                    "api_key is also in the key set; requests with it are attributed to the key set entry, whose expiry applies"
+                );
+            }
         }
         Policy {
             mode: config.effective_auth_mode(),

@@ -277,6 +277,36 @@ async fn a_large_key_set_matches_every_key() {
     );
 }
 
+#[tokio::test]
+async fn a_key_set_entry_equal_to_api_key_governs_it() {
+    // The operator expired the entry: its expiry must apply even though
+    // the same key is also the default api_key.
+    let mut set = KeySet::new();
+    set.insert_expiring(
+        "legacy",
+        "sk-shared",
+        SystemTime::now() - Duration::from_secs(1),
+    )
+    .unwrap();
+    let layer = ProxyAuthLayer::with_keys(
+        ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-shared"),
+        set,
+    );
+    let (status, reason, _) = send(&layer, &[("x-api-key", "sk-shared")]).await;
+    assert_eq!(
+        (status, reason.as_deref()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_key"))
+    );
+
+    let layer = ProxyAuthLayer::with_keys(
+        ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-shared"),
+        keys(&[("legacy", "sk-shared")]),
+    );
+    let (status, _, identity) = send(&layer, &[("x-api-key", "sk-shared")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(identity.unwrap().label.as_deref(), Some("legacy"));
+}
+
 #[test]
 fn debug_of_keys_and_handle_shows_labels_not_keys() {
     let shared = SharedSecurityConfig::with_keys(
