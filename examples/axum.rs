@@ -50,19 +50,7 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 
 #[tokio::main]
 async fn main() {
-    settings::init_logging();
-    let settings = settings::from_env_or_exit();
-    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on {} ({e}); set PROXY_LISTEN to a free address",
-                settings.listen
-            );
-            std::process::exit(1);
-        }
-    };
-    settings::print_banner("axum", &settings);
+    let (settings, listener) = settings::start("axum").await;
     let app = app(SharedSecurityConfig::new(settings.config));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -50,19 +50,7 @@ async fn handle(
 
 #[tokio::main]
 async fn main() {
-    settings::init_logging();
-    let settings = settings::from_env_or_exit();
-    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on {} ({e}); set PROXY_LISTEN to a free address",
-                settings.listen
-            );
-            std::process::exit(1);
-        }
-    };
-    settings::print_banner("hyper", &settings);
+    let (settings, listener) = settings::start("hyper").await;
     let shared = SharedSecurityConfig::new(settings.config);
     let service = ServiceBuilder::new()
         .layer(ProxyAuthLayer::from_shared(shared.clone()).insert_identity(true))

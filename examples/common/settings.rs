@@ -76,6 +76,25 @@ pub fn from_env_or_exit() -> Settings {
     })
 }
 
+/// Logging, settings and the listening socket, or a message and a non-zero
+/// exit; then the banner.
+pub async fn start(example: &str) -> (Settings, tokio::net::TcpListener) {
+    init_logging();
+    let settings = from_env_or_exit();
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {} ({e}); set PROXY_LISTEN to a free address",
+                settings.listen
+            );
+            std::process::exit(1);
+        }
+    };
+    print_banner(example, &settings);
+    (settings, listener)
+}
+
 /// What is in force, so nobody has to guess; the key only if it was
 /// generated here (the user does not know it otherwise).
 pub fn print_banner(example: &str, settings: &Settings) {
