@@ -72,9 +72,10 @@ fn matches_padded(padded: &[u8], len: usize, presented: &[u8]) -> bool {
     for (i, &byte) in chunks.remainder().iter().enumerate() {
         diff |= u64::from(byte ^ padded[(offset + i) & mask]);
     }
-    let same_bytes = diff.ct_eq(&0);
-    let same_len = (presented.len() as u64).ct_eq(&(len as u64));
-    bool::from(same_bytes & same_len)
+    // One verdict word: any differing bit or any length difference makes
+    // it non-zero. Folding before the single `ct_eq` keeps it branch-free.
+    let verdict = diff | (presented.len() ^ len) as u64;
+    bool::from(verdict.ct_eq(&0))
 }
 
 fn word(bytes: &[u8]) -> u64 {
