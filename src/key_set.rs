@@ -412,8 +412,13 @@ mod tests {
 
     #[test]
     fn out_of_range_expiry_is_an_error_not_a_panic() {
-        let json = format!(r#"[{{"label":"x","key":"sk-x","expires_at":{}}}]"#, u64::MAX);
-        let err = serde_json::from_str::<KeySet>(&json).unwrap_err().to_string();
+        let json = format!(
+            r#"[{{"label":"x","key":"sk-x","expires_at":{}}}]"#,
+            u64::MAX
+        );
+        let err = serde_json::from_str::<KeySet>(&json)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("out of range"), "{err}");
     }
 
