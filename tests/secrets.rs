@@ -247,6 +247,9 @@ fn rejections_and_their_log_lines_never_contain_a_key() {
 
 #[test]
 fn debug_and_display_of_public_types_hide_keys() {
+    // Builds configs that log warnings; kept off the capturing tests'
+    // threads so those see every call site (see `CAPTURING`).
+    let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|e| e.into_inner());
     let config = ProxySecurityConfig::new(ProxyAuthMode::Strict, CONFIGURED);
     let shared = SharedSecurityConfig::new(config.clone());
     let fixed_layer = ProxyAuthLayer::new(config.clone()).exempt_paths(["/healthz", "/ready"]);
