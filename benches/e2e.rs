@@ -1,0 +1,292 @@
+//! End to end: requests per second through hyper with the layer and without.
+//!
+//! Starts, in this process, three HTTP/1.1 servers on 127.0.0.1 ephemeral
+//! ports, each on its own thread with a single-threaded tokio runtime, all
+//! answering `200 ok` from the same handler: one bare, one behind
+//! `ProxyAuthLayer::new`, one behind `ProxyAuthLayer::from_shared`. Each
+//! round loads all three *at the same time*, one `wrk` each (keep-alive,
+//! loopback only, bounded in time), after one untimed warm-up second.
+//!
+//! Why at the same time: on a shared machine, throughput measured one
+//! server after the other moves by 10-30% from round to round with whatever
+//! else the host runs, far more than the layer's cost. Run side by side,
+//! with the three server threads pinned to one CPU (and the wrk processes to
+//! another), the kernel gives each server thread the same share of that CPU,
+//! so each server's requests per second are that share divided by its cost
+//! per request, and outside noise hits all three alike. The ratio layer /
+//! bare is then the throughput a server keeps with the layer. The servers'
+//! CPU time per request (from `/proc`) is printed as a check.
+//!
+//! Every request carries a valid `Authorization: Bearer` key, so the layer
+//! runs its full accept path; a round with any non-2xx answer aborts the run.
+//! Needs `wrk` on `PATH` (`apt-get install wrk`); without it this prints a
+//! note and exits successfully.
+//!
+//! ```text
+//! cargo bench --bench e2e
+//! E2E_SECS=3 E2E_ROUNDS=7 E2E_CONNECTIONS=32 cargo bench --bench e2e   # the defaults
+//! ```
+
+use std::convert::Infallible;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
+use tokio::net::TcpListener;
+use tower::{service_fn, Layer, Service};
+
+const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
+
+async fn handler(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+/// A server running on its own thread.
+struct Server {
+    name: &'static str,
+    addr: SocketAddr,
+    /// The serving thread's id, to read its CPU time from `/proc`.
+    tid: Option<String>,
+}
+
+/// Starts `service` on a fresh loopback port, on a new thread with its own
+/// single-threaded runtime, serving until the process exits.
+fn spawn_server<S, B>(name: &'static str, service: S) -> Server
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (ready, started) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("server {name}"))
+        .spawn(move || {
+            // "/proc/thread-self" links to "<pid>/task/<tid>".
+            let tid = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port");
+                let addr = listener.local_addr().expect("bound socket has an address");
+                ready.send((addr, tid)).expect("main thread waits");
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(service.clone());
+                    tokio::spawn(async move {
+                        // Errors here are wrk closing connections at the end
+                        // of a round; they say nothing about the layer.
+                        let _ = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            })
+        })
+        .expect("spawn a server thread");
+    let (addr, tid) = started.recv().expect("server thread starts");
+    Server { name, addr, tid }
+}
+
+/// CPU time (user and kernel) the thread `tid` of this process has used, ns.
+fn thread_cpu_ns(tid: Option<&str>) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", tid?)).ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+fn start_wrk(addr: SocketAddr, secs: u64, connections: u64, pinned: bool) -> Child {
+    let mut command = if pinned {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "1", "wrk"]);
+        taskset
+    } else {
+        Command::new("wrk")
+    };
+    command
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
+        .args(["-H", &format!("Authorization: Bearer {KEY}")])
+        .arg(format!("http://{addr}/v1/chat/completions"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wrk starts")
+}
+
+/// Requests per second and number of requests from wrk's report.
+fn wrk_result(child: Child) -> (f64, f64) {
+    let output = child.wait_with_output().expect("wrk finishes");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed:\n{stdout}");
+    assert!(
+        !stdout.contains("Non-2xx") && !stdout.contains("Socket errors"),
+        "requests failed during the round:\n{stdout}"
+    );
+    let rps = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|rps| rps.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{stdout}"));
+    // "  281234 requests in 3.00s, 20.12MB read"
+    let requests = stdout
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{stdout}"));
+    (rps, requests)
+}
+
+/// One round: all servers loaded at once for `secs`. Per server: requests
+/// per second, and CPU µs per request (`NaN` without `/proc`).
+fn round(servers: &[Server], secs: u64, connections: u64, pinned: bool) -> Vec<(f64, f64)> {
+    let before: Vec<_> = servers
+        .iter()
+        .map(|s| thread_cpu_ns(s.tid.as_deref()))
+        .collect();
+    let children: Vec<_> = servers
+        .iter()
+        .map(|s| start_wrk(s.addr, secs, connections, pinned))
+        .collect();
+    let results: Vec<_> = children.into_iter().map(wrk_result).collect();
+    servers
+        .iter()
+        .zip(before)
+        .zip(results)
+        .map(|((server, before), (rps, requests))| {
+            let cpu_us = match (before, thread_cpu_ns(server.tid.as_deref())) {
+                (Some(before), Some(after)) => (after - before) as f64 / 1e3 / requests,
+                _ => f64::NAN,
+            };
+            (rps, cpu_us)
+        })
+        .collect()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[mid]
+    } else {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench -- <filter>` passes the filter to every bench binary.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filters.iter().all(|f| "e2e".contains(f.as_str())) {
+        return;
+    }
+    match Command::new("wrk").arg("--version").output() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            println!("e2e: skipped, `wrk` is not installed (apt-get install wrk)");
+            return;
+        }
+        Err(e) => panic!("cannot run wrk: {e}"),
+        Ok(_) => {}
+    }
+    let secs = env_or("E2E_SECS", 3);
+    let rounds = env_or("E2E_ROUNDS", 7).max(1);
+    let connections = env_or("E2E_CONNECTIONS", 32);
+
+    // With two or more cores: this thread, and so every server thread
+    // started from it, on CPU 0; wrk on CPU 1.
+    let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && Command::new("taskset")
+            .args(["-p", "-c", "0", &std::process::id().to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    let config = || ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, KEY);
+    let bare = service_fn(handler);
+    let servers = [
+        spawn_server("bare", bare),
+        spawn_server(
+            "ProxyAuthLayer::new",
+            ProxyAuthLayer::new(config()).layer(bare),
+        ),
+        spawn_server(
+            "ProxyAuthLayer::from_shared",
+            ProxyAuthLayer::from_shared(SharedSecurityConfig::new(config())).layer(bare),
+        ),
+    ];
+
+    println!(
+        "e2e: {} servers loaded at once, each by wrk -t1 -c{connections} -d{secs}s, keep-alive, \
+         127.0.0.1, {rounds} rounds after 1 s of warm-up, {}",
+        servers.len(),
+        if pinned {
+            "server threads pinned to CPU 0, wrk to CPU 1"
+        } else {
+            "not pinned"
+        }
+    );
+    round(&servers, 1, connections, pinned);
+
+    println!(
+        "\n| round | {} | new / bare | from_shared / bare | server CPU µs/req: bare, new, from_shared | CPU/req bare ÷ new | CPU/req bare ÷ from_shared |",
+        servers
+            .iter()
+            .map(|s| format!("{} req/s", s.name))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    // Throughput ratios (the target's measure), and the servers' CPU time
+    // per request compared the same way: where the kernel did not split the
+    // CPU evenly in a round, the second stays put while the first moves.
+    let mut ratios = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for n in 1..=rounds {
+        let r = round(&servers, secs, connections, pinned);
+        let this = [
+            r[1].0 / r[0].0,
+            r[2].0 / r[0].0,
+            r[0].1 / r[1].1,
+            r[0].1 / r[2].1,
+        ];
+        for (all, x) in ratios.iter_mut().zip(this) {
+            all.push(x);
+        }
+        println!(
+            "| {n} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.2}, {:.2}, {:.2} | {:.3} | {:.3} |",
+            r[0].0, r[1].0, r[2].0, this[0], this[1], r[0].1, r[1].1, r[2].1, this[2], this[3]
+        );
+    }
+    let [new, shared, new_cpu, shared_cpu] = ratios.map(median);
+    println!(
+        "| median | | | | {new:.3} | {shared:.3} | | {new_cpu:.3} | {shared_cpu:.3} |\n\n\
+         Target: throughput with the layer >= 0.98 x bare (median ratio). \
+         new: {}, from_shared: {}",
+        if new >= 0.98 { "met" } else { "NOT met" },
+        if shared >= 0.98 { "met" } else { "NOT met" },
+    );
+}
