@@ -26,6 +26,9 @@
 //! CONTENTION_MS=300 CONTENTION_ROUNDS=9 cargo bench --bench contention   # the defaults
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
@@ -320,34 +323,12 @@ fn run(storage: &Arc<dyn Storage>, mode: Mode, readers: usize, duration: Duratio
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    // `cargo bench -- <filter>` passes the filter to every bench binary.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.iter().all(|f| "contention".contains(f.as_str())) {
+    if !common::selected("contention") {
         return;
     }
-    let duration = Duration::from_millis(env_or("CONTENTION_MS", 300));
-    let rounds = env_or("CONTENTION_ROUNDS", 9).max(1);
+    let duration = Duration::from_millis(common::env_or("CONTENTION_MS", 300));
+    let rounds = common::env_or("CONTENTION_ROUNDS", 9).max(1);
     let cores = thread::available_parallelism().map_or(2, |n| n.get());
     let mut counts = vec![1];
     let mut n = 2;
@@ -415,7 +396,7 @@ fn main() {
         let (what, storage_name) = name.split_once(": ").unwrap_or(("", name));
         let mut line = format!("| {what} | {storage_name} |");
         for calls in &per_thread[row] {
-            line.push_str(&format!(" {:.2} |", median(calls.clone()) / 1e6));
+            line.push_str(&format!(" {:.2} |", common::median(calls.clone()) / 1e6));
         }
         for i in 1..counts.len() {
             let own = scaling(row, i);
@@ -423,11 +404,11 @@ fn main() {
             let relative = own.iter().zip(&reference).map(|(a, b)| a / b).collect();
             line.push_str(&format!(
                 " {:.2} | {:.2} |",
-                median(own.clone()),
-                median(relative)
+                common::median(own.clone()),
+                common::median(relative)
             ));
         }
-        line.push_str(&format!(" {:.0} |", median(stores[row].clone())));
+        line.push_str(&format!(" {:.0} |", common::median(stores[row].clone())));
         println!("{line}");
     }
 }

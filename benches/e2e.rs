@@ -27,6 +27,9 @@
 //! E2E_SECS=3 E2E_ROUNDS=7 E2E_CONNECTIONS=32 cargo bench --bench e2e   # the defaults
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -181,30 +184,8 @@ fn round(servers: &[Server], secs: u64, connections: u64, pinned: bool) -> Vec<(
         .collect()
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    // `cargo bench -- <filter>` passes the filter to every bench binary.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.iter().all(|f| "e2e".contains(f.as_str())) {
+    if !common::selected("e2e") {
         return;
     }
     match Command::new("wrk").arg("--version").output() {
@@ -215,9 +196,9 @@ fn main() {
         Err(e) => panic!("cannot run wrk: {e}"),
         Ok(_) => {}
     }
-    let secs = env_or("E2E_SECS", 3);
-    let rounds = env_or("E2E_ROUNDS", 7).max(1);
-    let connections = env_or("E2E_CONNECTIONS", 32);
+    let secs = common::env_or("E2E_SECS", 3);
+    let rounds = common::env_or("E2E_ROUNDS", 7).max(1);
+    let connections = common::env_or("E2E_CONNECTIONS", 32);
 
     // With two or more cores: this thread, and so every server thread
     // started from it, on CPU 0; wrk on CPU 1.
@@ -281,7 +262,7 @@ fn main() {
             r[0].0, r[1].0, r[2].0, this[0], this[1], r[0].1, r[1].1, r[2].1, this[2], this[3]
         );
     }
-    let [new, shared, new_cpu, shared_cpu] = ratios.map(median);
+    let [new, shared, new_cpu, shared_cpu] = ratios.map(common::median);
     println!(
         "| median | | | | {new:.3} | {shared:.3} | | {new_cpu:.3} | {shared_cpu:.3} |\n\n\
          Target: throughput with the layer >= 0.98 x bare (median ratio). \
