@@ -105,7 +105,11 @@
 //!
 //! # Feature flags
 //!
-//! None yet: the crate's few dependencies are all needed by the rules above.
+//! None. Every dependency serves a feature above that is always compiled
+//! (`arc-swap` for hot reload, `tracing` for the rejection logs, `getrandom`
+//! for generated keys, `sha2` for key sets and digest keys); the optional
+//! ones are off at run time, not at compile time, so a config file can turn
+//! them on without a rebuild.
 //!
 //! [tower]: https://docs.rs/tower
 
