@@ -561,19 +561,29 @@ const CI_LEAK_MARGIN: f64 = 3.0 * THRESHOLD;
 #[test]
 fn ci_harness_detects_naive_comparisons() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let reports: Vec<Report> = naive_caught_in_ci()
-        .iter()
-        .map(|(name, f, pair)| run(name, *f, pair, CI_NAIVE_SAMPLES))
-        .collect();
-    print(&reports);
-    for r in &reports {
+    let mut reports = Vec::new();
+    for (name, f, pair) in naive_caught_in_ci().iter() {
+        // Up to three runs, the mirror image of `no_leak`: a real leak is
+        // clearly over the threshold in at least one of them. The weakest
+        // row (`==` inside the whole service, where the leak is a few
+        // percent of a debug-build request) was seen at |t| = 13.3 once in
+        // about 30 runs while usually far above; one run is not enough.
+        let mut attempts = Vec::new();
+        let caught = loop {
+            let report = run(name, *f, pair, CI_NAIVE_SAMPLES);
+            let over = report.t_max > CI_LEAK_MARGIN;
+            attempts.push(report);
+            if over || attempts.len() == 3 {
+                break over;
+            }
+        };
         assert!(
-            r.t_max > CI_LEAK_MARGIN,
-            "{}: |t| = {:.2} is not clearly over {CI_LEAK_MARGIN}: the harness lost its teeth ({r:?})",
-            r.name,
-            r.t_max
+            caught,
+            "{name}: |t| not clearly over {CI_LEAK_MARGIN} in 3 runs: the harness lost its teeth ({attempts:?})"
         );
+        reports.extend(attempts.pop());
     }
+    print(&reports);
 }
 
 /// Measures a pair up to three times; `Ok` with the clean run's report, or
