@@ -126,15 +126,11 @@ pub fn generate_api_key() -> String {
 
 /// Like [`generate_api_key`], returning an error instead of panicking.
 pub fn try_generate_api_key() -> Result<String, KeyGenError> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(KeyGenError)?;
     let mut key = String::with_capacity(3 + 32);
     key.push_str("sk-");
-    for byte in random {
-        key.push(HEX[usize::from(byte >> 4)] as char);
-        key.push(HEX[usize::from(byte & 0x0f)] as char);
-    }
+    crate::key_set::push_hex(&mut key, &random);
     Ok(key)
 }
 

@@ -38,14 +38,24 @@ const DIGEST_PREFIX: &str = "sha256:";
 /// );
 /// ```
 pub fn key_digest(key: &str) -> String {
-    let digest = sha256(key.trim().as_bytes());
+    digest_string(&sha256(key.trim().as_bytes()))
+}
+
+/// `sha256:<64 lowercase hex>`, the form [`parse_digest`] reads back.
+fn digest_string(digest: &[u8; 32]) -> String {
     let mut out = String::with_capacity(DIGEST_PREFIX.len() + 64);
     out.push_str(DIGEST_PREFIX);
-    for byte in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0x0f)]));
-    }
+    push_hex(&mut out, digest);
     out
+}
+
+/// Appends `bytes` as lowercase hex (also used for generated keys).
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -272,13 +282,7 @@ impl Serialize for KeySet {
             .iter()
             .map(|(digest, entry)| KeySpec {
                 label: entry.label.to_string(),
-                key: {
-                    let mut hex = String::from(DIGEST_PREFIX);
-                    for byte in digest {
-                        hex.push_str(&format!("{byte:02x}"));
-                    }
-                    hex
-                },
+                key: digest_string(digest),
                 expires_at: entry.expires_at.map(|at| {
                     at.duration_since(UNIX_EPOCH)
                         .unwrap_or(Duration::ZERO)
