@@ -47,17 +47,6 @@ impl KeySource {
         }
     }
 
-    pub(crate) fn header(self) -> Option<HeaderName> {
-        match self {
-            KeySource::Authorization => Some(AUTHORIZATION),
-            KeySource::XApiKey => Some(X_API_KEY),
-            KeySource::XGoogApiKey => Some(X_GOOG_API_KEY),
-            KeySource::QueryKey => None,
-        }
-    }
-}
-
-impl KeySource {
     /// "the x-api-key header" / "the key query parameter", for messages.
     pub(crate) fn describe(self) -> &'static str {
         match self {
@@ -153,7 +142,7 @@ pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) 
 static AUTHORIZATION_NAME: HeaderName = AUTHORIZATION;
 static X_API_KEY_NAME: HeaderName = X_API_KEY;
 static X_GOOG_API_KEY_NAME: HeaderName = X_GOOG_API_KEY;
-static HEADER_SOURCES: [(KeySource, &HeaderName); 3] = [
+pub(crate) static HEADER_SOURCES: [(KeySource, &HeaderName); 3] = [
     (KeySource::Authorization, &AUTHORIZATION_NAME),
     (KeySource::XApiKey, &X_API_KEY_NAME),
     (KeySource::XGoogApiKey, &X_GOOG_API_KEY_NAME),
@@ -168,9 +157,14 @@ pub(crate) fn query_values<'a>(
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
     query.split('&').filter_map(move |pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (key, value) = split_pair(pair);
         (key == name).then_some(value)
     })
+}
+
+/// A query pair split at its first `=`; without one, the value is empty.
+pub(crate) fn split_pair(pair: &str) -> (&str, &str) {
+    pair.split_once('=').unwrap_or((pair, ""))
 }
 
 /// Visible ASCII, space or tab only. Folded without early exit, so the

@@ -7,7 +7,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::extract::{query_values, QUERY_KEY};
+use crate::extract::{query_values, split_pair, HEADER_SOURCES, QUERY_KEY};
 use crate::layer::{Options, PolicySource};
 use crate::response::{unauthorized, Protocol};
 use crate::{
@@ -122,10 +122,8 @@ where
 /// read: a client that sends the proxy's key twice must not leak the copy.
 fn strip_credentials<B>(request: &mut Request<B>, query_key: bool) {
     let headers = request.headers_mut();
-    for source in KeySource::PRIORITY {
-        if let Some(name) = source.header() {
-            headers.remove(name);
-        }
+    for (_, name) in &HEADER_SOURCES {
+        headers.remove(*name);
     }
     if query_key {
         strip_query_key(request.uri_mut());
@@ -139,7 +137,7 @@ fn strip_query_key(uri: &mut Uri) {
     }
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) != QUERY_KEY)
+        .filter(|pair| split_pair(pair).0 != QUERY_KEY)
         .collect();
     let mut path_and_query = String::from(uri.path());
     if !kept.is_empty() {
