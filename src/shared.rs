@@ -26,7 +26,8 @@ impl Policy {
     }
 
     pub(crate) fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
-        let key = match parse_digest(&config.api_key) {
+        let trimmed = config.api_key.trim();
+        let key = match parse_digest(trimmed) {
             Some(Ok(digest)) => ConfiguredKey::Digest(digest),
             Some(Err(())) => {
                 // Fail closed: a mistyped digest must not turn into a
@@ -40,9 +41,8 @@ impl Policy {
             // A header value cannot start or end with whitespace once an
             // HTTP parser has read it, so a key pasted with a trailing
             // newline could never match; trimming makes it work as meant.
-            None => ConfiguredKey::new(config.api_key.trim().as_bytes()),
+            None => ConfiguredKey::new(trimmed.as_bytes()),
         };
-        let trimmed = config.api_key.trim();
         if !key.is_empty()
             && !trimmed
                 .bytes()
@@ -55,10 +55,10 @@ impl Policy {
         }
         if !keys.is_empty() && !key.is_empty() {
             let digest = match &key {
-                ConfiguredKey::Digest(digest) => Some(*digest),
-                ConfiguredKey::Plain { .. } => Some(crate::key_set::sha256(trimmed.as_bytes())),
+                ConfiguredKey::Digest(digest) => *digest,
+                ConfiguredKey::Plain { .. } => crate::key_set::sha256(trimmed.as_bytes()),
             };
-            if let Some(entry) = digest.and_then(|d| keys.lookup(&d)) {
+            if let Some(entry) = keys.lookup(&digest) {
                 tracing::warn!(
                     target: "proxy_auth",
                     label = &*entry.label,
