@@ -7,13 +7,11 @@
 
 mod model;
 
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use proxy_auth::{
     Allowed, Decision, KeyProblem, KeySource, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
-    RejectReason, REJECTION_HEADER,
+    RejectReason,
 };
-use tower_layer::Layer;
-use tower_service::Service;
 
 use KeyProblem::{Duplicate, Empty, NotAscii};
 use KeySource::{Authorization as Auth, QueryKey, XApiKey, XGoogApiKey};
@@ -243,31 +241,9 @@ fn judge(row: &Row) -> Option<String> {
         .insert_identity(true)
         .query_key(row.query_key);
     let decision = layer.check(&request(row));
-    let response = match model::now(layer.layer(model::Echo).call(request(row))) {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
-    let got_response = (
-        response.status(),
-        header(REJECTION_HEADER.as_str()),
-        header("www-authenticate"),
-        header("x-inner-auth"),
-    );
-    let rejected = |reason: RejectReason| {
-        (
-            StatusCode::UNAUTHORIZED,
-            Some(reason.as_str().to_owned()),
-            Some("Bearer".to_owned()),
-            None,
-        )
-    };
-    let passed = |who: &str| (StatusCode::OK, None, None, Some(who.to_owned()));
+    let got_response = model::shown(&model::serve(layer, request(row)));
+    let rejected = model::shown_rejected;
+    let passed = model::shown_passed;
     let (want_response, decision_ok) = match row.want.clone() {
         Want::Ok(source) => (
             passed(source.header_name()),

@@ -13,15 +13,6 @@ use model::{NamedKey, Setup};
 use proptest::prelude::*;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig};
 
-/// Every effective mode, `auto` both ways.
-const MODES: [(ProxyAuthMode, bool); 5] = [
-    (ProxyAuthMode::Off, false),
-    (ProxyAuthMode::Strict, false),
-    (ProxyAuthMode::AllExceptHealth, false),
-    (ProxyAuthMode::Auto, false),
-    (ProxyAuthMode::Auto, true),
-];
-
 fn configured_key() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => prop::sample::select(model::CONFIGURED_KEYS.to_vec()).prop_map(str::to_owned),
@@ -117,7 +108,7 @@ fn run(case: &Case) -> Result<usize, String> {
         })
         .collect();
     let mut checked = 0;
-    for (mode, lan) in MODES {
+    for (mode, lan) in model::MODES {
         let Some(request) = model::build_request(&method, &uri, &headers) else {
             return Ok(checked);
         };

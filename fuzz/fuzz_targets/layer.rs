@@ -13,21 +13,12 @@
 use http::{HeaderName, HeaderValue};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use proxy_auth::{ProxyAuthMode, ProxySecurityConfig};
+use proxy_auth::ProxySecurityConfig;
 
 #[path = "../../tests/model/mod.rs"]
 mod model;
 
 use model::Setup;
-
-/// Every effective mode, `auto` both ways.
-const MODES: [(ProxyAuthMode, bool); 5] = [
-    (ProxyAuthMode::Off, false),
-    (ProxyAuthMode::Strict, false),
-    (ProxyAuthMode::AllExceptHealth, false),
-    (ProxyAuthMode::Auto, false),
-    (ProxyAuthMode::Auto, true),
-];
 
 fuzz_target!(|data: &[u8]| {
     let _ = run(&mut Unstructured::new(data));
@@ -78,7 +69,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             headers.push((name, value));
         }
     }
-    for (mode, lan) in MODES {
+    for (mode, lan) in model::MODES {
         // Requests `http` cannot represent never reach a layer.
         let Some(request) = model::build_request(&method, &uri, &headers) else {
             return Ok(());

@@ -357,6 +357,61 @@ pub fn now<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Every effective mode, `auto` both ways: the modes the proptest and the
+/// fuzz target run each request under.
+pub const MODES: [(ProxyAuthMode, bool); 5] = [
+    (ProxyAuthMode::Off, false),
+    (ProxyAuthMode::Strict, false),
+    (ProxyAuthMode::AllExceptHealth, false),
+    (ProxyAuthMode::Auto, false),
+    (ProxyAuthMode::Auto, true),
+];
+
+/// Serves `request` through `layer` around [`Echo`].
+pub fn serve<B>(
+    layer: ProxyAuthLayer,
+    request: Request<B>,
+) -> Response<proxy_auth::ResponseBody<String>> {
+    match now(layer.layer(Echo).call(request)) {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// What a response shows: status, `x-proxy-auth-error`,
+/// `www-authenticate`, and the source [`Echo`] saw (`x-inner-auth`).
+pub type Shown = (StatusCode, Option<String>, Option<String>, Option<String>);
+
+pub fn shown<B>(response: &Response<B>) -> Shown {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    (
+        response.status(),
+        header(REJECTION_HEADER.as_str()),
+        header("www-authenticate"),
+        header("x-inner-auth"),
+    )
+}
+
+/// What the layer's 401 for `reason` shows.
+pub fn shown_rejected(reason: RejectReason) -> Shown {
+    (
+        StatusCode::UNAUTHORIZED,
+        Some(reason.as_str().to_owned()),
+        Some("Bearer".to_owned()),
+        None,
+    )
+}
+
+/// What a request passed to [`Echo`] shows; `who` is the source it saw.
+pub fn shown_passed(who: &str) -> Shown {
+    (StatusCode::OK, None, None, Some(who.to_owned()))
+}
+
 /// Builds the request; `None` when `http` cannot represent it (an invalid
 /// method, URI or header), which no server would hand to the layer.
 pub fn build_request(
@@ -440,33 +495,11 @@ pub fn check_against(model: Model, setup: &Setup, request: Request<()>) -> Resul
             .filter(|(n, _)| ["authorization", "x-api-key", "x-goog-api-key"].contains(&n.as_str()))
             .count()
     };
-    let response = match now(layer.layer(Echo).call(request)) {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
-    let got = (
-        response.status(),
-        header(REJECTION_HEADER.as_str()),
-        header("www-authenticate"),
-        header("x-inner-auth"),
-    );
+    let response = serve(layer, request);
+    let got = shown(&response);
     let want = match &expected {
-        Expected::Reject(reason, ..) => (
-            StatusCode::UNAUTHORIZED,
-            Some(reason.as_str().to_owned()),
-            Some("Bearer".to_owned()),
-            None,
-        ),
-        _ => {
-            let who = authenticated.map_or("none", |(source, _)| source.header_name());
-            (StatusCode::OK, None, None, Some(who.to_owned()))
-        }
+        Expected::Reject(reason, ..) => shown_rejected(*reason),
+        _ => shown_passed(authenticated.map_or("none", |(source, _)| source.header_name())),
     };
     if got != want {
         return Err(format!(
