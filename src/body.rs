@@ -25,7 +25,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Rejection { json: Option<Bytes> },
+        Rejection { json: Option<&'static [u8]> },
     }
 }
 
@@ -36,18 +36,28 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn rejection(json: Bytes) -> Self {
+    pub(crate) fn rejection(json: &'static [u8]) -> Self {
         ResponseBody {
             kind: Kind::Rejection { json: Some(json) },
         }
     }
 
     /// The inner service's body, or `None` for a rejection.
+    #[must_use]
     pub fn into_inner(self) -> Option<B> {
         match self.kind {
             Kind::Inner { body } => Some(body),
             Kind::Rejection { .. } => None,
         }
+    }
+}
+
+/// The inner body's default, so tower-http's `Cors`, `Timeout` and
+/// `ValidateRequest` layers, which answer some requests themselves with
+/// `B::default()`, can sit outside this layer.
+impl<B: Default> Default for ResponseBody<B> {
+    fn default() -> Self {
+        ResponseBody::inner(B::default())
     }
 }
 
@@ -65,9 +75,10 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Rejection { json } => {
-                Poll::Ready(json.take().map(|json| Ok(Frame::data(json.into()))))
-            }
+            KindProj::Rejection { json } => Poll::Ready(
+                json.take()
+                    .map(|json| Ok(Frame::data(Bytes::from_static(json).into()))),
+            ),
         }
     }
 
@@ -94,7 +105,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
             Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
             Kind::Rejection { json } => f
                 .debug_tuple("ResponseBody::Rejection")
-                .field(json)
+                .field(&json.map(String::from_utf8_lossy))
                 .finish(),
         }
     }

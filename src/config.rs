@@ -1,7 +1,9 @@
 //! [`ProxySecurityConfig`]: the settings users write, and the key generator.
 
 use std::fmt;
+use std::net::SocketAddr;
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 use crate::ProxyAuthMode;
@@ -29,10 +31,15 @@ use crate::ProxyAuthMode;
 /// ```
 ///
 /// `Debug` never prints the key, only whether it is empty.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Build one with [`new`](Self::new) (fields may be added, so it cannot be
+/// written as a struct literal outside this crate).
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[non_exhaustive]
 pub struct ProxySecurityConfig {
     /// Which requests need the key; see [`effective_auth_mode`](Self::effective_auth_mode).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub auth_mode: ProxyAuthMode,
     /// The key clients must present. Surrounding whitespace is ignored when
     /// the key is compared (an HTTP header value cannot carry it anyway); an
@@ -40,13 +47,14 @@ pub struct ProxySecurityConfig {
     /// that needs a key.
     pub api_key: String,
     /// Whether the proxy listens beyond loopback; only consulted by
-    /// [`ProxyAuthMode::Auto`].
-    #[serde(default)]
+    /// [`ProxyAuthMode::Auto`] and by [`check_listen_addr`](Self::check_listen_addr).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub allow_lan_access: bool,
 }
 
 impl ProxySecurityConfig {
     /// A config with the given mode and key, LAN access off.
+    #[must_use]
     pub fn new(auth_mode: ProxyAuthMode, api_key: impl Into<String>) -> Self {
         ProxySecurityConfig {
             auth_mode,
@@ -56,6 +64,7 @@ impl ProxySecurityConfig {
     }
 
     /// Sets `allow_lan_access`.
+    #[must_use]
     pub fn allow_lan_access(mut self, allow: bool) -> Self {
         self.allow_lan_access = allow;
         self
@@ -63,11 +72,64 @@ impl ProxySecurityConfig {
 
     /// The mode actually enforced: `auto` becomes `off` without LAN access
     /// and `all_except_health` with it; the other modes are unchanged.
+    #[must_use]
     pub fn effective_auth_mode(&self) -> ProxyAuthMode {
         self.auth_mode.resolve(self.allow_lan_access)
     }
+
+    /// Refuses to serve the network with auth silently off: an error when
+    /// `addr` is reachable from other machines (anything but a loopback
+    /// address; `0.0.0.0` and `::` included) while `auto` resolves to `off`
+    /// (`allow_lan_access` is false). Call it before binding.
+    ///
+    /// Antigravity ties the two settings: LAN access means listening on all
+    /// interfaces, and `auto` then turns auth on. A proxy told to listen on
+    /// the LAN without `allow_lan_access` would otherwise serve everyone
+    /// with no key. An explicit `auth_mode = off` is taken at its word and
+    /// passes.
+    ///
+    /// ```
+    /// use proxy_auth::{ProxyAuthMode, ProxySecurityConfig};
+    ///
+    /// let config = ProxySecurityConfig::new(ProxyAuthMode::Auto, "sk-1");
+    /// assert!(config.check_listen_addr("127.0.0.1:8045".parse()?).is_ok());
+    /// let err = config.check_listen_addr("0.0.0.0:8045".parse()?).unwrap_err();
+    /// assert!(err.to_string().contains("allow_lan_access"));
+    ///
+    /// assert!(config.clone().allow_lan_access(true).check_listen_addr("0.0.0.0:8045".parse()?).is_ok());
+    /// let off = ProxySecurityConfig::new(ProxyAuthMode::Off, "sk-1");
+    /// assert!(off.check_listen_addr("0.0.0.0:8045".parse()?).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_listen_addr(&self, addr: SocketAddr) -> Result<(), ExposedWithoutAuth> {
+        let loopback = addr.ip().to_canonical().is_loopback();
+        if loopback || self.auth_mode == ProxyAuthMode::Off {
+            return Ok(());
+        }
+        match self.effective_auth_mode() {
+            ProxyAuthMode::Off => Err(ExposedWithoutAuth { addr }),
+            _ => Ok(()),
+        }
+    }
 }
 
+/// Why [`ProxySecurityConfig::check_listen_addr`] refused an address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to listen on {addr} with auth off: auth_mode is auto and allow_lan_access is false, so every request from the network would pass without a key. Set allow_lan_access=true (auth becomes all_except_health), set auth_mode to strict or all_except_health, listen on 127.0.0.1, or set auth_mode=off explicitly to serve without auth")]
+pub struct ExposedWithoutAuth {
+    addr: SocketAddr,
+}
+
+impl ExposedWithoutAuth {
+    /// The address that was refused.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+#[cfg(feature = "generate-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
 impl Default for ProxySecurityConfig {
     /// Mode `auto`, LAN access off, and a fresh key from [`generate_api_key`].
     ///
@@ -106,6 +168,8 @@ impl fmt::Debug for Redacted<'_> {
 }
 
 /// Why [`try_generate_api_key`] failed: the OS gave no randomness.
+#[cfg(feature = "generate-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
 #[derive(Debug, thiserror::Error)]
 #[error("the operating system's random number generator is unavailable ({0}); set api_key explicitly instead of generating one")]
 pub struct KeyGenError(getrandom::Error);
@@ -119,18 +183,23 @@ pub struct KeyGenError(getrandom::Error);
 /// If the OS random number generator is unavailable, which on supported
 /// platforms only happens in a broken sandbox; use [`try_generate_api_key`]
 /// to handle that case.
+#[cfg(feature = "generate-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
+#[must_use]
 pub fn generate_api_key() -> String {
     try_generate_api_key()
         .expect("the OS random number generator must be available to generate an API key")
 }
 
 /// Like [`generate_api_key`], returning an error instead of panicking.
+#[cfg(feature = "generate-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
 pub fn try_generate_api_key() -> Result<String, KeyGenError> {
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(KeyGenError)?;
     let mut key = String::with_capacity(3 + 32);
     key.push_str("sk-");
-    crate::key_set::push_hex(&mut key, &random);
+    crate::digest::push_hex(&mut key, &random);
     Ok(key)
 }
 
@@ -157,6 +226,48 @@ mod tests {
     }
 
     #[test]
+    fn listening_beyond_loopback_with_auth_off_is_refused() {
+        let auto = ProxySecurityConfig::new(ProxyAuthMode::Auto, "k");
+        for addr in [
+            "0.0.0.0:8045",
+            "[::]:8045",
+            "192.0.2.7:80",
+            "[::ffff:192.0.2.7]:80",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let err = auto.check_listen_addr(addr).unwrap_err();
+            assert_eq!(err.addr(), addr);
+            assert!(err.to_string().contains("allow_lan_access=true"), "{err}");
+            assert!(auto
+                .clone()
+                .allow_lan_access(true)
+                .check_listen_addr(addr)
+                .is_ok());
+            for mode in [
+                ProxyAuthMode::Off,
+                ProxyAuthMode::Strict,
+                ProxyAuthMode::AllExceptHealth,
+            ] {
+                assert!(ProxySecurityConfig::new(mode, "k")
+                    .check_listen_addr(addr)
+                    .is_ok());
+            }
+        }
+        for addr in [
+            "127.0.0.1:8045",
+            "127.3.2.1:1",
+            "[::1]:8045",
+            "[::ffff:127.0.0.1]:8045",
+        ] {
+            assert!(
+                auto.check_listen_addr(addr.parse().unwrap()).is_ok(),
+                "{addr}"
+            );
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
     fn deserialize_defaults_and_errors() {
         let config: ProxySecurityConfig = serde_json::from_str(r#"{"api_key":"sk-1"}"#).unwrap();
         assert_eq!(
@@ -179,6 +290,7 @@ mod tests {
         assert!(err.contains("missing field `api_key`"), "{err}");
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn serialize_round_trips() {
         let config =
@@ -210,6 +322,7 @@ mod tests {
         assert!(empty.contains("<empty>"), "{empty}");
     }
 
+    #[cfg(feature = "generate-key")]
     #[test]
     fn generated_keys_have_the_documented_shape_and_differ() {
         let a = generate_api_key();

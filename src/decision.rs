@@ -1,20 +1,23 @@
-//! The decision itself: config + request parts in, accept or a reason out.
+//! The verdict: a compiled config ([`Policy`]) plus the layer's rules judge
+//! one request, and say why.
 //!
-//! A pure function, shared by the service, by [`ProxyAuthLayer::check`]
-//! (for "why was I rejected?" endpoints) and by the tests and fuzzers, so
-//! all of them agree by construction.
+//! Everything a request's fate depends on is here, in the order it is
+//! checked; the service, [`ProxyAuthLayer::check`], the tests and the fuzzer
+//! all call [`PolicySource::decide`], so they agree by construction.
 //!
 //! [`ProxyAuthLayer::check`]: crate::ProxyAuthLayer::check
 
+use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use http::{HeaderMap, Method, Uri};
+use http::{Method, Request};
 
+use crate::compare::ConfiguredKey;
+use crate::digest::{classify, KeyText};
 use crate::extract::{presented_key, KeyProblem, KeySource, Presented};
-use crate::key_set::sha256;
-use crate::shared::Policy;
-use crate::ProxyAuthMode;
+#[cfg(feature = "key-set")]
+use crate::{digest::sha256, KeySet};
+use crate::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 
 /// The verdict on one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +30,7 @@ pub enum Decision {
 
 impl Decision {
     /// Whether the request goes to the inner service.
+    #[must_use]
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allow(_))
     }
@@ -42,16 +46,26 @@ pub enum Allowed {
     AuthOff,
     /// The effective mode is `all_except_health` and the path is exempt.
     ExemptPath,
-    /// The key from this source matched the config's `api_key`.
-    Authenticated(KeySource),
-    /// The key from this source matched the [`KeySet`](crate::KeySet) entry
-    /// with this label.
-    NamedKey {
-        /// Where the key was read from.
-        source: KeySource,
-        /// The matching key's label.
-        label: Arc<str>,
-    },
+    /// A key matched: the config's `api_key` or a [`KeySet`](crate::KeySet)
+    /// entry.
+    Key(Authenticated),
+}
+
+/// Who authenticated a request: where the key was read from and, for a
+/// [`KeySet`](crate::KeySet) key, its label.
+///
+/// Found in [`Allowed::Key`], and as a request extension when the layer is
+/// built with [`insert_identity(true)`](crate::ProxyAuthLayer::insert_identity):
+/// read it in a handler with `request.extensions().get::<Authenticated>()`
+/// (or axum's `Extension<Authenticated>` extractor).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// Where the matching key was read from.
+    pub source: KeySource,
+    /// The [`KeySet`](crate::KeySet) label of the key, or `None` for the
+    /// config's `api_key`.
+    pub label: Option<Arc<str>>,
 }
 
 /// Why a request was refused, without the key itself.
@@ -61,12 +75,14 @@ pub struct Rejection {
     /// The machine-readable reason, also sent as the `x-proxy-auth-error`
     /// response header.
     pub reason: RejectReason,
-    /// The header the key was read from, if one was present.
+    /// Where the key was read from, if a key header (or the query key) was
+    /// present.
     pub source: Option<KeySource>,
     /// Set when the key could not be compared at all (empty, duplicated,
-    /// not ASCII).
+    /// not ASCII) or has expired.
     pub problem: Option<KeyProblem>,
-    /// The effective mode that required the key.
+    /// The effective mode that required the key: `strict` or
+    /// `all_except_health`.
     pub mode: ProxyAuthMode,
 }
 
@@ -85,6 +101,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// `"missing_key"`, `"invalid_key"` or `"no_key_configured"`.
+    #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectReason::MissingKey => "missing_key",
@@ -94,86 +111,243 @@ impl RejectReason {
     }
 }
 
-impl std::fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// Judges a request. The order is the Antigravity one: preflight, then mode,
-/// then exempt paths, then the configured key, then the presented key.
-pub(crate) fn decide(
-    policy: &Policy,
-    exempt_paths: &[Box<str>],
-    query_key: bool,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Decision {
-    if method == Method::OPTIONS {
-        return Decision::Allow(Allowed::Preflight);
-    }
-    let mode = policy.mode;
-    match mode {
-        ProxyAuthMode::Off | ProxyAuthMode::Auto => return Decision::Allow(Allowed::AuthOff),
-        ProxyAuthMode::AllExceptHealth if exempt_paths.iter().any(|p| **p == *uri.path()) => {
-            return Decision::Allow(Allowed::ExemptPath);
+/// A mode that needs no more resolving: `auto` cannot reach a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Enforced {
+    Off,
+    AllExceptHealth,
+    Strict,
+}
+
+impl Enforced {
+    fn of(config: &ProxySecurityConfig) -> Self {
+        match config.effective_auth_mode() {
+            ProxyAuthMode::Strict => Enforced::Strict,
+            ProxyAuthMode::AllExceptHealth => Enforced::AllExceptHealth,
+            // `effective_auth_mode` never returns `Auto`; were it ever to,
+            // the safe reading of an unresolved mode is the stricter one.
+            ProxyAuthMode::Auto => Enforced::AllExceptHealth,
+            ProxyAuthMode::Off => Enforced::Off,
         }
-        ProxyAuthMode::AllExceptHealth | ProxyAuthMode::Strict => {}
     }
-    let reject = |reason, source, problem| {
-        Decision::Reject(Rejection {
-            reason,
-            source,
-            problem,
-            mode,
-        })
-    };
-    let presented = presented_key(headers, if query_key { uri.query() } else { None });
-    if policy.key.is_empty() && policy.keys.is_empty() {
-        let source = match presented {
-            Presented::Missing => None,
-            Presented::Key { source, .. } | Presented::Unusable { source, .. } => Some(source),
+
+    pub(crate) fn mode(self) -> ProxyAuthMode {
+        match self {
+            Enforced::Off => ProxyAuthMode::Off,
+            Enforced::AllExceptHealth => ProxyAuthMode::AllExceptHealth,
+            Enforced::Strict => ProxyAuthMode::Strict,
+        }
+    }
+}
+
+/// A config prepared for the request path once per change, not once per
+/// request: the mode resolved, the key laid out for constant-time
+/// comparison.
+pub(crate) struct Policy {
+    pub(crate) config: ProxySecurityConfig,
+    pub(crate) mode: Enforced,
+    key: ConfiguredKey,
+    #[cfg(feature = "key-set")]
+    pub(crate) keys: KeySet,
+    has_key: bool,
+}
+
+impl Policy {
+    pub(crate) fn new(config: ProxySecurityConfig) -> Self {
+        Policy::build(
+            config,
+            #[cfg(feature = "key-set")]
+            KeySet::new(),
+        )
+    }
+
+    pub(crate) fn build(
+        config: ProxySecurityConfig,
+        #[cfg(feature = "key-set")] keys: KeySet,
+    ) -> Self {
+        // A header value cannot start or end with whitespace once an HTTP
+        // parser has read it, so a key pasted with a trailing newline could
+        // never match; trimming makes it work as meant.
+        let trimmed = config.api_key.trim();
+        let key = match classify(trimmed) {
+            KeyText::Plain => {
+                let sendable = |b: u8| b.is_ascii_graphic() || b == b' ' || b == b'\t';
+                if !trimmed.bytes().all(sendable) {
+                    tracing::warn!(
+                        target: "proxy_auth",
+                        "configured api_key contains non-ASCII or control characters; clients cannot send such a key in a header, so no request will match it"
+                    );
+                }
+                ConfiguredKey::new(trimmed.as_bytes())
+            }
+            #[cfg(feature = "key-set")]
+            KeyText::Digest(digest) => ConfiguredKey::Digest(digest),
+            KeyText::BadDigest => {
+                // Fail closed: a mistyped digest must not turn into a
+                // plaintext key that whoever reads the config could send.
+                #[cfg(feature = "key-set")]
+                tracing::error!(
+                    target: "proxy_auth",
+                    "configured api_key starts with \"sha256:\" but is not followed by 64 hex characters; treating the key as unset, so requests that need a key are refused"
+                );
+                #[cfg(not(feature = "key-set"))]
+                tracing::error!(
+                    target: "proxy_auth",
+                    "configured api_key is a sha256 digest, which needs proxy-auth's `key-set` feature; treating the key as unset, so requests that need a key are refused"
+                );
+                ConfiguredKey::new(b"")
+            }
         };
-        return reject(RejectReason::NoKeyConfigured, source, None);
-    }
-    let (source, key) = match presented {
-        Presented::Missing => return reject(RejectReason::MissingKey, None, None),
-        Presented::Unusable { source, problem } => {
-            return reject(RejectReason::InvalidKey, Some(source), Some(problem))
+        #[cfg(feature = "key-set")]
+        warn_about_overlap(&key, trimmed, &keys);
+        #[cfg(feature = "key-set")]
+        let has_key = !key.is_empty() || !keys.is_empty();
+        #[cfg(not(feature = "key-set"))]
+        let has_key = !key.is_empty();
+        Policy {
+            mode: Enforced::of(&config),
+            key,
+            #[cfg(feature = "key-set")]
+            keys,
+            has_key,
+            config,
         }
-        Presented::Key { source, key } => (source, key),
+    }
+
+    /// Judges a request. The order is the Antigravity one: preflight, then
+    /// mode, then exempt paths, then the configured key, then the presented
+    /// key.
+    fn decide<B>(&self, rules: &Rules, request: &Request<B>) -> Decision {
+        if request.method() == Method::OPTIONS {
+            return Decision::Allow(Allowed::Preflight);
+        }
+        let uri = request.uri();
+        match self.mode {
+            Enforced::Off => return Decision::Allow(Allowed::AuthOff),
+            Enforced::AllExceptHealth if rules.is_exempt(uri.path()) => {
+                return Decision::Allow(Allowed::ExemptPath);
+            }
+            Enforced::AllExceptHealth | Enforced::Strict => {}
+        }
+        let query = if rules.query_key { uri.query() } else { None };
+        let presented = presented_key(request.headers(), query);
+        let reject = |reason, source, problem| {
+            Decision::Reject(Rejection {
+                reason,
+                source,
+                problem,
+                mode: self.mode.mode(),
+            })
+        };
+        if !self.has_key {
+            return reject(RejectReason::NoKeyConfigured, presented.source(), None);
+        }
+        let (source, key) = match presented {
+            Presented::Missing => return reject(RejectReason::MissingKey, None, None),
+            Presented::Unusable { source, problem } => {
+                return reject(RejectReason::InvalidKey, Some(source), Some(problem))
+            }
+            Presented::Key { source, key } => (source, key),
+        };
+        let default_matches = self.key.matches(key);
+        #[cfg(feature = "key-set")]
+        if !self.keys.is_empty() {
+            // Both checks always run, so the time does not tell whether the
+            // default key or a named one matched. A key-set entry wins over
+            // an equal api_key, so its expiry and label apply.
+            if let Some(entry) = self.keys.lookup(&sha256(key)) {
+                if entry.is_expired() {
+                    return reject(
+                        RejectReason::InvalidKey,
+                        Some(source),
+                        Some(KeyProblem::Expired),
+                    );
+                }
+                return Decision::Allow(Allowed::Key(Authenticated {
+                    source,
+                    label: Some(Arc::clone(&entry.label)),
+                }));
+            }
+        }
+        if default_matches {
+            Decision::Allow(Allowed::Key(Authenticated {
+                source,
+                label: None,
+            }))
+        } else {
+            reject(RejectReason::InvalidKey, Some(source), None)
+        }
+    }
+}
+
+#[cfg(feature = "key-set")]
+fn warn_about_overlap(key: &ConfiguredKey, trimmed: &str, keys: &KeySet) {
+    if keys.is_empty() || key.is_empty() {
+        return;
+    }
+    let digest = match key {
+        ConfiguredKey::Digest(digest) => *digest,
+        ConfiguredKey::Plain { .. } => sha256(trimmed.as_bytes()),
     };
-    let default_matches = policy.key.matches(key);
-    // With a key set, both checks always run, so the time does not tell
-    // whether the default key or a named one matched.
-    let named = if policy.keys.is_empty() {
-        None
-    } else {
-        policy.keys.lookup(&sha256(key))
-    };
-    // A key-set entry wins over an equal api_key, so its expiry and label
-    // apply (Policy warns about that overlap when it is built).
-    match (named, default_matches) {
-        (Some(entry), _) if entry.expires_at.is_some_and(|at| at <= SystemTime::now()) => reject(
-            RejectReason::InvalidKey,
-            Some(source),
-            Some(KeyProblem::Expired),
-        ),
-        (Some(entry), _) => Decision::Allow(Allowed::NamedKey {
-            source,
-            label: Arc::clone(&entry.label),
-        }),
-        (None, true) => Decision::Allow(Allowed::Authenticated(source)),
-        (None, false) => reject(RejectReason::InvalidKey, Some(source), None),
+    if let Some(entry) = keys.lookup(&digest) {
+        tracing::warn!(
+            target: "proxy_auth",
+            label = &*entry.label,
+            "api_key is also in the key set; requests with it are attributed to the key set entry, whose expiry applies"
+        );
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.config.fmt(f)
+    }
+}
+
+/// The layer's own settings that take part in the decision.
+#[derive(Clone, Debug)]
+pub(crate) struct Rules {
+    pub(crate) exempt_paths: Box<[Box<str>]>,
+    pub(crate) query_key: bool,
+}
+
+impl Rules {
+    /// Exact comparison with the request's path. Only origin-form paths
+    /// (starting with `/`) can be exempt: an authority-form (`CONNECT
+    /// host:443`) or asterisk-form (`OPTIONS *`) target never is.
+    fn is_exempt(&self, path: &str) -> bool {
+        path.starts_with('/') && self.exempt_paths.iter().any(|p| **p == *path)
+    }
+}
+
+/// Where a layer reads its config: a fixed snapshot or a reloadable handle.
+#[derive(Clone, Debug)]
+pub(crate) enum PolicySource {
+    Fixed(Arc<Policy>),
+    Shared(SharedSecurityConfig),
+}
+
+impl PolicySource {
+    /// One config snapshot per decision, released before the inner service
+    /// runs: a request sees the old config or the new one, never a mix.
+    #[inline]
+    pub(crate) fn decide<B>(&self, rules: &Rules, request: &Request<B>) -> Decision {
+        match self {
+            PolicySource::Fixed(policy) => policy.decide(rules, request),
+            PolicySource::Shared(shared) => shared.policy().decide(rules, request),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ProxySecurityConfig;
-    use http::HeaderValue;
 
     fn judge(
         mode: ProxyAuthMode,
@@ -183,18 +357,15 @@ mod tests {
         headers: &[(&'static str, &str)],
     ) -> Decision {
         let policy = Policy::new(ProxySecurityConfig::new(mode, key));
-        let mut map = HeaderMap::new();
+        let rules = Rules {
+            exempt_paths: Box::new(["/healthz".into()]),
+            query_key: false,
+        };
+        let mut request = Request::builder().method(method).uri(path);
         for (name, value) in headers {
-            map.append(*name, HeaderValue::from_str(value).unwrap());
+            request = request.header(*name, *value);
         }
-        decide(
-            &policy,
-            &["/healthz".into()],
-            false,
-            &method,
-            &path.parse().unwrap(),
-            &map,
-        )
+        policy.decide(&rules, &request.body(()).unwrap())
     }
 
     #[test]
@@ -253,26 +424,30 @@ mod tests {
     }
 
     #[test]
+    fn auto_is_resolved_before_any_decision() {
+        for lan in [false, true] {
+            let config = ProxySecurityConfig::new(ProxyAuthMode::Auto, "k").allow_lan_access(lan);
+            let enforced = Policy::new(config.clone()).mode;
+            assert_eq!(enforced.mode(), config.effective_auth_mode());
+            assert_ne!(enforced.mode(), ProxyAuthMode::Auto);
+        }
+    }
+
+    #[test]
+    fn only_origin_form_paths_can_be_exempt() {
+        let rules = Rules {
+            exempt_paths: Box::new(["/healthz".into()]),
+            query_key: false,
+        };
+        assert!(rules.is_exempt("/healthz"));
+        assert!(!rules.is_exempt(""));
+        assert!(!rules.is_exempt("*"));
+    }
+
+    #[test]
     fn reason_strings() {
         assert_eq!(RejectReason::MissingKey.to_string(), "missing_key");
         assert_eq!(RejectReason::InvalidKey.as_str(), "invalid_key");
         assert_eq!(RejectReason::NoKeyConfigured.as_str(), "no_key_configured");
     }
-}
-
-/// Request extension naming the source (and, for a [`KeySet`](crate::KeySet)
-/// key, the label) of the key that authenticated the request.
-///
-/// Inserted only when the layer is built with
-/// [`insert_identity(true)`](crate::ProxyAuthLayer::insert_identity); read it
-/// in a handler with `request.extensions().get::<Authenticated>()` (or axum's
-/// `Extension<Authenticated>` extractor).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct Authenticated {
-    /// Where the matching key was read from.
-    pub source: KeySource,
-    /// The [`KeySet`](crate::KeySet) label of the key, or `None` for the
-    /// config's `api_key`.
-    pub label: Option<Arc<str>>,
 }

@@ -8,6 +8,8 @@
 //! client library added, and it makes 401s impossible to explain.
 
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
+use http::uri::{PathAndQuery, Uri};
+use http::Request;
 
 /// The header an API key was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,16 +30,9 @@ pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub(crate) const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 impl KeySource {
-    /// The headers in the order they are consulted. The query parameter,
-    /// when enabled, comes after all three.
-    pub const PRIORITY: [KeySource; 3] = [
-        KeySource::Authorization,
-        KeySource::XApiKey,
-        KeySource::XGoogApiKey,
-    ];
-
     /// The header's name, lowercase as HTTP/2 sends it: `"authorization"`,
     /// `"x-api-key"` or `"x-goog-api-key"`; `"?key"` for the query parameter.
+    #[must_use]
     pub const fn header_name(self) -> &'static str {
         match self {
             KeySource::Authorization => "authorization",
@@ -83,6 +78,25 @@ pub enum KeyProblem {
     Expired,
 }
 
+impl KeyProblem {
+    /// `"empty"`, `"duplicate"`, `"not_ascii"` or `"expired"`, as logged.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyProblem::Empty => "empty",
+            KeyProblem::Duplicate => "duplicate",
+            KeyProblem::NotAscii => "not_ascii",
+            KeyProblem::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the request presented, before comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Presented<'a> {
@@ -95,6 +109,16 @@ pub(crate) enum Presented<'a> {
         source: KeySource,
         problem: KeyProblem,
     },
+}
+
+impl Presented<'_> {
+    /// Where the key was read from, if anything was presented.
+    pub(crate) fn source(&self) -> Option<KeySource> {
+        match *self {
+            Presented::Missing => None,
+            Presented::Key { source, .. } | Presented::Unusable { source, .. } => Some(source),
+        }
+    }
 }
 
 /// Reads the key from the first present header, then (if `query` is given,
@@ -111,7 +135,10 @@ pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) 
                 problem: KeyProblem::Duplicate,
             };
         }
-        let raw = value.as_bytes();
+        // Surrounding spaces and tabs are not part of a field value (RFC
+        // 9110 §5.5). HTTP/1 parsers drop them, HTTP/2 delivers them: trim
+        // so both give the same verdict.
+        let raw = value.as_bytes().trim_ascii();
         let key = match source {
             KeySource::Authorization => strip_bearer(raw),
             _ => raw,
@@ -209,6 +236,43 @@ pub(crate) fn strip_bearer(value: &[u8]) -> &[u8] {
         }
         _ => value,
     }
+}
+
+/// Removes every place a key can travel in, not only the one that was
+/// read: a client that sends the proxy's key twice must not leak the copy.
+pub(crate) fn strip_credentials<B>(request: &mut Request<B>, query_key: bool) {
+    let headers = request.headers_mut();
+    for (_, name) in &HEADER_SOURCES {
+        headers.remove(*name);
+    }
+    if query_key {
+        strip_query_key(request.uri_mut());
+    }
+}
+
+fn strip_query_key(uri: &mut Uri) {
+    let Some(query) = uri.query() else { return };
+    if query_values(query, QUERY_KEY).next().is_none() {
+        return;
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| split_pair(pair).0 != QUERY_KEY)
+        .collect();
+    let mut path_and_query = String::from(uri.path());
+    if !kept.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&kept.join("&"));
+    }
+    // Dropping pairs from a valid query leaves a valid one, so the first
+    // fallback (drop the whole query) and the last (the other parts came
+    // from a valid URI) are not expected to run. Each keeps the key out.
+    let path_and_query = PathAndQuery::try_from(path_and_query)
+        .or_else(|_| PathAndQuery::try_from(uri.path()))
+        .unwrap_or_else(|_| PathAndQuery::from_static("/"));
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(path_and_query);
+    *uri = Uri::from_parts(parts).unwrap_or_default();
 }
 
 #[cfg(test)]
@@ -363,6 +427,43 @@ mod tests {
             Presented::Unusable {
                 source: KeySource::XApiKey,
                 problem: KeyProblem::Duplicate
+            }
+        );
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_not_part_of_the_key() {
+        for (name, value, key) in [
+            ("x-api-key", &b"k  "[..], &b"k"[..]),
+            ("x-api-key", b"\t k \t", b"k"),
+            ("x-goog-api-key", b" k", b"k"),
+            ("authorization", b"Bearer k  ", b"k"),
+            ("authorization", b"  Bearer k", b"k"),
+        ] {
+            let source = match name {
+                "x-api-key" => KeySource::XApiKey,
+                "x-goog-api-key" => KeySource::XGoogApiKey,
+                _ => KeySource::Authorization,
+            };
+            assert_eq!(
+                presented_key(&headers(&[(name, value)]), None),
+                Presented::Key { source, key },
+                "{name}: {value:?}"
+            );
+        }
+        // Inside the value, whitespace still counts: these keep failing.
+        for value in [&b"Bearer  k"[..], b"Bearer\tk"] {
+            let map = headers(&[("authorization", value)]);
+            let Presented::Key { key, .. } = presented_key(&map, None) else {
+                panic!("{value:?} is a key to compare");
+            };
+            assert_ne!(key, b"k", "{value:?}");
+        }
+        assert_eq!(
+            presented_key(&headers(&[("x-api-key", b" \t ")]), None),
+            Presented::Unusable {
+                source: KeySource::XApiKey,
+                problem: KeyProblem::Empty
             }
         );
     }

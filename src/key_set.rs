@@ -16,71 +16,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+#[cfg(feature = "serde")]
+use std::time::{Duration, UNIX_EPOCH};
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
 
-const DIGEST_PREFIX: &str = "sha256:";
-
-/// The SHA-256 digest of a key, in the `sha256:<64 hex>` form that
-/// [`ProxySecurityConfig::api_key`](crate::ProxySecurityConfig::api_key) and
-/// [`KeySet`] accept in place of the plaintext key.
-///
-/// From a shell: `printf %s "$KEY" | sha256sum` and prefix the hex with
-/// `sha256:`.
-///
-/// ```
-/// // printf %s sk-test | sha256sum
-/// assert_eq!(
-///     proxy_auth::key_digest("sk-test"),
-///     "sha256:f3abf2a6cc4f00987743db5f544ba345b4899ae31f326d8ee9c4816de153c9e0",
-/// );
-/// ```
-pub fn key_digest(key: &str) -> String {
-    digest_string(&sha256(key.trim().as_bytes()))
-}
-
-/// `sha256:<64 lowercase hex>`, the form [`parse_digest`] reads back.
-fn digest_string(digest: &[u8; 32]) -> String {
-    let mut out = String::with_capacity(DIGEST_PREFIX.len() + 64);
-    out.push_str(DIGEST_PREFIX);
-    push_hex(&mut out, digest);
-    out
-}
-
-/// Appends `bytes` as lowercase hex (also used for generated keys).
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-}
-
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// Parses `sha256:<64 hex>`; `None` for anything else (a plaintext key).
-/// `Some(Err)` for a value that claims to be a digest but is malformed, so
-/// a typo is reported instead of silently becoming a plaintext key.
-pub(crate) fn parse_digest(value: &str) -> Option<Result<[u8; 32], ()>> {
-    let hex = value.trim().strip_prefix(DIGEST_PREFIX)?;
-    let hex = hex.as_bytes();
-    if hex.len() != 64 {
-        return Some(Err(()));
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        let nibble = |c: u8| (c as char).to_digit(16).ok_or(());
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Ok(hi), Ok(lo)) => out[i] = (hi * 16 + lo) as u8,
-            _ => return Some(Err(())),
-        }
-    }
-    Some(Ok(out))
-}
+use crate::digest::{classify, sha256, KeyText};
 
 /// Why a key could not be added to a [`KeySet`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -94,9 +37,14 @@ pub enum KeySetError {
     /// The key was empty or whitespace.
     #[error("the key labelled {0:?} is empty; give it a key or a sha256:<hex> digest")]
     EmptyKey(String),
-    /// The value started with `sha256:` but was not 64 hex characters.
+    /// The value started with `sha256:` (in any case) but was not followed
+    /// by 64 hex characters.
     #[error("the key labelled {0:?} starts with \"sha256:\" but is not followed by 64 hex characters; produce it with `printf %s \"$KEY\" | sha256sum`")]
     BadDigest(String),
+    /// A list (a deserialized `KeySet`) named the same label twice. Inserting
+    /// through [`KeySet::insert`] replaces a label's key instead.
+    #[error("the label {0:?} appears more than once in the key list; each label names one key")]
+    DuplicateLabel(String),
     /// The same key (or digest) is already in the set under another label.
     #[error("the key labelled {label:?} is the same key as the one labelled {existing:?}; every key must be distinct so a request maps to one identity")]
     DuplicateKey {
@@ -111,6 +59,12 @@ pub enum KeySetError {
 pub(crate) struct Entry {
     pub(crate) label: Arc<str>,
     pub(crate) expires_at: Option<SystemTime>,
+}
+
+impl Entry {
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= SystemTime::now())
+    }
 }
 
 /// A set of named API keys, accepted besides the config's `api_key`.
@@ -184,10 +138,11 @@ impl KeySet {
         if key.trim().is_empty() {
             return Err(KeySetError::EmptyKey(label));
         }
-        let digest = match parse_digest(key) {
-            Some(Ok(digest)) => digest,
-            Some(Err(())) => return Err(KeySetError::BadDigest(label)),
-            None => sha256(key.trim().as_bytes()),
+        let key = key.trim();
+        let digest = match classify(key) {
+            KeyText::Digest(digest) => digest,
+            KeyText::BadDigest => return Err(KeySetError::BadDigest(label)),
+            KeyText::Plain => sha256(key.as_bytes()),
         };
         if let Some(existing) = self.by_digest.get(&digest) {
             if *existing.label != *label {
@@ -267,6 +222,7 @@ impl fmt::Debug for KeySet {
     }
 }
 
+#[cfg(feature = "serde")]
 #[derive(Serialize, Deserialize)]
 struct KeySpec {
     label: String,
@@ -275,6 +231,8 @@ struct KeySpec {
     expires_at: Option<u64>,
 }
 
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for KeySet {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut specs: Vec<KeySpec> = self
@@ -282,7 +240,7 @@ impl Serialize for KeySet {
             .iter()
             .map(|(digest, entry)| KeySpec {
                 label: entry.label.to_string(),
-                key: digest_string(digest),
+                key: crate::digest::digest_string(digest),
                 expires_at: entry.expires_at.map(|at| {
                     at.duration_since(UNIX_EPOCH)
                         .unwrap_or(Duration::ZERO)
@@ -295,6 +253,8 @@ impl Serialize for KeySet {
     }
 }
 
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for KeySet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let specs = Vec::<KeySpec>::deserialize(deserializer)?;
@@ -309,6 +269,11 @@ impl<'de> Deserialize<'de> for KeySet {
                     ))
                 })?),
             };
+            if set.by_label.contains_key(spec.label.trim()) {
+                return Err(serde::de::Error::custom(KeySetError::DuplicateLabel(
+                    spec.label.trim().to_owned(),
+                )));
+            }
             set.insert_entry(spec.label, &spec.key, expires_at)
                 .map_err(serde::de::Error::custom)?;
         }
@@ -319,38 +284,7 @@ impl<'de> Deserialize<'de> for KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digest_format_matches_sha256sum() {
-        // printf %s sk-test | sha256sum
-        let expected = "sha256:f3abf2a6cc4f00987743db5f544ba345b4899ae31f326d8ee9c4816de153c9e0";
-        assert_eq!(key_digest("sk-test"), expected);
-        assert_eq!(key_digest("sk-test").len(), 7 + 64);
-        assert_eq!(parse_digest(expected), Some(Ok(sha256(b"sk-test"))));
-        assert_eq!(
-            parse_digest(&expected.to_uppercase().replace("SHA256", "sha256")),
-            Some(Ok(sha256(b"sk-test")))
-        );
-        assert_eq!(parse_digest("sha256:abc"), Some(Err(())));
-        assert_eq!(
-            parse_digest(&format!("sha256:{}", "zz".repeat(32))),
-            Some(Err(()))
-        );
-        assert_eq!(parse_digest("sk-plain"), None);
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    #[test]
-    fn known_vector() {
-        // SHA-256("abc") from FIPS 180-2.
-        assert_eq!(
-            hex(&sha256(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
+    use crate::key_digest;
 
     #[test]
     fn insert_lookup_remove() {
@@ -397,6 +331,31 @@ mod tests {
     }
 
     #[test]
+    fn uppercase_digests_are_digests() {
+        let mut set = KeySet::new();
+        let upper = key_digest("sk-u").to_uppercase();
+        set.insert("u", &upper).unwrap();
+        assert!(set.lookup(&sha256(b"sk-u")).is_some());
+        assert!(set.lookup(&sha256(upper.as_bytes())).is_none());
+        assert_eq!(
+            set.insert("v", "SHA256:abc"),
+            Err(KeySetError::BadDigest("v".into()))
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_repeated_label_in_a_list_is_an_error() {
+        let err = serde_json::from_str::<KeySet>(
+            r#"[{"label":"ci","key":"sk-1"},{"label":" ci","key":"sk-2"}]"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"ci\" appears more than once"), "{err}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
     fn serde_round_trip_writes_digests_only() {
         let set: KeySet = serde_json::from_str(
             r#"[{"label":"alice","key":"sk-alice"},{"label":"ci","key":"sk-ci","expires_at":4102444800}]"#,
@@ -414,6 +373,7 @@ mod tests {
         assert!(err.to_string().contains("empty"), "{err}");
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn out_of_range_expiry_is_an_error_not_a_panic() {
         let json = format!(

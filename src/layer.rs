@@ -5,64 +5,36 @@ use std::sync::Arc;
 use http::Request;
 use tower_layer::Layer;
 
-use crate::decision::decide;
-use crate::shared::Policy;
-use crate::{Decision, KeySet, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
-
-/// Where a layer reads its config: a fixed snapshot or a reloadable handle.
-#[derive(Clone, Debug)]
-pub(crate) enum PolicySource {
-    Fixed(Arc<Policy>),
-    Shared(SharedSecurityConfig),
-}
-
-impl PolicySource {
-    #[inline]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&Policy) -> R) -> R {
-        match self {
-            PolicySource::Fixed(policy) => f(policy),
-            PolicySource::Shared(shared) => shared.with_policy(f),
-        }
-    }
-}
-
-/// Settings that belong to the layer rather than to the reloadable config.
-#[derive(Clone, Debug)]
-pub(crate) struct Options {
-    pub(crate) exempt_paths: Arc<[Box<str>]>,
-    pub(crate) insert_identity: bool,
-    pub(crate) query_key: bool,
-    pub(crate) strip_credentials: bool,
-}
-
-impl Options {
-    pub(crate) fn check<B>(&self, source: &PolicySource, request: &Request<B>) -> Decision {
-        source.with(|policy| {
-            decide(
-                policy,
-                &self.exempt_paths,
-                self.query_key,
-                request.method(),
-                request.uri(),
-                request.headers(),
-            )
-        })
-    }
-}
+use crate::decision::{Policy, PolicySource, Rules};
+#[cfg(feature = "key-set")]
+use crate::KeySet;
+use crate::{Decision, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
 
 /// Applies [`ProxyAuth`] to a service: requires an API key according to a
 /// [`ProxySecurityConfig`].
+///
+/// Cloning is cheap (two reference counts), and so is wrapping a service:
+/// every [`ProxyAuth`] built from one layer shares its config.
 ///
 /// See the [crate documentation](crate) for the rules and an example.
 #[derive(Clone, Debug)]
 pub struct ProxyAuthLayer {
     pub(crate) policy: PolicySource,
-    pub(crate) options: Options,
+    pub(crate) options: Arc<Options>,
+}
+
+/// Settings that belong to the layer rather than to the reloadable config.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) rules: Rules,
+    pub(crate) insert_identity: bool,
+    pub(crate) strip_credentials: bool,
 }
 
 impl ProxyAuthLayer {
     /// A layer enforcing a fixed config. To change the key or mode while
     /// serving, use [`from_shared`](Self::from_shared).
+    #[must_use]
     pub fn new(config: ProxySecurityConfig) -> Self {
         Self::with_source(PolicySource::Fixed(Arc::new(Policy::new(config))))
     }
@@ -70,14 +42,16 @@ impl ProxyAuthLayer {
     /// A layer enforcing a fixed config plus the named `keys`, accepted
     /// besides `config.api_key`. To rotate keys while serving, use
     /// [`SharedSecurityConfig::with_keys`] and [`from_shared`](Self::from_shared).
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[must_use]
     pub fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
-        Self::with_source(PolicySource::Fixed(Arc::new(Policy::with_keys(
-            config, keys,
-        ))))
+        Self::with_source(PolicySource::Fixed(Arc::new(Policy::build(config, keys))))
     }
 
     /// A layer that reads the config from `shared` on every request, so a
     /// [`SharedSecurityConfig::store`] is in force from the next request on.
+    #[must_use]
     pub fn from_shared(shared: SharedSecurityConfig) -> Self {
         Self::with_source(PolicySource::Shared(shared))
     }
@@ -85,27 +59,48 @@ impl ProxyAuthLayer {
     fn with_source(policy: PolicySource) -> Self {
         ProxyAuthLayer {
             policy,
-            options: Options {
-                exempt_paths: Arc::from([Box::from("/healthz")]),
+            options: Arc::new(Options {
+                rules: Rules {
+                    exempt_paths: Box::new([Box::from("/healthz")]),
+                    query_key: false,
+                },
                 insert_identity: false,
-                query_key: false,
                 strip_credentials: false,
-            },
+            }),
         }
+    }
+
+    fn options_mut(&mut self) -> &mut Options {
+        Arc::make_mut(&mut self.options)
     }
 
     /// Sets the paths that pass without a key in `all_except_health` mode
     /// (default: just `/healthz`). Paths are compared exactly with the
     /// request's path, without its query: `/healthz/` and `/HEALTHZ` are
     /// different paths and need the key. In `strict` mode no path is exempt.
+    ///
+    /// # Panics
+    ///
+    /// If a path does not start with `/`, naming it. An empty entry (say,
+    /// from splitting `"/healthz,"` on commas) would otherwise equal the
+    /// path of every `CONNECT host:443` request and let it through.
+    #[must_use]
+    #[track_caller]
     pub fn exempt_paths<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,
         P: Into<String>,
     {
-        self.options.exempt_paths = paths
+        self.options_mut().rules.exempt_paths = paths
             .into_iter()
-            .map(|p| p.into().into_boxed_str())
+            .map(|path| {
+                let path = path.into();
+                assert!(
+                    path.starts_with('/'),
+                    "exempt path {path:?} must start with `/` (an origin-form path such as \"/healthz\")"
+                );
+                path.into_boxed_str()
+            })
             .collect();
         self
     }
@@ -114,8 +109,9 @@ impl ProxyAuthLayer {
     /// extension naming the source and label of its key (default: off,
     /// because inserting an extension allocates on every authenticated
     /// request).
+    #[must_use]
     pub fn insert_identity(mut self, insert: bool) -> Self {
-        self.options.insert_identity = insert;
+        self.options_mut().insert_identity = insert;
         self
     }
 
@@ -129,8 +125,9 @@ impl ProxyAuthLayer {
     /// along the way; prefer headers, and turn this on only for clients that
     /// cannot send one. Combine with [`strip_credentials`](Self::strip_credentials)
     /// so the inner service never sees the key in the URI.
+    #[must_use]
     pub fn query_key(mut self, accept: bool) -> Self {
-        self.options.query_key = accept;
+        self.options_mut().rules.query_key = accept;
         self
     }
 
@@ -144,15 +141,17 @@ impl ProxyAuthLayer {
     /// for preflights and for exempt paths the headers are the client's
     /// business and pass untouched. Removing the query parameter rebuilds
     /// the URI, which allocates; removing headers does not.
+    #[must_use]
     pub fn strip_credentials(mut self, strip: bool) -> Self {
-        self.options.strip_credentials = strip;
+        self.options_mut().strip_credentials = strip;
         self
     }
 
-    /// Judges `request` as the layer would, without sending it anywhere:
-    /// useful for "why was I rejected?" diagnostics and tests.
+    /// Judges `request` as the layer would, without sending it anywhere
+    /// and without logging: for "why was I rejected?" diagnostics and tests.
+    #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
-        self.options.check(&self.policy, request)
+        self.policy.decide(&self.options.rules, request)
     }
 }
 
@@ -160,6 +159,6 @@ impl<S> Layer<S> for ProxyAuthLayer {
     type Service = ProxyAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ProxyAuth::from_layer(inner, self.clone())
+        ProxyAuth::new(inner, self.clone())
     }
 }

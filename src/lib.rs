@@ -128,8 +128,10 @@ mod body;
 mod compare;
 mod config;
 mod decision;
+mod digest;
 mod extract;
 mod future;
+#[cfg(feature = "key-set")]
 mod key_set;
 mod layer;
 mod mode;
@@ -138,13 +140,23 @@ mod service;
 mod shared;
 
 pub use body::ResponseBody;
-pub use config::{generate_api_key, try_generate_api_key, KeyGenError, ProxySecurityConfig};
+#[cfg(feature = "generate-key")]
+pub use config::{generate_api_key, try_generate_api_key, KeyGenError};
+pub use config::{ExposedWithoutAuth, ProxySecurityConfig};
 pub use decision::{Allowed, Authenticated, Decision, RejectReason, Rejection};
+#[cfg(feature = "key-set")]
+pub use digest::key_digest;
 pub use extract::{KeyProblem, KeySource};
 pub use future::ResponseFuture;
-pub use key_set::{key_digest, KeySet, KeySetError};
+#[cfg(feature = "key-set")]
+pub use key_set::{KeySet, KeySetError};
 pub use layer::ProxyAuthLayer;
 pub use mode::{ParseModeError, ProxyAuthMode};
-pub use response::{Protocol, REJECTION_HEADER};
+pub use response::REJECTION_HEADER;
 pub use service::ProxyAuth;
 pub use shared::SharedSecurityConfig;
+
+// The README's Rust examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

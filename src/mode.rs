@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 /// Which requests the proxy requires an API key for.
@@ -18,8 +19,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// `OPTIONS` requests (CORS preflight) pass in every mode: browsers send them
 /// without credentials, so requiring a key would break every web client.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ProxyAuthMode {
     /// No request needs a key.
     Off,
@@ -44,6 +46,7 @@ impl ProxyAuthMode {
     ];
 
     /// The mode's configuration string, e.g. `"all_except_health"`.
+    #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             ProxyAuthMode::Off => "off",
@@ -59,6 +62,7 @@ impl ProxyAuthMode {
     /// A proxy bound to loopback only is reachable by local programs, which
     /// could read its config file anyway, so `auto` leaves it open; once it
     /// listens on the LAN, everything but health checks needs the key.
+    #[must_use]
     pub const fn resolve(self, allow_lan_access: bool) -> ProxyAuthMode {
         match self {
             ProxyAuthMode::Auto if allow_lan_access => ProxyAuthMode::AllExceptHealth,
@@ -113,6 +117,7 @@ mod tests {
         assert_eq!(ProxyAuthMode::default(), ProxyAuthMode::Auto);
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn serde_uses_snake_case_strings() {
         for (mode, s) in [

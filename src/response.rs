@@ -1,10 +1,17 @@
-//! The 401 the layer sends: status, headers, and a JSON body in the error
-//! shape of the API the client speaks, so the official OpenAI, Anthropic and
-//! Gemini SDKs show its message instead of a parse error.
+//! The 401 the layer sends, and the log line that goes with it: status,
+//! headers, and a JSON body in the error shape of the API the client speaks,
+//! so the official OpenAI, Anthropic and Gemini SDKs show its message
+//! instead of a parse error.
+//!
+//! There are few distinct answers (3 API shapes x 22 explanations), so each
+//! body is written once per process and every rejection after that points at
+//! it: a flood of keyless requests costs no formatting and no body
+//! allocation.
 
-use bytes::Bytes;
+use std::sync::OnceLock;
+
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 
 use crate::extract::{KeyProblem, KeySource, X_API_KEY, X_GOOG_API_KEY};
 use crate::{RejectReason, Rejection};
@@ -15,24 +22,27 @@ use crate::{RejectReason, Rejection};
 pub const REJECTION_HEADER: HeaderName = HeaderName::from_static("x-proxy-auth-error");
 
 /// The API family whose error shape a rejection body takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Protocol {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
     /// `{"error":{"message","type","param","code"}}`; the default.
     OpenAi,
     /// `{"type":"error","error":{"type","message"}}`; chosen for requests with
     /// `x-api-key` or a path under `/v1/messages`.
     Anthropic,
     /// `{"error":{"code","message","status"}}`; chosen for requests with
-    /// `x-goog-api-key` or a Gemini path (`/v1beta/...`, `...:generateContent`).
+    /// `x-goog-api-key`, a Gemini path (`/v1beta/...`, `...:generateContent`)
+    /// or a key in the query.
     Gemini,
 }
+
+const PROTOCOLS: [Protocol; 3] = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Gemini];
 
 impl Protocol {
     /// Guesses the client's API family from the request. Gemini signals are
     /// checked first because Gemini paths are the most specific.
-    pub fn detect(path: &str, headers: &HeaderMap) -> Protocol {
-        if headers.contains_key(X_GOOG_API_KEY)
+    fn detect(rejection: &Rejection, path: &str, headers: &HeaderMap) -> Protocol {
+        if rejection.source == Some(KeySource::QueryKey)
+            || headers.contains_key(X_GOOG_API_KEY)
             || path.starts_with("/v1beta/")
             || path.contains(":generateContent")
             || path.contains(":streamGenerateContent")
@@ -43,6 +53,58 @@ impl Protocol {
         } else {
             Protocol::OpenAi
         }
+    }
+}
+
+/// Every explanation there is, by [`explanation`]'s numbering.
+const SOURCES: [KeySource; 4] = [
+    KeySource::Authorization,
+    KeySource::XApiKey,
+    KeySource::XGoogApiKey,
+    KeySource::QueryKey,
+];
+const PROBLEMS: [Option<KeyProblem>; 5] = [
+    None,
+    Some(KeyProblem::Empty),
+    Some(KeyProblem::Duplicate),
+    Some(KeyProblem::NotAscii),
+    Some(KeyProblem::Expired),
+];
+const EXPLANATIONS: usize = 2 + SOURCES.len() * PROBLEMS.len();
+
+/// Numbers the distinct messages: what [`message`] says depends only on
+/// this.
+fn explanation(rejection: &Rejection) -> usize {
+    match (rejection.reason, rejection.source) {
+        (RejectReason::NoKeyConfigured, _) => 0,
+        (RejectReason::MissingKey, _) | (_, None) => 1,
+        (RejectReason::InvalidKey, Some(source)) => {
+            let s = SOURCES.iter().position(|&x| x == source).unwrap_or(0);
+            let p = PROBLEMS
+                .iter()
+                .position(|&x| x == rejection.problem)
+                .unwrap_or(0);
+            2 + s * PROBLEMS.len() + p
+        }
+    }
+}
+
+/// A rejection with the given explanation number, to write its message.
+fn example_of(explanation: usize) -> Rejection {
+    let (reason, source, problem) = match explanation {
+        0 => (RejectReason::NoKeyConfigured, None, None),
+        1 => (RejectReason::MissingKey, None, None),
+        n => (
+            RejectReason::InvalidKey,
+            Some(SOURCES[(n - 2) / PROBLEMS.len()]),
+            PROBLEMS[(n - 2) % PROBLEMS.len()],
+        ),
+    };
+    Rejection {
+        reason,
+        source,
+        problem,
+        mode: crate::ProxyAuthMode::Strict,
     }
 }
 
@@ -74,38 +136,110 @@ pub(crate) fn message(rejection: &Rejection) -> String {
     m
 }
 
-/// Builds the 401. `message` holds no `"` or `\`, so it can be written into
-/// JSON as is.
-pub(crate) fn unauthorized<B>(
-    rejection: &Rejection,
-    protocol: Protocol,
-    wrap: impl FnOnce(Bytes) -> B,
-) -> Response<B> {
+/// The JSON body for one API shape. `message` holds no `"` or `\`, so it
+/// can be written into JSON as is.
+fn body(protocol: Protocol, rejection: &Rejection) -> String {
     let message = message(rejection);
     debug_assert!(!message.contains(['"', '\\']));
     let reason = rejection.reason.as_str();
-    let body = match protocol {
+    match protocol {
         Protocol::OpenAi => format!(
             r#"{{"error":{{"message":"{message}","type":"invalid_request_error","param":null,"code":"{reason}"}}}}"#
         ),
-        Protocol::Anthropic => {
-            format!(
-                r#"{{"type":"error","error":{{"type":"authentication_error","message":"{message}"}}}}"#
-            )
-        }
-        Protocol::Gemini => {
-            format!(
-                r#"{{"error":{{"code":401,"message":"{message}","status":"UNAUTHENTICATED"}}}}"#
-            )
-        }
-    };
-    let mut response = Response::new(wrap(Bytes::from(body)));
+        Protocol::Anthropic => format!(
+            r#"{{"type":"error","error":{{"type":"authentication_error","message":"{message}"}}}}"#
+        ),
+        Protocol::Gemini => format!(
+            r#"{{"error":{{"code":401,"message":"{message}","status":"UNAUTHENTICATED"}}}}"#
+        ),
+    }
+}
+
+/// Every body, written on the first rejection; `'static` because the table
+/// lives as long as the process, so a response can point into it.
+fn bodies() -> &'static [String] {
+    static BODIES: OnceLock<Vec<String>> = OnceLock::new();
+    BODIES.get_or_init(|| {
+        PROTOCOLS
+            .iter()
+            .flat_map(|&protocol| (0..EXPLANATIONS).map(move |n| body(protocol, &example_of(n))))
+            .collect()
+    })
+}
+
+/// The three headers per reason, built once: cloning a small map is
+/// cheaper than hashing three names into a new one on every rejection.
+fn headers(reason: RejectReason) -> &'static HeaderMap {
+    static HEADERS: OnceLock<[HeaderMap; 3]> = OnceLock::new();
+    let all = HEADERS.get_or_init(|| {
+        [
+            RejectReason::MissingKey,
+            RejectReason::InvalidKey,
+            RejectReason::NoKeyConfigured,
+        ]
+        .map(|reason| {
+            let mut headers = HeaderMap::with_capacity(3);
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(REJECTION_HEADER, HeaderValue::from_static(reason.as_str()));
+            headers
+        })
+    });
+    &all[match reason {
+        RejectReason::MissingKey => 0,
+        RejectReason::InvalidKey => 1,
+        RejectReason::NoKeyConfigured => 2,
+    }]
+}
+
+/// Logs the rejection and builds the 401 for `request`; `wrap` turns the
+/// JSON into the response's body type.
+pub(crate) fn unauthorized<B, R>(
+    rejection: &Rejection,
+    request: &Request<B>,
+    wrap: impl FnOnce(&'static [u8]) -> R,
+) -> Response<R> {
+    log(rejection, request);
+    let protocol = Protocol::detect(rejection, request.uri().path(), request.headers());
+    build(rejection, protocol, wrap)
+}
+
+fn build<R>(
+    rejection: &Rejection,
+    protocol: Protocol,
+    wrap: impl FnOnce(&'static [u8]) -> R,
+) -> Response<R> {
+    let index = protocol as usize * EXPLANATIONS + explanation(rejection);
+    let mut response = Response::new(wrap(bodies()[index].as_bytes()));
     *response.status_mut() = StatusCode::UNAUTHORIZED;
-    let headers = response.headers_mut();
-    headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(REJECTION_HEADER, HeaderValue::from_static(reason));
+    *response.headers_mut() = headers(rejection.reason).clone();
     response
+}
+
+/// One line per rejection, with everything needed to explain it and nothing
+/// secret: never the key, never the query string (Gemini clients put keys
+/// there).
+fn log<B>(rejection: &Rejection, request: &Request<B>) {
+    if rejection.reason == RejectReason::NoKeyConfigured {
+        tracing::error!(
+            target: "proxy_auth",
+            mode = %rejection.mode,
+            method = %request.method(),
+            path = request.uri().path(),
+            "proxy auth is enabled but the api key is empty; denying request (set api_key, or turn auth off)"
+        );
+    } else {
+        tracing::warn!(
+            target: "proxy_auth",
+            reason = rejection.reason.as_str(),
+            header = rejection.source.map_or("none", KeySource::header_name),
+            problem = rejection.problem.map(KeyProblem::as_str),
+            mode = %rejection.mode,
+            method = %request.method(),
+            path = request.uri().path(),
+            "proxy auth rejected request with 401"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -128,27 +262,34 @@ mod tests {
 
     #[test]
     fn protocol_detection() {
+        let missing = rejection(RejectReason::MissingKey, None, None);
         let mut h = HeaderMap::new();
         assert_eq!(
-            Protocol::detect("/v1/chat/completions", &h),
+            Protocol::detect(&missing, "/v1/chat/completions", &h),
             Protocol::OpenAi
         );
-        assert_eq!(Protocol::detect("/v1/messages", &h), Protocol::Anthropic);
         assert_eq!(
-            Protocol::detect("/v1beta/models/gemini-pro:generateContent", &h),
+            Protocol::detect(&missing, "/v1/messages", &h),
+            Protocol::Anthropic
+        );
+        assert_eq!(
+            Protocol::detect(&missing, "/v1beta/models/gemini-pro:generateContent", &h),
             Protocol::Gemini
         );
         assert_eq!(
-            Protocol::detect("/v1/models/x:streamGenerateContent", &h),
+            Protocol::detect(&missing, "/v1/models/x:streamGenerateContent", &h),
             Protocol::Gemini
         );
         h.insert("x-api-key", HeaderValue::from_static("k"));
         assert_eq!(
-            Protocol::detect("/v1/chat/completions", &h),
+            Protocol::detect(&missing, "/v1/chat/completions", &h),
             Protocol::Anthropic
         );
         h.insert("x-goog-api-key", HeaderValue::from_static("k"));
-        assert_eq!(Protocol::detect("/v1/messages", &h), Protocol::Gemini);
+        assert_eq!(
+            Protocol::detect(&missing, "/v1/messages", &h),
+            Protocol::Gemini
+        );
     }
 
     #[test]
@@ -179,7 +320,7 @@ mod tests {
         ];
         for r in all_rejections {
             for protocol in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Gemini] {
-                let response = unauthorized(&r, protocol, |b| b);
+                let response = build(&r, protocol, |b| b);
                 assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
                 assert_eq!(response.headers()[WWW_AUTHENTICATE], "Bearer");
                 assert_eq!(response.headers()[REJECTION_HEADER], r.reason.as_str());
@@ -203,6 +344,37 @@ mod tests {
                 assert!(message.as_str().unwrap().contains("proxy-auth"), "{json}");
             }
         }
+    }
+
+    #[test]
+    fn every_explanation_has_its_own_number() {
+        for n in 0..EXPLANATIONS {
+            assert_eq!(explanation(&example_of(n)), n);
+        }
+        let messages: std::collections::HashSet<String> =
+            (0..EXPLANATIONS).map(|n| message(&example_of(n))).collect();
+        assert_eq!(messages.len(), EXPLANATIONS, "two numbers, one message");
+    }
+
+    #[test]
+    fn prebuilt_bodies_are_the_formatted_ones() {
+        for n in 0..EXPLANATIONS {
+            let mut r = example_of(n);
+            r.mode = crate::ProxyAuthMode::AllExceptHealth;
+            for protocol in PROTOCOLS {
+                let response = build(&r, protocol, |b| b);
+                assert_eq!(response.body(), &body(protocol, &r).as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn a_query_key_rejection_answers_in_gemini_shape() {
+        let r = rejection(RejectReason::InvalidKey, Some(KeySource::QueryKey), None);
+        assert_eq!(
+            Protocol::detect(&r, "/v1/chat/completions", &HeaderMap::new()),
+            Protocol::Gemini
+        );
     }
 
     #[test]

@@ -1,94 +1,32 @@
-//! [`SharedSecurityConfig`]: the hot-reload handle, and the compiled form of
-//! a config that requests are judged against.
+//! [`SharedSecurityConfig`]: the hot-reload handle.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 
-use crate::compare::ConfiguredKey;
-use crate::key_set::parse_digest;
-use crate::{KeySet, KeySetError, ProxyAuthMode, ProxySecurityConfig};
+use crate::decision::Policy;
+#[cfg(feature = "key-set")]
+use crate::{KeySet, KeySetError};
+use crate::{ProxyAuthMode, ProxySecurityConfig};
 
-/// A config prepared for the request path: the effective mode resolved and
-/// the key laid out for constant-time comparison, once per `store` instead
-/// of once per request.
-pub(crate) struct Policy {
-    pub(crate) config: ProxySecurityConfig,
-    pub(crate) mode: ProxyAuthMode,
-    pub(crate) key: ConfiguredKey,
-    pub(crate) keys: KeySet,
-}
-
-impl Policy {
-    pub(crate) fn new(config: ProxySecurityConfig) -> Self {
-        Policy::with_keys(config, KeySet::new())
-    }
-
-    pub(crate) fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
-        let trimmed = config.api_key.trim();
-        let key = match parse_digest(trimmed) {
-            Some(Ok(digest)) => ConfiguredKey::Digest(digest),
-            Some(Err(())) => {
-                // Fail closed: a mistyped digest must not turn into a
-                // plaintext key that someone could send verbatim.
-                tracing::error!(
-                    target: "proxy_auth",
-                    "configured api_key starts with \"sha256:\" but is not followed by 64 hex characters; treating the key as unset, so requests that need a key are refused"
-                );
-                ConfiguredKey::new(b"")
-            }
-            // A header value cannot start or end with whitespace once an
-            // HTTP parser has read it, so a key pasted with a trailing
-            // newline could never match; trimming makes it work as meant.
-            None => ConfiguredKey::new(trimmed.as_bytes()),
-        };
-        if !key.is_empty()
-            && !trimmed
-                .bytes()
-                .all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
-        {
-            tracing::warn!(
-                target: "proxy_auth",
-                "configured api_key contains non-ASCII or control characters; clients cannot send such a key in a header, so no request will match it"
-            );
-        }
-        if !keys.is_empty() && !key.is_empty() {
-            let digest = match &key {
-                ConfiguredKey::Digest(digest) => *digest,
-                ConfiguredKey::Plain { .. } => crate::key_set::sha256(trimmed.as_bytes()),
-            };
-            if let Some(entry) = keys.lookup(&digest) {
-                tracing::warn!(
-                    target: "proxy_auth",
-                    label = &*entry.label,
-                    "api_key is also in the key set; requests with it are attributed to the key set entry, whose expiry applies"
-                );
-            }
-        }
-        Policy {
-            mode: config.effective_auth_mode(),
-            key,
-            keys,
-            config,
-        }
-    }
-}
-
-impl fmt::Debug for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.config.fmt(f)
-    }
-}
-
-/// A cheaply clonable handle to a [`ProxySecurityConfig`] that can be
-/// replaced while the proxy serves.
+/// A cheaply clonable handle to a [`ProxySecurityConfig`] (and, with the
+/// `key-set` feature, a [`KeySet`]) that can be replaced while the proxy
+/// serves.
 ///
 /// Every request reads the config once, when the layer decides, and uses
 /// that one snapshot for the whole decision: a request sees the old config
 /// or the new one, never parts of both. Reading is lock-free and wait-free
-/// (it is an [`arc_swap::ArcSwap`] load, no allocation), and nothing is held
+/// (an [`arc_swap::ArcSwap`] load, no allocation), and nothing is held
 /// while the inner service runs, so a slow upstream never delays a reload.
+///
+/// Writers ([`store`](Self::store), [`update`](Self::update) and the key-set
+/// methods) take turns, so concurrent `update`s never lose each other's
+/// changes. A write made from inside an `update` closure on the same handle
+/// is applied at once and then replaced by the `update`'s own result, which
+/// was computed from the config as it was before the closure ran: the outer
+/// `update` wins, and nothing spins or deadlocks.
 ///
 /// ```
 /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
@@ -104,50 +42,72 @@ impl fmt::Debug for Policy {
 /// ```
 #[derive(Clone)]
 pub struct SharedSecurityConfig {
-    current: Arc<ArcSwap<Policy>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    current: ArcSwap<Policy>,
+    /// Serializes writers; readers never touch it.
+    writer: Mutex<()>,
+}
+
+thread_local! {
+    /// The handles this thread is writing, so a nested write on one of them
+    /// does not wait for a lock its own thread holds.
+    static WRITING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 impl SharedSecurityConfig {
     /// A handle holding `config`.
+    #[must_use]
     pub fn new(config: ProxySecurityConfig) -> Self {
-        SharedSecurityConfig::with_keys(config, KeySet::new())
+        Self::from_policy(Policy::new(config))
     }
 
     /// A handle holding `config` and named `keys`, accepted besides
     /// `config.api_key`.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[must_use]
     pub fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
+        Self::from_policy(Policy::build(config, keys))
+    }
+
+    fn from_policy(policy: Policy) -> Self {
         SharedSecurityConfig {
-            current: Arc::new(ArcSwap::from_pointee(Policy::with_keys(config, keys))),
+            inner: Arc::new(Inner {
+                current: ArcSwap::from_pointee(policy),
+                writer: Mutex::new(()),
+            }),
         }
     }
 
     /// Replaces the config (the key set is kept); requests that have not
     /// been decided yet use the new one.
     pub fn store(&self, config: ProxySecurityConfig) {
-        self.current
-            .rcu(|policy| Policy::with_keys(config.clone(), policy.keys.clone()));
+        self.write(|policy| Some(policy.with_config(config)));
     }
 
-    /// Changes the config in place. Concurrent `update`s do not lose each
-    /// other's changes: `f` is re-run on the newer config if another writer
-    /// got in first, so it should only compute the change.
-    pub fn update(&self, mut f: impl FnMut(&mut ProxySecurityConfig)) {
-        self.current.rcu(|policy| {
+    /// Changes the config in place, as one step with respect to other
+    /// writers.
+    pub fn update(&self, f: impl FnOnce(&mut ProxySecurityConfig)) {
+        self.write(|policy| {
             let mut config = policy.config.clone();
             f(&mut config);
-            Policy::with_keys(config, policy.keys.clone())
+            Some(policy.with_config(config))
         });
     }
 
     /// Replaces the named key set (the config is kept).
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
     pub fn store_keys(&self, keys: KeySet) {
-        self.current
-            .rcu(|policy| Policy::with_keys(policy.config.clone(), keys.clone()));
+        self.write(|policy| Some(Policy::build(policy.config.clone(), keys)));
     }
 
-    /// Changes the named key set in place, atomically with respect to other
-    /// writers (like [`update`](Self::update)). If `f` fails, nothing is
-    /// stored and its error is returned.
+    /// Changes the named key set in place, as one step with respect to
+    /// other writers. If `f` fails, nothing is stored and its error is
+    /// returned.
     ///
     /// ```
     /// use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
@@ -161,39 +121,98 @@ impl SharedSecurityConfig {
     /// shared.update_keys(|keys| { keys.remove("ci-2026-11"); Ok(()) })?;
     /// # Ok::<(), proxy_auth::KeySetError>(())
     /// ```
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
     pub fn update_keys(
         &self,
-        mut f: impl FnMut(&mut KeySet) -> Result<(), KeySetError>,
+        f: impl FnOnce(&mut KeySet) -> Result<(), KeySetError>,
     ) -> Result<(), KeySetError> {
         let mut outcome = Ok(());
-        self.current.rcu(|policy| {
+        self.write(|policy| {
             let mut keys = policy.keys.clone();
             outcome = f(&mut keys);
-            match outcome {
-                Ok(()) => Arc::new(Policy::with_keys(policy.config.clone(), keys)),
-                Err(_) => Arc::clone(policy),
-            }
+            outcome
+                .is_ok()
+                .then(|| Policy::build(policy.config.clone(), keys))
         });
         outcome
     }
 
     /// A copy of the named key set currently in force.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[must_use]
     pub fn keys(&self) -> KeySet {
-        self.current.load().keys.clone()
+        self.policy().keys.clone()
     }
 
     /// A copy of the config currently in force.
+    #[must_use]
     pub fn load(&self) -> ProxySecurityConfig {
-        self.current.load().config.clone()
+        self.policy().config.clone()
     }
 
     /// The mode currently enforced (`auto` already resolved).
+    #[must_use]
     pub fn effective_auth_mode(&self) -> ProxyAuthMode {
-        self.current.load().mode
+        self.policy().mode.mode()
     }
 
-    pub(crate) fn with_policy<R>(&self, f: impl FnOnce(&Policy) -> R) -> R {
-        f(&self.current.load())
+    #[inline]
+    pub(crate) fn policy(&self) -> Guard<Arc<Policy>> {
+        self.inner.current.load()
+    }
+
+    /// Runs one writer at a time; `f` returns the new policy, or `None` to
+    /// keep the current one.
+    fn write(&self, f: impl FnOnce(&Policy) -> Option<Policy>) {
+        let id = Arc::as_ptr(&self.inner) as usize;
+        let nested = WRITING.with(|w| w.borrow().contains(&id));
+        // A panic in `f` leaves the config as it was, so a poisoned lock
+        // guards nothing broken.
+        let _lock = (!nested).then(|| {
+            self.inner
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        });
+        let _writing = WritingGuard::enter(id);
+        let current = self.inner.current.load_full();
+        if let Some(next) = f(&current) {
+            self.inner.current.store(Arc::new(next));
+        }
+    }
+}
+
+/// Marks a handle as being written by this thread until dropped, also when
+/// the writer's closure panics.
+struct WritingGuard(usize);
+
+impl WritingGuard {
+    fn enter(id: usize) -> Self {
+        WRITING.with(|w| w.borrow_mut().push(id));
+        WritingGuard(id)
+    }
+}
+
+impl Drop for WritingGuard {
+    fn drop(&mut self) {
+        WRITING.with(|w| {
+            let mut w = w.borrow_mut();
+            if let Some(at) = w.iter().rposition(|&id| id == self.0) {
+                w.remove(at);
+            }
+        });
+    }
+}
+
+impl Policy {
+    fn with_config(&self, config: ProxySecurityConfig) -> Policy {
+        Policy::build(
+            config,
+            #[cfg(feature = "key-set")]
+            self.keys.clone(),
+        )
     }
 }
 
@@ -205,11 +224,12 @@ impl From<ProxySecurityConfig> for SharedSecurityConfig {
 
 impl fmt::Debug for SharedSecurityConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let policy = self.current.load();
-        f.debug_struct("SharedSecurityConfig")
-            .field("config", &policy.config)
-            .field("keys", &policy.keys)
-            .finish()
+        let policy = self.policy();
+        let mut debug = f.debug_struct("SharedSecurityConfig");
+        debug.field("config", &policy.config);
+        #[cfg(feature = "key-set")]
+        debug.field("keys", &policy.keys);
+        debug.finish()
     }
 }
 
@@ -229,30 +249,62 @@ mod tests {
     }
 
     #[test]
-    fn configured_key_is_trimmed() {
-        let policy = Policy::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, " sk-1\n"));
-        assert!(policy.key.matches(b"sk-1"));
-        let blank = Policy::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, " \t\n"));
-        assert!(blank.key.is_empty());
+    fn a_store_inside_update_terminates_and_the_update_wins() {
+        let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "a"));
+        let inner = shared.clone();
+        let mut runs = 0;
+        shared.update(|config| {
+            runs += 1;
+            inner.store(ProxySecurityConfig::new(
+                ProxyAuthMode::Strict,
+                "from-store",
+            ));
+            assert_eq!(
+                inner.load().api_key,
+                "from-store",
+                "the nested store is applied"
+            );
+            config.api_key = "from-update".into();
+        });
+        assert_eq!(runs, 1);
+        let now = shared.load();
+        assert_eq!(
+            (now.api_key.as_str(), now.auth_mode),
+            ("from-update", ProxyAuthMode::Off)
+        );
+        // The handle is usable afterwards: the lock and the marker are gone.
+        shared.store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "after"));
+        assert_eq!(shared.load().api_key, "after");
     }
 
     #[test]
-    fn digest_api_key_matches_its_preimage() {
-        let policy = Policy::new(ProxySecurityConfig::new(
-            ProxyAuthMode::Strict,
-            crate::key_digest("sk-1"),
-        ));
-        assert!(policy.key.matches(b"sk-1"));
-        assert!(!policy.key.matches(crate::key_digest("sk-1").as_bytes()));
-        // A malformed digest fails closed.
-        let bad = Policy::new(ProxySecurityConfig::new(
-            ProxyAuthMode::Strict,
-            "sha256:1234",
-        ));
-        assert!(bad.key.is_empty());
-        assert!(!bad.key.matches(b"sha256:1234"));
+    fn concurrent_updates_lose_nothing() {
+        let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, ""));
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..250 {
+                        shared.update(|c| c.api_key.push('x'));
+                    }
+                });
+            }
+        });
+        assert_eq!(shared.load().api_key.len(), 1000);
     }
 
+    #[test]
+    fn a_panicking_update_changes_nothing_and_leaves_the_handle_usable() {
+        let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "a"));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.update(|_| panic!("boom"));
+        }));
+        assert!(result.is_err());
+        assert_eq!(shared.load().api_key, "a");
+        shared.update(|c| c.api_key = "b".into());
+        assert_eq!(shared.load().api_key, "b");
+    }
+
+    #[cfg(feature = "key-set")]
     #[test]
     fn store_keeps_keys_and_update_keys_is_atomic() {
         let shared =

@@ -91,9 +91,9 @@ async fn check_reports_the_label() {
         .body(())
         .unwrap();
     match layer.check(&request) {
-        Decision::Allow(Allowed::NamedKey { source, label }) => {
-            assert_eq!(source, KeySource::XApiKey);
-            assert_eq!(&*label, "alice");
+        Decision::Allow(Allowed::Key(who)) => {
+            assert_eq!(who.source, KeySource::XApiKey);
+            assert_eq!(who.label.as_deref(), Some("alice"));
         }
         other => panic!("expected a named key, got {other:?}"),
     }

@@ -116,7 +116,7 @@ fn run(case: &Case) -> Result<usize, String> {
         let mut setup = Setup::new(config).with_keys(model::named_keys(case.named, &case.key));
         setup.exempt = match case.exempt {
             0 => None,
-            1 => Some(vec!["/ready", "/healthz/", ""]),
+            1 => Some(vec!["/ready", "/healthz/", "/"]),
             _ => Some(vec![]),
         };
         setup.query_key = case.query_key;

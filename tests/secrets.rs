@@ -276,7 +276,11 @@ fn debug_and_display_of_public_types_hide_keys() {
     for mode in ProxyAuthMode::ALL {
         show(&mut text, &mode);
     }
-    for source in KeySource::PRIORITY {
+    for source in [
+        KeySource::Authorization,
+        KeySource::XApiKey,
+        KeySource::XGoogApiKey,
+    ] {
         show(&mut text, &source);
     }
     for problem in [

@@ -1,5 +1,9 @@
 //! Settings shared by the examples, read from the environment:
-//! `PROXY_LISTEN`, `PROXY_AUTH_MODE`, `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`.
+//! `PROXY_LISTEN` (default `127.0.0.1:8045`, or `0.0.0.0:8045` with LAN
+//! access), `PROXY_AUTH_MODE`, `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`.
+//!
+//! A non-loopback `PROXY_LISTEN` while `auto` resolves to `off` is refused
+//! (exit status 2): set `PROXY_AUTH_MODE=off` to mean it.
 
 use std::net::SocketAddr;
 
@@ -15,14 +19,15 @@ pub struct Settings {
 pub fn from_env() -> Result<Settings, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
 
-    let listen = match var("PROXY_LISTEN") {
-        None => SocketAddr::from(([127, 0, 0, 1], 8045)),
-        Some(v) => v.trim().parse().map_err(|_| {
-            format!(
-                "PROXY_LISTEN={v:?} is not a socket address; use host:port, e.g. 127.0.0.1:8045"
-            )
-        })?,
-    };
+    let listen = var("PROXY_LISTEN")
+        .map(|v| {
+            v.trim().parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "PROXY_LISTEN={v:?} is not a socket address; use host:port, e.g. 127.0.0.1:8045"
+                )
+            })
+        })
+        .transpose()?;
     let auth_mode = match var("PROXY_AUTH_MODE") {
         None => ProxyAuthMode::default(),
         Some(v) => v.parse().map_err(|e| format!("PROXY_AUTH_MODE: {e}"))?,
@@ -46,13 +51,22 @@ pub fn from_env() -> Result<Settings, String> {
             return Err("PROXY_API_KEY is not valid UTF-8; API keys are ASCII".into())
         }
     };
+    let config = ProxySecurityConfig::new(auth_mode, api_key).allow_lan_access(allow_lan_access);
+    // As in Antigravity, LAN access means listening on every interface.
+    let listen = listen.unwrap_or_else(|| {
+        let host = if allow_lan_access {
+            [0, 0, 0, 0]
+        } else {
+            [127, 0, 0, 1]
+        };
+        SocketAddr::from((host, 8045))
+    });
+    config.check_listen_addr(listen).map_err(|e| {
+        format!("{e} (PROXY_ALLOW_LAN_ACCESS=true, PROXY_AUTH_MODE=strict, or PROXY_AUTH_MODE=off)")
+    })?;
     Ok(Settings {
         listen,
-        config: ProxySecurityConfig {
-            auth_mode,
-            api_key,
-            allow_lan_access,
-        },
+        config,
         generated_key,
     })
 }

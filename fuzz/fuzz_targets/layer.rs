@@ -42,7 +42,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let named = model::named_keys(u.arbitrary()?, &configured);
     let exempt = match u.int_in_range(0..=2u8)? {
         0 => None,
-        1 => Some(vec!["/ready", "/healthz/", ""]),
+        1 => Some(vec!["/ready", "/healthz/", "/"]),
         _ => Some(vec![]),
     };
     let (query_key, strip) = (u.arbitrary()?, u.arbitrary()?);

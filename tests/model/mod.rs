@@ -118,9 +118,11 @@ impl Expected {
             (Expected::Preflight, Decision::Allow(Allowed::Preflight))
             | (Expected::AuthOff, Decision::Allow(Allowed::AuthOff))
             | (Expected::Exempt, Decision::Allow(Allowed::ExemptPath)) => true,
-            (Expected::Default(s), Decision::Allow(Allowed::Authenticated(t))) => s == t,
-            (Expected::Named(s, l), Decision::Allow(Allowed::NamedKey { source, label })) => {
-                s == source && **l == **label
+            (Expected::Default(s), Decision::Allow(Allowed::Key(who))) => {
+                who.source == *s && who.label.is_none()
+            }
+            (Expected::Named(s, l), Decision::Allow(Allowed::Key(who))) => {
+                who.source == *s && who.label.as_deref() == Some(l.as_str())
             }
             (Expected::Reject(reason, source, problem), Decision::Reject(r)) => {
                 (r.reason, r.source, r.problem) == (*reason, *source, *problem)
@@ -142,10 +144,15 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// `sha256:<64 hex digits, either case>` after trimming; `Some(None)` for
-/// a malformed digest.
+/// `sha256:<64 hex digits>` after trimming, prefix and digits in either
+/// case; `Some(None)` for a malformed digest.
 fn digest_of_config(value: &str) -> Option<Option<[u8; 32]>> {
-    let hex = value.trim().strip_prefix("sha256:")?;
+    let value = value.trim();
+    if value.len() < 7 || !value.is_char_boundary(7) || !value[..7].eq_ignore_ascii_case("sha256:")
+    {
+        return None;
+    }
+    let hex = &value[7..];
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Some(None);
     }
@@ -154,6 +161,16 @@ fn digest_of_config(value: &str) -> Option<Option<[u8; 32]>> {
         *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(Some(out))
+}
+
+fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// The `key` query parameter's raw values.
@@ -192,7 +209,8 @@ pub fn model(
         return Expected::Exempt;
     }
     // 4. The first present source, with all its values in order: the three
-    //    headers, then (if enabled) the `key` query parameter.
+    //    headers (surrounding spaces and tabs are not part of a value),
+    //    then (if enabled) the `key` query parameter, as sent.
     let mut first: Option<(KeySource, Vec<&[u8]>)> = None;
     for (source, name) in [
         (KeySource::Authorization, "authorization"),
@@ -202,7 +220,7 @@ pub fn model(
         let values: Vec<&[u8]> = headers
             .iter()
             .filter(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_bytes())
+            .map(|(_, v)| trim_ows(v.as_bytes()))
             .collect();
         if !values.is_empty() {
             first = Some((source, values));
