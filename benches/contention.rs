@@ -36,7 +36,7 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex, RwLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -213,12 +213,6 @@ impl Service<Request<()>> for Inner {
     }
 }
 
-struct NoopWaker;
-
-impl Wake for NoopWaker {
-    fn wake(self: Arc<Self>) {}
-}
-
 fn accepted_request() -> Request<()> {
     Request::get("/v1/chat/completions")
         .header("host", "127.0.0.1:8045")
@@ -247,8 +241,8 @@ fn read(storage: &dyn Storage, mode: Mode, stop: &AtomicBool, start: &Barrier) -
         }
         Mode::Call => {
             let mut service = storage.layer().expect("a crate storage").layer(Inner);
-            let waker = Waker::from(Arc::new(NoopWaker));
-            let mut cx = Context::from_waker(&waker);
+            let waker = Waker::noop();
+            let mut cx = Context::from_waker(waker);
             let mut batch = Vec::with_capacity(CHUNK);
             start.wait();
             while !stop.load(Ordering::Relaxed) {

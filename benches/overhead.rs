@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
@@ -91,12 +91,6 @@ impl Service<Request<Body>> for Inner {
 fn setup(make: &dyn Fn() -> Request<Body>) -> Request<Body> {
     PARKED.with(|parked| parked.borrow_mut().clear());
     make()
-}
-
-struct NoopWaker;
-
-impl Wake for NoopWaker {
-    fn wake(self: Arc<Self>) {}
 }
 
 /// `poll_ready`, `call` and one poll; every service here is ready at once.
@@ -203,8 +197,8 @@ impl Case {
         S::Error: Debug,
         RB: 'static,
     {
-        let waker = Waker::from(Arc::new(NoopWaker));
-        let status = drive(&mut service, &mut Context::from_waker(&waker), make()).status();
+        let waker = Waker::noop();
+        let status = drive(&mut service, &mut Context::from_waker(waker), make()).status();
         assert_eq!(status, expect, "{id}: unexpected status");
         Case {
             id: id.to_string(),
@@ -295,8 +289,8 @@ fn registry() -> Vec<Case> {
 }
 
 fn benches(c: &mut Criterion, all: &mut [Case]) {
-    let waker = Waker::from(Arc::new(NoopWaker));
-    let mut cx = Context::from_waker(&waker);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
     for Case { id, make, call } in all.iter_mut() {
         c.benchmark_group(GROUP).bench_function(id.as_str(), |b| {
             b.iter_batched(
@@ -339,8 +333,8 @@ fn slice(case: &mut Case, cx: &mut Context<'_>, batch: &mut Vec<Request<Body>>) 
 /// batches hits both halves of a pair and cancels out, which criterion's one
 /// case after the other cannot do. Returns each case's differences (ns).
 fn paired(all: &mut [Case], budget: Duration) -> Vec<Vec<f64>> {
-    let waker = Waker::from(Arc::new(NoopWaker));
-    let mut cx = Context::from_waker(&waker);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
     let mut batch = Vec::with_capacity(BATCH as usize);
     let (bare, cases) = all.split_first_mut().expect("the bare case comes first");
     let mut diffs = vec![Vec::new(); cases.len()];

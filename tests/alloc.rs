@@ -16,8 +16,7 @@ use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::{ready, Future, Ready};
 use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -93,12 +92,6 @@ impl<B> Service<Request<B>> for Inner {
     }
 }
 
-struct NoopWaker;
-
-impl Wake for NoopWaker {
-    fn wake(self: Arc<Self>) {}
-}
-
 /// Serves one request through `service` and returns the response's status
 /// and the allocations the whole request made (see the module docs).
 fn serve<S, B, RB>(service: &mut S, request: Request<B>) -> (StatusCode, u64)
@@ -106,8 +99,8 @@ where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Debug,
 {
-    let waker = Waker::from(Arc::new(NoopWaker));
-    let mut cx = Context::from_waker(&waker);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
     let (status, count) = allocations(|| {
         assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
         let future = pin!(service.call(request));

@@ -14,8 +14,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -359,16 +358,10 @@ impl<B> Service<Request<B>> for Echo {
     }
 }
 
-struct NoopWake;
-
-impl Wake for NoopWake {
-    fn wake(self: Arc<Self>) {}
-}
-
 /// Polls a future that must be ready at once (the layer's 401, or `Echo`).
 pub fn now<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(NoopWake));
-    let mut cx = Context::from_waker(&waker);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
     match pin!(future).poll(&mut cx) {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("the layer's future must be ready when the inner one is"),

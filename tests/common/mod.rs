@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests (`mod common;` in each file that
+//! uses them).
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response};
+
+/// A key of the shape `generate_api_key` produces (35 bytes).
+pub const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
+
+/// A request with the given headers and an empty body.
+pub fn request<B: Default>(method: Method, path: &str, headers: &[(&str, &str)]) -> Request<B> {
+    let mut builder = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(B::default()).expect("valid test request")
+}
+
+pub fn get<B: Default>(path: &str, headers: &[(&str, &str)]) -> Request<B> {
+    request(Method::GET, path, headers)
+}
+
+/// A response header as text, if present.
+pub fn header<B>(response: &Response<B>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// The `x-proxy-auth-error` header: set only on the layer's own 401s.
+pub fn reason<B>(response: &Response<B>) -> Option<String> {
+    header(response, "x-proxy-auth-error")
+}
+
+/// A `tracing` writer that keeps what was written, for log assertions.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("capture lock").clear();
+    }
+}
