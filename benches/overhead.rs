@@ -476,22 +476,53 @@ fn print_table(all: &[Case], paired: &mut [Vec<f64>], since: SystemTime) {
             println!("{id} (ProxyAuthLayer::check on a borrowed request): {median:.1} ns");
         }
     }
-    let (Some(&tower_http), Some(&from_fn)) = (
+    let (Some(&tower_http), Some(&tower_http_reject)) = (
         overhead.get("tower_http_bearer_accept"),
-        overhead.get("axum_from_fn_accept"),
+        overhead.get("tower_http_bearer_reject_missing"),
     ) else {
         return;
     };
-    println!("\nTargets (accept path, paired overhead over bare):");
-    for id in ["new_accept_bearer", "shared_accept_bearer"] {
+    println!("\nTargets (paired overhead over bare, ratio to tower-http bearer's):");
+    let target = |id: &str, peer: f64, limit: f64, peer_name: &str| {
         if let Some(&ours) = overhead.get(id) {
+            let ratio = ours / peer;
+            let verdict = if ratio <= limit { "met" } else { "MISSED" };
             println!(
-                "  {id}: {ours:.1} ns = {:.2} x tower-http bearer ({tower_http:.1} ns; target <= 0.5), \
-                 {:.3} x axum from_fn ({from_fn:.1} ns; target <= 0.1)",
-                ours / tower_http,
-                ours / from_fn,
+                "  {id}: {ours:.1} ns = {ratio:.2} x {peer_name} ({peer:.1} ns); target <= {limit:.2}: {verdict}"
             );
         }
+    };
+    for prefix in ["new", "shared"] {
+        target(
+            &format!("{prefix}_accept_bearer"),
+            tower_http,
+            1.0,
+            "tower-http accept",
+        );
+        target(
+            &format!("{prefix}_accept_goog_key"),
+            tower_http,
+            1.5,
+            "tower-http accept",
+        );
+        target(
+            &format!("{prefix}_reject_missing"),
+            tower_http_reject,
+            2.0,
+            "tower-http keyless reject",
+        );
+        target(
+            &format!("{prefix}_reject_wrong_same_len"),
+            tower_http_reject,
+            2.0,
+            "tower-http keyless reject",
+        );
+        target(
+            &format!("{prefix}_reject_wrong_other_len"),
+            tower_http_reject,
+            2.0,
+            "tower-http keyless reject",
+        );
     }
 }
 

@@ -105,7 +105,7 @@ impl KeySet {
     }
 
     /// Adds (or replaces, by label) a key that never expires. `key` is the
-    /// plaintext key or its `sha256:<hex>` digest (see [`key_digest`]).
+    /// plaintext key or its `sha256:<hex>` digest (see [`key_digest`](crate::key_digest)).
     pub fn insert(&mut self, label: impl Into<String>, key: &str) -> Result<(), KeySetError> {
         self.insert_entry(label.into(), key, None)
     }

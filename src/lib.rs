@@ -31,8 +31,10 @@
 //! A refused request gets `401`, `WWW-Authenticate: Bearer`, an
 //! `x-proxy-auth-error` header (`missing_key`, `invalid_key` or
 //! `no_key_configured`) that an upstream's own 401 never has, and a JSON body
-//! in the error format of the client's API (OpenAI, Anthropic or Gemini, see
-//! [`Protocol`]) so SDKs print its message. Each rejection is logged through
+//! in the error format of the client's API (OpenAI by default; Anthropic for
+//! `x-api-key` or `/v1/messages`; Gemini for `x-goog-api-key`, `/v1beta/`,
+//! `:generateContent` or a query key) so SDKs print its message. Each
+//! rejection is logged through
 //! [`tracing`](https://docs.rs/tracing) under the `proxy_auth` target,
 //! without the key.
 //!
@@ -78,6 +80,38 @@
 //! # }
 //! ```
 //!
+//! # Where it goes in a stack
+//!
+//! Outside it, in this order from the outside in: tower-http's `TraceLayer`
+//! (it then sees every request, the layer's 401s included), `CorsLayer`
+//! (preflights are answered before auth, and a browser sees the 401 with
+//! CORS headers rather than a CORS error; expose [`REJECTION_HEADER`] so
+//! page scripts can read the reason), then `TimeoutLayer` or anything else
+//! that should also apply to refused requests. Inside it: whatever must
+//! only see authenticated requests (rate limits per key, the forwarding
+//! client). [`ResponseBody`] implements `Default` where the inner body does,
+//! as tower-http's layers that answer on their own require.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::StatusCode;
+//! use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
+//! use tower::ServiceBuilder;
+//! use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
+//!
+//! let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, "sk-1");
+//! let app = axum::Router::new()
+//!     .route("/v1/chat/completions", axum::routing::post(|| async { "..." }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(TraceLayer::new_for_http())
+//!             .layer(CorsLayer::permissive().expose_headers([proxy_auth::REJECTION_HEADER]))
+//!             .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(600)))
+//!             .layer(ProxyAuthLayer::new(config)),
+//!     );
+//! # let _: axum::Router = app;
+//! ```
+//!
 //! # Beyond one key
 //!
 //! All off by default:
@@ -96,8 +130,8 @@
 //!
 //! The comparison of a plaintext `api_key` takes time that depends only on
 //! the length of the key the client sent: not on how many leading bytes
-//! matched, nor on the configured key's length (see the README's Security
-//! section for how this is tested). Configuring a digest key or a
+//! matched, nor on the configured key's length (`SECURITY.md` says how
+//! this is tested). Configuring a digest key or a
 //! [`KeySet`] adds one SHA-256 of the presented key per request, whose time
 //! likewise depends only on the presented length.
 //! `Debug` output of every type here redacts the key, and neither responses
@@ -105,11 +139,19 @@
 //!
 //! # Feature flags
 //!
-//! None. Every dependency serves a feature above that is always compiled
-//! (`arc-swap` for hot reload, `tracing` for the rejection logs, `getrandom`
-//! for generated keys, `sha2` for key sets and digest keys); the optional
-//! ones are off at run time, not at compile time, so a config file can turn
-//! them on without a rebuild.
+//! On by default (turn them off with `default-features = false` to trim
+//! the dependency tree):
+//!
+//! - `serde`: `Serialize`/`Deserialize` for [`ProxyAuthMode`],
+//!   [`ProxySecurityConfig`] and `KeySet`.
+//! - `key-set`: `KeySet`, `sha256:` digest keys and `key_digest` (`sha2`).
+//!   Without it a `sha256:` `api_key` is refused (treated as no key), never
+//!   taken as plaintext.
+//! - `generate-key`: `generate_api_key` and `ProxySecurityConfig::default()`
+//!   (`getrandom`).
+//!
+//! The core (modes, header rules, constant-time comparison, hot reload,
+//! 401s, `tracing` logs) is always compiled.
 //!
 //! [tower]: https://docs.rs/tower
 

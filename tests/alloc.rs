@@ -284,7 +284,8 @@ const IDENTITY_ALLOCATIONS: u64 = 3;
 fn rejection_path_allocation_counts() {
     let bare = bare_count();
     let wrong_same_len = format!("Bearer {}X", &KEY[..KEY.len() - 1]);
-    let cases: Vec<(&str, &str, Option<(&'static str, String)>)> = vec![
+    type Case<'a> = (&'a str, &'a str, Option<(&'static str, String)>);
+    let cases: Vec<Case<'_>> = vec![
         ("missing key (OpenAI shape)", "/v1/chat/completions", None),
         ("missing key (Anthropic shape)", "/v1/messages", None),
         (

@@ -46,7 +46,10 @@ fn sse_body() -> Body {
     Body::from_stream(stream::unfold(0, |i| async move {
         let frame = FRAMES.get(i)?;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        Some((Ok::<_, Infallible>(Bytes::from_static(frame.as_bytes())), i + 1))
+        Some((
+            Ok::<_, Infallible>(Bytes::from_static(frame.as_bytes())),
+            i + 1,
+        ))
     }))
 }
 
@@ -61,7 +64,10 @@ fn preflight() -> Request<Body> {
         &[
             ("origin", ORIGIN),
             ("access-control-request-method", "POST"),
-            ("access-control-request-headers", "authorization,content-type"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
         ],
     )
 }
@@ -77,13 +83,19 @@ where
 {
     let response = service.clone().oneshot(preflight()).await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
-    assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some(ORIGIN));
+    assert_eq!(
+        header(&response, "access-control-allow-origin").as_deref(),
+        Some(ORIGIN)
+    );
     assert_eq!(reason(&response), None, "preflights never reach auth's 401");
 
     let keyless = get("/v1/chat/completions", &[("origin", ORIGIN)]);
     let response = service.clone().oneshot(keyless).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some(ORIGIN));
+    assert_eq!(
+        header(&response, "access-control-allow-origin").as_deref(),
+        Some(ORIGIN)
+    );
     assert_eq!(
         header(&response, "access-control-expose-headers").as_deref(),
         Some("x-proxy-auth-error")
@@ -91,7 +103,10 @@ where
     assert_eq!(reason(&response).as_deref(), Some("missing_key"));
 
     let bearer = format!("Bearer {KEY}");
-    let keyed = get("/v1/chat/completions", &[("origin", ORIGIN), ("authorization", &bearer)]);
+    let keyed = get(
+        "/v1/chat/completions",
+        &[("origin", ORIGIN), ("authorization", &bearer)],
+    );
     let response = service.oneshot(keyed).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = std::pin::pin!(response.into_body());
@@ -121,7 +136,10 @@ async fn trace_cors_timeout_outside_auth_in_a_service_builder() {
 #[tokio::test]
 async fn the_same_stack_in_axum_router_layer() {
     let router = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::get(|| async { sse_body() }))
+        .route(
+            "/v1/chat/completions",
+            axum::routing::get(|| async { sse_body() }),
+        )
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
@@ -176,21 +194,33 @@ async fn the_same_stack_behind_a_hyper_util_server() {
     };
     let response = client(preflight()).await.unwrap();
     assert!(response.status().is_success());
-    assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some(ORIGIN));
+    assert_eq!(
+        header(&response, "access-control-allow-origin").as_deref(),
+        Some(ORIGIN)
+    );
 
-    let response = client(get("/v1/chat/completions", &[("origin", ORIGIN), ("host", "x")]))
-        .await
-        .unwrap();
+    let response = client(get(
+        "/v1/chat/completions",
+        &[("origin", ORIGIN), ("host", "x")],
+    ))
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some(ORIGIN));
+    assert_eq!(
+        header(&response, "access-control-allow-origin").as_deref(),
+        Some(ORIGIN)
+    );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["error"]["code"], "missing_key");
 
     let bearer = format!("Bearer {KEY}");
-    let response = client(get("/v1/chat/completions", &[("authorization", &bearer), ("host", "x")]))
-        .await
-        .unwrap();
+    let response = client(get(
+        "/v1/chat/completions",
+        &[("authorization", &bearer), ("host", "x")],
+    ))
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = std::pin::pin!(response.into_body());
     let mut received = String::new();
@@ -202,6 +232,9 @@ async fn the_same_stack_behind_a_hyper_util_server() {
         }
     }
     assert_eq!(received, FRAMES.concat(), "the stream arrives unchanged");
-    assert!(chunks >= 2, "the frames were streamed, not buffered into one ({chunks})");
+    assert!(
+        chunks >= 2,
+        "the frames were streamed, not buffered into one ({chunks})"
+    );
     server.abort();
 }

@@ -16,8 +16,12 @@ use proxy_auth::{
 };
 use tower::{service_fn, Layer, ServiceExt};
 
-async fn status_and_reason(layer: ProxyAuthLayer, request: Request<Body>) -> (StatusCode, Option<String>) {
-    let inner = service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+async fn status_and_reason(
+    layer: ProxyAuthLayer,
+    request: Request<Body>,
+) -> (StatusCode, Option<String>) {
+    let inner =
+        service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
     let response = layer.layer(inner).oneshot(request).await.unwrap();
     (response.status(), reason(&response))
 }
@@ -46,15 +50,26 @@ async fn digest_spellings_are_digests_never_plaintext_keys() {
         // ...its preimage is.
         let with_key = [("x-api-key", KEY)];
         assert_eq!(
-            status_and_reason(strict(&spelled), get("/v1", &with_key)).await.0,
+            status_and_reason(strict(&spelled), get("/v1", &with_key))
+                .await
+                .0,
             StatusCode::OK,
             "{spelled}"
         );
         let mut keys = KeySet::new();
         keys.insert("ci", &spelled).unwrap();
-        let layer = ProxyAuthLayer::with_keys(ProxySecurityConfig::new(ProxyAuthMode::Strict, ""), keys);
-        assert_eq!(status_and_reason(layer.clone(), get("/v1", &with_key)).await.0, StatusCode::OK);
-        assert_eq!(status_and_reason(layer, get("/v1", &with_digest)).await.0, StatusCode::UNAUTHORIZED);
+        let layer =
+            ProxyAuthLayer::with_keys(ProxySecurityConfig::new(ProxyAuthMode::Strict, ""), keys);
+        assert_eq!(
+            status_and_reason(layer.clone(), get("/v1", &with_key))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_and_reason(layer, get("/v1", &with_digest)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
 }
 
@@ -67,7 +82,10 @@ async fn a_malformed_digest_fails_closed() {
             "{bad}"
         );
         let mut keys = KeySet::new();
-        assert_eq!(keys.insert("ci", bad), Err(KeySetError::BadDigest("ci".into())));
+        assert_eq!(
+            keys.insert("ci", bad),
+            Err(KeySetError::BadDigest("ci".into()))
+        );
     }
 }
 
@@ -91,8 +109,11 @@ fn a_relative_exempt_path_is_refused() {
 
 #[tokio::test]
 async fn authority_and_asterisk_form_targets_are_never_exempt() {
-    let layer = ProxyAuthLayer::new(ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, KEY))
-        .exempt_paths(["/healthz", "/"]);
+    let layer = ProxyAuthLayer::new(ProxySecurityConfig::new(
+        ProxyAuthMode::AllExceptHealth,
+        KEY,
+    ))
+    .exempt_paths(["/healthz", "/"]);
     for (method, target) in [
         (Method::CONNECT, "api.openai.com:443"),
         (Method::POST, "api.openai.com:443"),
@@ -105,7 +126,10 @@ async fn authority_and_asterisk_form_targets_are_never_exempt() {
             "{method} {target}"
         );
     }
-    assert_eq!(status_and_reason(layer, get("/healthz", &[])).await.0, StatusCode::OK);
+    assert_eq!(
+        status_and_reason(layer, get("/healthz", &[])).await.0,
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -114,7 +138,9 @@ fn a_repeated_label_in_a_key_list_is_an_error() {
         r#"[{{"label":"ci","key":"sk-a"}},{{"label":"bob","key":"sk-b"}},{{"label":"ci","key":"{}"}}]"#,
         key_digest("sk-c")
     );
-    let err = serde_json::from_str::<KeySet>(&json).unwrap_err().to_string();
+    let err = serde_json::from_str::<KeySet>(&json)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("\"ci\" appears more than once"), "{err}");
 }
 
@@ -161,11 +187,15 @@ async fn over_http2(addr: SocketAddr, name: &str, value: &str) -> StatusCode {
 async fn over_http1(addr: SocketAddr, name: &str, value: &str) -> StatusCode {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /v1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{name}: {value}\r\n\r\n");
+    let request =
+        format!("GET /v1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{name}: {value}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.unwrap();
-    reply[9..12].parse::<u16>().map(|s| StatusCode::from_u16(s).unwrap()).unwrap()
+    reply[9..12]
+        .parse::<u16>()
+        .map(|s| StatusCode::from_u16(s).unwrap())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -181,8 +211,16 @@ async fn http1_and_http2_give_the_same_verdict_on_surrounding_whitespace() {
         ("authorization", bearer("\t"), StatusCode::UNAUTHORIZED),
         ("authorization", bearer(""), StatusCode::UNAUTHORIZED),
     ] {
-        assert_eq!(over_http2(addr, name, &value).await, want, "h2 {name}: {value:?}");
-        assert_eq!(over_http1(addr, name, &value).await, want, "h1 {name}: {value:?}");
+        assert_eq!(
+            over_http2(addr, name, &value).await,
+            want,
+            "h2 {name}: {value:?}"
+        );
+        assert_eq!(
+            over_http1(addr, name, &value).await,
+            want,
+            "h1 {name}: {value:?}"
+        );
     }
 }
 
@@ -197,7 +235,10 @@ fn example_binary() -> std::path::PathBuf {
 fn the_example_refuses_to_serve_the_network_with_auth_silently_off() {
     let binary = example_binary();
     if !binary.exists() {
-        eprintln!("skipped: {} not built (run through `cargo test`)", binary.display());
+        eprintln!(
+            "skipped: {} not built (run through `cargo test`)",
+            binary.display()
+        );
         return;
     }
     let run = |vars: &[(&str, &str)]| {
@@ -211,7 +252,10 @@ fn the_example_refuses_to_serve_the_network_with_auth_silently_off() {
     let refused = run(&[("PROXY_LISTEN", "0.0.0.0:0")]);
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("refusing to listen on 0.0.0.0:0 with auth off"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 with auth off"),
+        "{stderr}"
+    );
     assert!(stderr.contains("PROXY_ALLOW_LAN_ACCESS=true"), "{stderr}");
     let refused = run(&[("PROXY_LISTEN", "0.0.0.0:0"), ("PROXY_AUTH_MODE", "auto")]);
     assert_eq!(refused.status.code(), Some(2));
