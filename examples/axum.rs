@@ -2,17 +2,37 @@
 //!
 //! ```sh
 //! PROXY_AUTH_MODE=all_except_health PROXY_API_KEY=sk-test cargo run --example axum
-//! curl -i localhost:8045/healthz                                    # 200, exempt
-//! curl -i localhost:8045/v1/models                                  # 401 missing_key
-//! curl -i localhost:8045/v1/models -H 'Authorization: Bearer sk-test' # 200
-//! curl -i localhost:8045/v1/models -H 'x-api-key: wrong' -H 'x-goog-api-key: sk-test' # 401: x-api-key is read first
 //! ```
 //!
-//! Settings: `PROXY_LISTEN` (default `127.0.0.1:8045`), `PROXY_AUTH_MODE`
-//! (`off`, `strict`, `all_except_health`, `auto`), `PROXY_API_KEY` (a key is
-//! generated and printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`).
-//! Every route but `/healthz` answers with the method, path, the effective
-//! mode and the header that authenticated the request.
+//! Every route but `/healthz` echoes the method, path, effective mode and the
+//! header that authenticated the request. Each rule, with curl:
+//!
+//! ```sh
+//! curl -i -X OPTIONS localhost:8045/v1/chat/completions              # 200: preflight always passes
+//! curl -i localhost:8045/healthz                                     # 200: exempt in all_except_health
+//! curl -i localhost:8045/v1/models                                   # 401 missing_key
+//! curl -s localhost:8045/v1/models -H 'Authorization: Bearer sk-test' # 200, "authenticated_by":"authorization"
+//! curl -s localhost:8045/v1/models -H 'authorization: bearer sk-test' # 200: scheme in any case
+//! curl -s localhost:8045/v1/models -H 'Authorization: sk-test'        # 200: no scheme, whole value is the key
+//! curl -s localhost:8045/v1/messages -H 'x-api-key: sk-test'          # 200
+//! curl -s localhost:8045/v1beta/models -H 'x-goog-api-key: sk-test'   # 200
+//! curl -i localhost:8045/v1beta/models -H 'x-api-key: wrong' -H 'x-goog-api-key: sk-test' # 401: x-api-key is read first
+//! curl -i localhost:8045/v1/models -H 'Authorization: Bearersk-test'  # 401: no space after Bearer
+//! curl -i localhost:8045/v1/models -H 'x-api-key;'                    # 401: empty key
+//! curl -i localhost:8045/v1/models -H 'x-api-key: sk-test' -H 'x-api-key: sk-test' # 401: sent twice
+//! ```
+//!
+//! Other modes: `PROXY_AUTH_MODE=strict` (then `/healthz` needs the key too),
+//! `PROXY_AUTH_MODE=auto` (off on loopback; with `PROXY_ALLOW_LAN_ACCESS=true`
+//! it is `all_except_health` and the server listens on `0.0.0.0:8045`),
+//! `PROXY_API_KEY=` with auth on (every request: 401 `no_key_configured`
+//! and an ERROR log line).
+//!
+//! Settings: `PROXY_LISTEN` (default `127.0.0.1:8045`, or `0.0.0.0:8045`
+//! with LAN access; a non-loopback address while `auto` resolves to `off` is
+//! refused with exit status 2), `PROXY_AUTH_MODE` (`off`, `strict`,
+//! `all_except_health`, `auto`), `PROXY_API_KEY` (a key is generated and
+//! printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`).
 
 #[path = "common/settings.rs"]
 mod settings;
