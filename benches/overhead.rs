@@ -50,6 +50,8 @@ const GROUP: &str = "overhead";
 const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
 const WRONG_SAME_LEN: &str = "sk-0123456789abcdef0123456789abcdeX";
 const WRONG_OTHER_LEN: &str = "sk-short";
+/// A 401 body of the size of the layer's OpenAI-shaped `missing_key` one.
+const FLOOR_BODY: &str = r#"{"error":{"message":"Rejected by the proxy's API-key check (proxy-auth): no API key was sent. Send it as 'Authorization: Bearer <key>', or in the x-api-key or x-goog-api-key header.","type":"invalid_request_error","param":null,"code":"missing_key"}}"#;
 
 /// The floor: answers every request with an empty 200 at once.
 ///
@@ -282,6 +284,33 @@ fn registry() -> Vec<Case> {
     all.push(Case::new(
         "axum_from_fn_reject_missing",
         from_fn.layer(Inner),
+        StatusCode::UNAUTHORIZED,
+        &missing,
+    ));
+
+    // The floor of any rejection that keeps this crate's 401: no decision,
+    // just drop the request and answer a prebuilt body with the same three
+    // headers, cloned from a map built once (two allocations).
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("valid"),
+    );
+    headers.insert(
+        proxy_auth::REJECTION_HEADER,
+        "missing_key".parse().expect("valid"),
+    );
+    let floor = tower::service_fn(move |request: Request<Body>| {
+        drop(request);
+        let mut response = Response::new(Body::from(FLOOR_BODY));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        *response.headers_mut() = headers.clone();
+        ready(Ok::<_, Infallible>(response))
+    });
+    all.push(Case::new(
+        "floor_static_401_three_headers",
+        floor,
         StatusCode::UNAUTHORIZED,
         &missing,
     ));

@@ -40,6 +40,15 @@ impl ConfiguredKey {
         }
     }
 
+    /// A key that nothing matches, in the same time as any other: for a
+    /// configured key no client could send (bytes outside key text).
+    pub(crate) fn unmatchable() -> Self {
+        ConfiguredKey::Plain {
+            padded: vec![0u8; MIN_CAPACITY].into_boxed_slice(),
+            len: usize::MAX,
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         matches!(self, ConfiguredKey::Plain { len: 0, .. })
     }
@@ -55,8 +64,11 @@ impl ConfiguredKey {
         match self {
             ConfiguredKey::Plain { padded, len } => matches_padded(padded, *len, presented),
             #[cfg(feature = "key-set")]
+            // A digest may stand for any bytes; only key text is a key
+            // (a plain configured key is key text by construction).
             ConfiguredKey::Digest(digest) => {
                 bool::from(crate::digest::sha256(presented).ct_eq(digest))
+                    && crate::extract::is_key_text(presented)
             }
         }
     }
@@ -68,15 +80,16 @@ fn matches_padded(padded: &[u8], len: usize, presented: &[u8]) -> bool {
     let mut offset = 0;
     let mut chunks = presented.chunks_exact(8);
     for chunk in &mut chunks {
-        // The capacity is a power of two >= 64, so an 8-aligned offset
-        // masked into it leaves a whole 8-byte window in bounds.
-        let at = offset & mask;
-        diff |= word(chunk) ^ word(&padded[at..at + 8]);
+        diff |= word(chunk) ^ window(padded, offset & mask);
         offset += 8;
     }
-    for (i, &byte) in chunks.remainder().iter().enumerate() {
-        diff |= u64::from(byte ^ padded[(offset + i) & mask]);
-    }
+    // The tail, zero-filled to a word, against a whole window: past the
+    // configured key the buffer holds zeros, so equal keys still give 0,
+    // and where the configured key is longer the lengths differ anyway.
+    let tail = chunks.remainder();
+    let mut last = [0u8; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    diff |= u64::from_ne_bytes(last) ^ window(padded, offset & mask);
     // One verdict word: any differing bit or any length difference makes
     // it non-zero. Folding before the single `ct_eq` keeps it branch-free.
     let verdict = diff | (presented.len() ^ len) as u64;
@@ -87,6 +100,12 @@ fn word(bytes: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     buf.copy_from_slice(&bytes[..8]);
     u64::from_ne_bytes(buf)
+}
+
+/// The 8 bytes at `at`. The capacity is a power of two >= 64 and `at` a
+/// multiple of 8 below it, so the window is always in bounds.
+fn window(padded: &[u8], at: usize) -> u64 {
+    word(&padded[at..at + 8])
 }
 
 impl std::fmt::Debug for ConfiguredKey {
@@ -161,6 +180,9 @@ mod tests {
     fn digest_keys_match_their_preimage_only() {
         let configured = ConfiguredKey::Digest(crate::digest::sha256(b"sk-d"));
         assert!(configured.matches(b"sk-d"));
+        let not_text = "sk-\u{e9}".as_bytes();
+        let of_not_text = ConfiguredKey::Digest(crate::digest::sha256(not_text));
+        assert!(!of_not_text.matches(not_text), "only key text is a key");
         assert!(!configured.matches(b"sk-e"));
         assert!(!configured.matches(b""));
         assert!(!configured.is_empty());

@@ -14,7 +14,7 @@ use http::{Method, Request};
 
 use crate::compare::ConfiguredKey;
 use crate::digest::{classify, KeyText};
-use crate::extract::{presented_key, KeyProblem, KeySource, Presented};
+use crate::extract::{is_key_text, presented_key, KeyProblem, KeySource, Presented};
 #[cfg(feature = "key-set")]
 use crate::{digest::sha256, KeySet};
 use crate::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
@@ -176,15 +176,17 @@ impl Policy {
         // never match; trimming makes it work as meant.
         let trimmed = config.api_key.trim();
         let key = match classify(trimmed) {
-            KeyText::Plain => {
-                let sendable = |b: u8| b.is_ascii_graphic() || b == b' ' || b == b'\t';
-                if !trimmed.bytes().all(sendable) {
-                    tracing::warn!(
-                        target: "proxy_auth",
-                        "configured api_key contains non-ASCII or control characters; clients cannot send such a key in a header, so no request will match it"
-                    );
-                }
+            KeyText::Plain if is_key_text(trimmed.as_bytes()) => {
                 ConfiguredKey::new(trimmed.as_bytes())
+            }
+            KeyText::Plain => {
+                // Presented keys are refused unless they are key text, so
+                // such a key can never match; saying so beats a silent 401.
+                tracing::warn!(
+                    target: "proxy_auth",
+                    "configured api_key contains non-ASCII or control characters; clients cannot send such a key in a header, so no request will match it"
+                );
+                ConfiguredKey::unmatchable()
             }
             #[cfg(feature = "key-set")]
             KeyText::Digest(digest) => ConfiguredKey::Digest(digest),
@@ -262,12 +264,16 @@ impl Policy {
             // default key or a named one matched. A key-set entry wins over
             // an equal api_key, so its expiry and label apply.
             if let Some(entry) = self.keys.lookup(&sha256(key)) {
-                if entry.is_expired() {
-                    return reject(
-                        RejectReason::InvalidKey,
-                        Some(source),
-                        Some(KeyProblem::Expired),
-                    );
+                // A digest may stand for any bytes; only key text is a key.
+                let problem = if !is_key_text(key) {
+                    Some(KeyProblem::NotAscii)
+                } else if entry.is_expired() {
+                    Some(KeyProblem::Expired)
+                } else {
+                    None
+                };
+                if problem.is_some() {
+                    return reject(RejectReason::InvalidKey, Some(source), problem);
                 }
                 return Decision::Allow(Allowed::Key(Authenticated {
                     source,
@@ -281,7 +287,11 @@ impl Policy {
                 label: None,
             }))
         } else {
-            reject(RejectReason::InvalidKey, Some(source), None)
+            // Asked only now: the configured key is key text, so a key that
+            // matched needs no such pass (its time depends only on the
+            // presented key, like everything here).
+            let problem = (!is_key_text(key)).then_some(KeyProblem::NotAscii);
+            reject(RejectReason::InvalidKey, Some(source), problem)
         }
     }
 }

@@ -7,7 +7,7 @@
 //! carrying a bogus `Authorization` be authorised by some other header a
 //! client library added, and it makes 401s impossible to explain.
 
-use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use http::uri::{PathAndQuery, Uri};
 use http::Request;
 
@@ -124,12 +124,26 @@ impl Presented<'_> {
 /// Reads the key from the first present header, then (if `query` is given,
 /// i.e. query keys are enabled) from the `key` query parameter.
 pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
-    for (source, header) in HEADER_SOURCES {
-        let mut values = headers.get_all(header).iter();
-        let Some(value) = values.next() else {
-            continue;
-        };
-        if values.next().is_some() {
+    // `Authorization` is a standard header, so its lookup hashes one byte.
+    // The two custom names would each be hashed byte by byte, which costs
+    // more than comparing them with every header of a typical request, so
+    // those are found in one pass instead.
+    let mut authorization = headers.get_all(&AUTHORIZATION_NAME).iter();
+    let found = match authorization.next() {
+        Some(value) => Some((
+            KeySource::Authorization,
+            value,
+            authorization.next().is_some(),
+        )),
+        None => {
+            let [api_key, goog] = api_key_headers(headers);
+            api_key
+                .map(|(value, repeated)| (KeySource::XApiKey, value, repeated))
+                .or(goog.map(|(value, repeated)| (KeySource::XGoogApiKey, value, repeated)))
+        }
+    };
+    if let Some((source, value, repeated)) = found {
+        if repeated {
             return Presented::Unusable {
                 source,
                 problem: KeyProblem::Duplicate,
@@ -175,6 +189,26 @@ pub(crate) static HEADER_SOURCES: [(KeySource, &HeaderName); 3] = [
     (KeySource::XGoogApiKey, &X_GOOG_API_KEY_NAME),
 ];
 
+/// The first value of `x-api-key` and of `x-goog-api-key`, each with
+/// whether it was repeated, in one pass over the headers.
+pub(crate) fn api_key_headers(headers: &HeaderMap) -> [Option<(&HeaderValue, bool)>; 2] {
+    let mut found: [Option<(&HeaderValue, bool)>; 2] = [None, None];
+    for (name, value) in headers {
+        let slot = if *name == X_API_KEY_NAME {
+            &mut found[0]
+        } else if *name == X_GOOG_API_KEY_NAME {
+            &mut found[1]
+        } else {
+            continue;
+        };
+        match slot {
+            Some((_, repeated)) => *repeated = true,
+            None => *slot = Some((value, false)),
+        }
+    }
+    found
+}
+
 /// The query parameter name Gemini's REST API uses for keys.
 pub(crate) const QUERY_KEY: &str = "key";
 
@@ -194,9 +228,8 @@ pub(crate) fn split_pair(pair: &str) -> (&str, &str) {
     pair.split_once('=').unwrap_or((pair, ""))
 }
 
-/// Visible ASCII, space or tab only. Folded without early exit, so the
-/// compiler vectorizes it: this runs on every request.
-fn is_key_text(key: &[u8]) -> bool {
+/// Visible ASCII, space or tab only: the bytes an API key can have.
+pub(crate) fn is_key_text(key: &[u8]) -> bool {
     let bad = key.iter().fold(0u8, |bad, &b| {
         let control = (b < b' ') & (b != b'\t');
         bad | u8::from(control | (b >= 0x7f))
@@ -204,17 +237,18 @@ fn is_key_text(key: &[u8]) -> bool {
     bad == 0
 }
 
+/// Only emptiness is judged here. Whether the bytes are key text is asked
+/// only of keys that did not match ([`is_key_text`]): a configured key is
+/// always key text (see `Policy::build`), so one that matched is too, and
+/// the accept path skips a pass over the key.
 fn judge(source: KeySource, key: &[u8]) -> Presented<'_> {
-    let problem = if key.is_empty() {
-        Some(KeyProblem::Empty)
-    } else if !is_key_text(key) {
-        Some(KeyProblem::NotAscii)
+    if key.is_empty() {
+        Presented::Unusable {
+            source,
+            problem: KeyProblem::Empty,
+        }
     } else {
-        None
-    };
-    match problem {
-        Some(problem) => Presented::Unusable { source, problem },
-        None => Presented::Key { source, key },
+        Presented::Key { source, key }
     }
 }
 
@@ -346,12 +380,14 @@ mod tests {
                 problem: KeyProblem::Empty
             }
         );
+        // Judged as it is (and refused later as not key text), never
+        // skipped for the good x-api-key.
         let h = headers(&[("authorization", "ключ".as_bytes()), ("x-api-key", b"good")]);
         assert_eq!(
             presented_key(&h, None),
-            Presented::Unusable {
+            Presented::Key {
                 source: KeySource::Authorization,
-                problem: KeyProblem::NotAscii
+                key: "ключ".as_bytes()
             }
         );
         assert_eq!(presented_key(&HeaderMap::new(), None), Presented::Missing);

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, Response, StatusCode};
 
-use crate::extract::{KeyProblem, KeySource, X_API_KEY, X_GOOG_API_KEY};
+use crate::extract::{api_key_headers, KeyProblem, KeySource};
 use crate::{RejectReason, Rejection};
 
 /// Response header on every 401 the layer sends, naming the reason
@@ -41,14 +41,22 @@ impl Protocol {
     /// Guesses the client's API family from the request. Gemini signals are
     /// checked first because Gemini paths are the most specific.
     fn detect(rejection: &Rejection, path: &str, headers: &HeaderMap) -> Protocol {
-        if rejection.source == Some(KeySource::QueryKey)
-            || headers.contains_key(X_GOOG_API_KEY)
-            || path.starts_with("/v1beta/")
-            || path.contains(":generateContent")
-            || path.contains(":streamGenerateContent")
-        {
+        // Which key headers the request has, as far as the rejection does
+        // not already tell: no source means none of them was sent.
+        let (api_key, goog) = match rejection.source {
+            None => (false, false),
+            Some(KeySource::QueryKey | KeySource::XGoogApiKey) => return Protocol::Gemini,
+            Some(KeySource::XApiKey | KeySource::Authorization) => {
+                let [api_key, goog] = api_key_headers(headers);
+                (api_key.is_some(), goog.is_some())
+            }
+        };
+        let gemini_path = path.starts_with("/v1beta/")
+            || (path.contains(':')
+                && (path.contains(":generateContent") || path.contains(":streamGenerateContent")));
+        if goog || gemini_path {
             Protocol::Gemini
-        } else if headers.contains_key(X_API_KEY) || path.starts_with("/v1/messages") {
+        } else if api_key || path.starts_with("/v1/messages") {
             Protocol::Anthropic
         } else {
             Protocol::OpenAi
@@ -280,15 +288,30 @@ mod tests {
             Protocol::detect(&missing, "/v1/models/x:streamGenerateContent", &h),
             Protocol::Gemini
         );
+        // What the rejection's source says, and what the headers add.
+        let from = |source| rejection(RejectReason::InvalidKey, Some(source), None);
         h.insert("x-api-key", HeaderValue::from_static("k"));
-        assert_eq!(
-            Protocol::detect(&missing, "/v1/chat/completions", &h),
-            Protocol::Anthropic
-        );
+        for source in [KeySource::XApiKey, KeySource::Authorization] {
+            assert_eq!(
+                Protocol::detect(&from(source), "/v1/chat/completions", &h),
+                Protocol::Anthropic
+            );
+        }
         h.insert("x-goog-api-key", HeaderValue::from_static("k"));
+        for source in [
+            KeySource::XApiKey,
+            KeySource::Authorization,
+            KeySource::XGoogApiKey,
+        ] {
+            assert_eq!(
+                Protocol::detect(&from(source), "/v1/messages", &h),
+                Protocol::Gemini
+            );
+        }
+        h.clear();
         assert_eq!(
-            Protocol::detect(&missing, "/v1/messages", &h),
-            Protocol::Gemini
+            Protocol::detect(&from(KeySource::Authorization), "/v1/x:y", &h),
+            Protocol::OpenAi
         );
     }
 

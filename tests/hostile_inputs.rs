@@ -174,6 +174,7 @@ fn table() -> Vec<Row> {
         row("off: duplicate, non-ASCII key", Off, "GET", "/v1", &[("authorization", b"\xff"), ("authorization", b"x")], Want::Pass(Allowed::AuthOff)),
     ];
     // The configured key: trimmed; empty means nothing can pass.
+    let non_text_digest: &'static str = Box::leak(proxy_auth::key_digest("sk-тест").into_boxed_str());
     let configured_rows = [
         ("configured key with newline and spaces is trimmed", " sk-test-0123456789\n", Strict, "/v1", vec![("x-api-key", k.to_vec())], Want::Ok(XApiKey)),
         ("empty configured key: no_key_configured", "", Strict, "/v1", vec![("x-api-key", k.to_vec())], Want::NoKey),
@@ -182,6 +183,7 @@ fn table() -> Vec<Row> {
         ("empty configured key still exempts /healthz", "", Aeh, "/healthz", vec![], Want::Pass(Allowed::ExemptPath)),
         ("empty configured key, /healthz/ refused", "", Aeh, "/healthz/", vec![], Want::NoKey),
         ("non-ASCII configured key never matches its own bytes", "sk-тест", Strict, "/v1", vec![("x-api-key", "sk-тест".as_bytes().to_vec())], Want::Bad(XApiKey, NotAscii)),
+        ("the digest of a non-ASCII key never matches its preimage", non_text_digest, Strict, "/v1", vec![("x-api-key", "sk-тест".as_bytes().to_vec())], Want::Bad(XApiKey, NotAscii)),
     ];
     for (what, configured, mode, uri, headers, want) in configured_rows {
         rows.push(Row {
