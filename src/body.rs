@@ -51,6 +51,12 @@ impl<B> ResponseBody<B> {
     }
 }
 
+impl<B: Default> Default for ResponseBody<B> {
+    fn default() -> Self {
+        ResponseBody::inner(B::default())
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body,
