@@ -10,18 +10,21 @@
 //!
 //! Settings: `PROXY_LISTEN` (default `127.0.0.1:8045`), `PROXY_AUTH_MODE`
 //! (`off`, `strict`, `all_except_health`, `auto`), `PROXY_API_KEY` (a key is
-//! generated and printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`).
+//! generated and printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`),
+//! `PROXY_CORS_ORIGINS` (origins whose pages may call it with `fetch`, or `*`;
+//! unset: no CORS headers).
 //! Every route but `/healthz` answers with the method, path, the effective
 //! mode and the header that authenticated the request.
 
 #[path = "common/settings.rs"]
-mod settings;
+pub mod settings;
 
 use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
 use proxy_auth::{Authenticated, ProxyAuthLayer, SharedSecurityConfig};
 use serde_json::{json, Value};
+use settings::cors::CorsOrigins;
 
 /// The example's router, also started by the crate's HTTP test.
 pub fn app(shared: SharedSecurityConfig) -> Router {
@@ -33,6 +36,17 @@ pub fn app(shared: SharedSecurityConfig) -> Router {
         )
         .fallback(move |request: Request| async move { Json(describe(&request, &mode)) })
         .layer(ProxyAuthLayer::from_shared(shared).insert_identity(true))
+}
+
+/// [`app`] behind the CORS layer for `origins` (`PROXY_CORS_ORIGINS`), or as
+/// is without it. CORS goes outside auth: preflights carry no key, and a 401
+/// must carry the CORS headers for the page's script to read it.
+pub fn app_with_cors(shared: SharedSecurityConfig, origins: Option<&CorsOrigins>) -> Router {
+    let app = app(shared);
+    match origins {
+        Some(origins) => app.layer(settings::cors::layer(origins)),
+        None => app,
+    }
 }
 
 fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
@@ -51,7 +65,10 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 #[tokio::main]
 async fn main() {
     let (settings, listener) = settings::start("axum").await;
-    let app = app(SharedSecurityConfig::new(settings.config));
+    let app = app_with_cors(
+        SharedSecurityConfig::new(settings.config),
+        settings.cors.as_ref(),
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

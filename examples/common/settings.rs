@@ -1,5 +1,9 @@
 //! Settings shared by the examples, read from the environment:
-//! `PROXY_LISTEN`, `PROXY_AUTH_MODE`, `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`.
+//! `PROXY_LISTEN`, `PROXY_AUTH_MODE`, `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`,
+//! `PROXY_CORS_ORIGINS` (in [`cors`]).
+
+#[path = "cors.rs"]
+pub mod cors;
 
 use std::net::SocketAddr;
 
@@ -9,6 +13,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub config: ProxySecurityConfig,
     pub generated_key: bool,
+    pub cors: Option<cors::CorsOrigins>,
 }
 
 /// Reads the settings, or says which one is wrong and how to fix it.
@@ -54,6 +59,7 @@ pub fn from_env() -> Result<Settings, String> {
             allow_lan_access,
         },
         generated_key,
+        cors: cors::from_env()?,
     })
 }
 
@@ -116,4 +122,5 @@ pub fn print_banner(example: &str, settings: &Settings) {
     } else {
         println!("api key: from PROXY_API_KEY (not printed)");
     }
+    cors::print_banner(settings.cors.as_ref(), config.effective_auth_mode());
 }
