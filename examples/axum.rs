@@ -6,6 +6,9 @@
 //! curl -i localhost:8045/v1/models                                  # 401 missing_key
 //! curl -i localhost:8045/v1/models -H 'Authorization: Bearer sk-test' # 200
 //! curl -i localhost:8045/v1/models -H 'x-api-key: wrong' -H 'x-goog-api-key: sk-test' # 401: x-api-key is read first
+//! # also started with PROXY_CORS_ORIGINS=http://localhost:3000, pages there may call it:
+//! curl -i -X OPTIONS localhost:8045/v1/models -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET' -H 'Access-Control-Request-Headers: authorization' # 200, access-control-allow-*
+//! curl -i localhost:8045/v1/models -H 'Origin: http://localhost:3000'  # 401 with access-control-allow-origin
 //! ```
 //!
 //! Settings: `PROXY_LISTEN` (default `127.0.0.1:8045`), `PROXY_AUTH_MODE`
