@@ -20,6 +20,9 @@
 //! curl -i localhost:8045/v1/models -H 'Authorization: Bearersk-test'  # 401: no space after Bearer
 //! curl -i localhost:8045/v1/models -H 'x-api-key;'                    # 401: empty key
 //! curl -i localhost:8045/v1/models -H 'x-api-key: sk-test' -H 'x-api-key: sk-test' # 401: sent twice
+//! # also started with PROXY_CORS_ORIGINS=http://localhost:3000, pages there may call it:
+//! curl -i -X OPTIONS localhost:8045/v1/models -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET' -H 'Access-Control-Request-Headers: authorization' # 200, access-control-allow-*
+//! curl -i localhost:8045/v1/models -H 'Origin: http://localhost:3000'  # 401 with access-control-allow-origin
 //! ```
 //!
 //! Other modes: `PROXY_AUTH_MODE=strict` (then `/healthz` needs the key too),
@@ -32,16 +35,19 @@
 //! with LAN access; a non-loopback address while `auto` resolves to `off` is
 //! refused with exit status 2), `PROXY_AUTH_MODE` (`off`, `strict`,
 //! `all_except_health`, `auto`), `PROXY_API_KEY` (a key is generated and
-//! printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`).
+//! printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`),
+//! `PROXY_CORS_ORIGINS` (origins whose pages may call it with `fetch`, or `*`;
+//! unset: no CORS headers).
 
 #[path = "common/settings.rs"]
-mod settings;
+pub mod settings;
 
 use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
 use proxy_auth::{Authenticated, ProxyAuthLayer, SharedSecurityConfig};
 use serde_json::{json, Value};
+use settings::cors::CorsOrigins;
 
 /// The example's router, also started by the crate's HTTP test.
 pub fn app(shared: SharedSecurityConfig) -> Router {
@@ -53,6 +59,17 @@ pub fn app(shared: SharedSecurityConfig) -> Router {
         )
         .fallback(move |request: Request| async move { Json(describe(&request, &mode)) })
         .layer(ProxyAuthLayer::from_shared(shared).insert_identity(true))
+}
+
+/// [`app`] behind the CORS layer for `origins` (`PROXY_CORS_ORIGINS`), or as
+/// is without it. CORS goes outside auth: preflights carry no key, and a 401
+/// must carry the CORS headers for the page's script to read it.
+pub fn app_with_cors(shared: SharedSecurityConfig, origins: Option<&CorsOrigins>) -> Router {
+    let app = app(shared);
+    match origins {
+        Some(origins) => app.layer(settings::cors::layer(origins)),
+        None => app,
+    }
 }
 
 fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
@@ -71,7 +88,10 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 #[tokio::main]
 async fn main() {
     let (settings, listener) = settings::start("axum").await;
-    let app = app(SharedSecurityConfig::new(settings.config));
+    let app = app_with_cors(
+        SharedSecurityConfig::new(settings.config),
+        settings.cors.as_ref(),
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Same settings as the axum example: `PROXY_LISTEN`, `PROXY_AUTH_MODE`,
-//! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`.
+//! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`, `PROXY_CORS_ORIGINS`.
 
 #[path = "common/settings.rs"]
 mod settings;
@@ -52,7 +52,9 @@ async fn handle(
 async fn main() {
     let (settings, listener) = settings::start("hyper").await;
     let shared = SharedSecurityConfig::new(settings.config);
+    // CORS outside auth, as in the axum example; no layer at all when unset.
     let service = ServiceBuilder::new()
+        .option_layer(settings.cors.as_ref().map(settings::cors::layer))
         .layer(ProxyAuthLayer::from_shared(shared.clone()).insert_identity(true))
         .service_fn(move |request| handle(request, shared.clone()));
 

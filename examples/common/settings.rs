@@ -1,9 +1,13 @@
 //! Settings shared by the examples, read from the environment:
 //! `PROXY_LISTEN` (default `127.0.0.1:8045`, or `0.0.0.0:8045` with LAN
-//! access), `PROXY_AUTH_MODE`, `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`.
+//! access), `PROXY_AUTH_MODE`, `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`,
+//! `PROXY_CORS_ORIGINS` (in [`cors`]).
 //!
 //! A non-loopback `PROXY_LISTEN` while `auto` resolves to `off` is refused
 //! (exit status 2): set `PROXY_AUTH_MODE=off` to mean it.
+
+#[path = "cors.rs"]
+pub mod cors;
 
 use std::net::SocketAddr;
 
@@ -13,6 +17,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub config: ProxySecurityConfig,
     pub generated_key: bool,
+    pub cors: Option<cors::CorsOrigins>,
 }
 
 /// Reads the settings, or says which one is wrong and how to fix it.
@@ -68,6 +73,7 @@ pub fn from_env() -> Result<Settings, String> {
         listen,
         config,
         generated_key,
+        cors: cors::from_env()?,
     })
 }
 
@@ -130,4 +136,5 @@ pub fn print_banner(example: &str, settings: &Settings) {
     } else {
         println!("api key: from PROXY_API_KEY (not printed)");
     }
+    cors::print_banner(settings.cors.as_ref(), config.effective_auth_mode());
 }
