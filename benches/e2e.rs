@@ -19,6 +19,9 @@
 //!
 //! Every request carries a valid `Authorization: Bearer` key, so the layer
 //! runs its full accept path; a round with any non-2xx answer aborts the run.
+//! Then a keyless flood, the same way: two servers, one answering a static
+//! 401 of the same status, headers and body from memory, one whose layer
+//! rejects every request, each loaded by a keyless `wrk`.
 //! Needs `wrk` on `PATH` (`apt-get install wrk`); without it this prints a
 //! note and exits successfully.
 //!
@@ -118,7 +121,7 @@ fn thread_cpu_ns(tid: Option<&str>) -> Option<u64> {
     stat.split_whitespace().next()?.parse().ok()
 }
 
-fn start_wrk(addr: SocketAddr, secs: u64, connections: u64, pinned: bool) -> Child {
+fn start_wrk(addr: SocketAddr, secs: u64, connections: u64, pinned: bool, key: bool) -> Child {
     let mut command = if pinned {
         let mut taskset = Command::new("taskset");
         taskset.args(["-c", "1", "wrk"]);
@@ -126,23 +129,26 @@ fn start_wrk(addr: SocketAddr, secs: u64, connections: u64, pinned: bool) -> Chi
     } else {
         Command::new("wrk")
     };
+    command.args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")]);
+    if key {
+        command.args(["-H", &format!("Authorization: Bearer {KEY}")]);
+    }
     command
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
-        .args(["-H", &format!("Authorization: Bearer {KEY}")])
         .arg(format!("http://{addr}/v1/chat/completions"))
         .stdout(Stdio::piped())
         .spawn()
         .expect("wrk starts")
 }
 
-/// Requests per second and number of requests from wrk's report.
-fn wrk_result(child: Child) -> (f64, f64) {
+/// Requests per second and number of requests from wrk's report; `flood`
+/// rounds expect every answer to be a 401 (non-2xx), the others none.
+fn wrk_result(child: Child, flood: bool) -> (f64, f64) {
     let output = child.wait_with_output().expect("wrk finishes");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "wrk failed:\n{stdout}");
     assert!(
-        !stdout.contains("Non-2xx") && !stdout.contains("Socket errors"),
-        "requests failed during the round:\n{stdout}"
+        stdout.contains("Non-2xx") == flood && !stdout.contains("Socket errors"),
+        "requests got unexpected answers during the round:\n{stdout}"
     );
     let rps = stdout
         .lines()
@@ -160,16 +166,25 @@ fn wrk_result(child: Child) -> (f64, f64) {
 
 /// One round: all servers loaded at once for `secs`. Per server: requests
 /// per second, and CPU µs per request (`NaN` without `/proc`).
-fn round(servers: &[Server], secs: u64, connections: u64, pinned: bool) -> Vec<(f64, f64)> {
+fn round(
+    servers: &[Server],
+    secs: u64,
+    connections: u64,
+    pinned: bool,
+    flood: bool,
+) -> Vec<(f64, f64)> {
     let before: Vec<_> = servers
         .iter()
         .map(|s| thread_cpu_ns(s.tid.as_deref()))
         .collect();
     let children: Vec<_> = servers
         .iter()
-        .map(|s| start_wrk(s.addr, secs, connections, pinned))
+        .map(|s| start_wrk(s.addr, secs, connections, pinned, !flood))
         .collect();
-    let results: Vec<_> = children.into_iter().map(wrk_result).collect();
+    let results: Vec<_> = children
+        .into_iter()
+        .map(|child| wrk_result(child, flood))
+        .collect();
     servers
         .iter()
         .zip(before)
@@ -231,7 +246,7 @@ fn main() {
             "not pinned"
         }
     );
-    round(&servers, 1, connections, pinned);
+    round(&servers, 1, connections, pinned, false);
 
     println!(
         "\n| round | {} | new / bare | from_shared / bare | server CPU µs/req: bare, new, from_shared | CPU/req bare ÷ new | CPU/req bare ÷ from_shared |",
@@ -247,7 +262,7 @@ fn main() {
     // CPU evenly in a round, the second stays put while the first moves.
     let mut ratios = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for n in 1..=rounds {
-        let r = round(&servers, secs, connections, pinned);
+        let r = round(&servers, secs, connections, pinned, false);
         let this = [
             r[1].0 / r[0].0,
             r[2].0 / r[0].0,
@@ -269,5 +284,61 @@ fn main() {
          new: {}, from_shared: {}",
         if new >= 0.98 { "met" } else { "NOT met" },
         if shared >= 0.98 { "met" } else { "NOT met" },
+    );
+    flood(config(), secs, rounds, connections, pinned);
+}
+
+/// The body of the layer's 401 to a keyless OpenAI-style request, so the
+/// static server answers exactly as many bytes.
+const MISSING_KEY_BODY: &str = r#"{"error":{"message":"Rejected by the proxy's API-key check (proxy-auth): no API key was sent. Send it as 'Authorization: Bearer <key>', or in the x-api-key or x-goog-api-key header.","type":"invalid_request_error","param":null,"code":"missing_key"}}"#;
+
+/// A keyless flood: the layer rejecting every request against a server
+/// that answers the same 401 (status, three headers, body) from memory.
+fn flood(config: ProxySecurityConfig, secs: u64, rounds: u64, connections: u64, pinned: bool) {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::WWW_AUTHENTICATE,
+        "Bearer".parse().expect("valid"),
+    );
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        "application/json".parse().expect("valid"),
+    );
+    headers.insert(
+        proxy_auth::REJECTION_HEADER,
+        "missing_key".parse().expect("valid"),
+    );
+    let static_401 = service_fn(move |_request: Request<Incoming>| {
+        let mut response =
+            Response::new(Full::new(Bytes::from_static(MISSING_KEY_BODY.as_bytes())));
+        *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+        *response.headers_mut() = headers.clone();
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let servers = [
+        spawn_server("static 401", static_401),
+        spawn_server(
+            "ProxyAuthLayer::new rejecting",
+            ProxyAuthLayer::new(config).layer(service_fn(handler)),
+        ),
+    ];
+    round(&servers, 1, connections, pinned, true);
+    println!("\n| flood round | static 401 req/s | layer rejecting req/s | layer / static |");
+    println!("|---|---:|---:|---:|");
+    let mut ratios = Vec::new();
+    for n in 1..=rounds {
+        let r = round(&servers, secs, connections, pinned, true);
+        ratios.push(r[1].0 / r[0].0);
+        println!(
+            "| {n} | {:.0} | {:.0} | {:.3} |",
+            r[0].0,
+            r[1].0,
+            r[1].0 / r[0].0
+        );
+    }
+    let median = common::median(ratios);
+    println!(
+        "| median | | | {median:.3} |\n\nTarget: a keyless flood served at >= 0.95 x a static 401: {}",
+        if median >= 0.95 { "met" } else { "NOT met" }
     );
 }
