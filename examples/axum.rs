@@ -13,9 +13,17 @@
 //! generated and printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`).
 //! Every route but `/healthz` answers with the method, path, the effective
 //! mode and the header that authenticated the request.
+//!
+//! With `--features metrics`, `GET /metrics` serves the layer's counters in
+//! Prometheus text format, behind the same key:
+//! `curl localhost:8045/metrics -H 'Authorization: Bearer sk-test'`.
 
 #[path = "common/settings.rs"]
 mod settings;
+
+#[cfg(feature = "metrics")]
+#[path = "common/metrics.rs"]
+mod metrics;
 
 use axum::extract::Request;
 use axum::routing::get;
@@ -26,13 +34,16 @@ use serde_json::{json, Value};
 /// The example's router, also started by the crate's HTTP test.
 pub fn app(shared: SharedSecurityConfig) -> Router {
     let mode = shared.clone();
-    Router::new()
+    let router = Router::new()
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
-        .fallback(move |request: Request| async move { Json(describe(&request, &mode)) })
-        .layer(ProxyAuthLayer::from_shared(shared).insert_identity(true))
+        .fallback(move |request: Request| async move { Json(describe(&request, &mode)) });
+    // Before the layer, so a scrape needs the key like every other route.
+    #[cfg(feature = "metrics")]
+    let router = metrics::route(router);
+    router.layer(ProxyAuthLayer::from_shared(shared).insert_identity(true))
 }
 
 fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {

@@ -33,6 +33,9 @@ pub(crate) struct Options {
     pub(crate) insert_identity: bool,
     pub(crate) query_key: bool,
     pub(crate) strip_credentials: bool,
+    // Feature `metrics`: the per-key switch and the layer's counter handles.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::LayerMetrics,
 }
 
 impl Options {
@@ -90,6 +93,8 @@ impl ProxyAuthLayer {
                 insert_identity: false,
                 query_key: false,
                 strip_credentials: false,
+                #[cfg(feature = "metrics")]
+                metrics: Default::default(),
             },
         }
     }

@@ -132,6 +132,9 @@ mod extract;
 mod future;
 mod key_set;
 mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod mode;
 mod response;
 mod service;

@@ -79,7 +79,11 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         // The config snapshot lives only inside `check`: nothing is held
         // while the inner service runs.
-        match self.check(&request) {
+        let decision = self.check(&request);
+        // Feature `metrics`: the one place a decision is counted.
+        #[cfg(feature = "metrics")]
+        crate::metrics::record(&decision, &self.options.metrics);
+        match decision {
             Decision::Allow(allowed) => {
                 let identity = match allowed {
                     Allowed::Authenticated(source) => Some(Authenticated {
