@@ -139,6 +139,9 @@ mod mode;
 mod response;
 mod service;
 mod shared;
+#[cfg(feature = "watch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
+pub mod watch;
 
 pub use body::ResponseBody;
 pub use config::{generate_api_key, try_generate_api_key, KeyGenError, ProxySecurityConfig};

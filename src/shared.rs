@@ -195,6 +195,14 @@ impl SharedSecurityConfig {
     pub(crate) fn with_policy<R>(&self, f: impl FnOnce(&Policy) -> R) -> R {
         f(&self.current.load())
     }
+
+    // Feature `watch`: a config file holds both the config and the keys, and
+    // a request must see the old pair or the new one, never a mix.
+    #[cfg(feature = "watch")]
+    pub(crate) fn store_with_keys(&self, config: ProxySecurityConfig, keys: KeySet) {
+        self.current
+            .store(Arc::new(Policy::with_keys(config, keys)));
+    }
 }
 
 impl From<ProxySecurityConfig> for SharedSecurityConfig {
