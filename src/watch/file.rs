@@ -405,7 +405,7 @@ mod tests {
     fn position(
         result: Result<(ProxySecurityConfig, KeySet), WatchError>,
     ) -> (usize, usize, String) {
-        let err = result.err().expect("must be rejected");
+        let err = result.expect_err("must be rejected");
         let (line, column) = err.position().expect("content errors have a position");
         (line, column, err.to_string())
     }
