@@ -131,13 +131,15 @@ pub(crate) fn parse(
     }
     let file: FileConfig = match format {
         Format::Json => serde_json::from_str(text).map_err(|e| {
-            let column = e.column().max(1);
-            invalid(
-                path,
-                e.line().max(1),
-                column,
-                scrub(&e.to_string_without_position()),
-            )
+            let message = scrub(&e.to_string_without_position());
+            // serde_json places errors raised after a value was read (our
+            // api_key checks) where it stopped reading, past the value.
+            let (line, column) = if message.starts_with("api_key ") {
+                find(text, "\"api_key\"")
+            } else {
+                (e.line().max(1), e.column().max(1))
+            };
+            invalid(path, line, column, message)
         })?,
         Format::Toml => toml::from_str(text).map_err(|e| {
             let (line, column) = e

@@ -266,16 +266,14 @@ impl Follower {
         poll.tick().await;
         loop {
             tokio::select! {
-                () = wake.notified() => {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    if let Outcome::Failed = self.reload(&mut watcher, false) {
-                        tokio::time::sleep(DEBOUNCE).await;
-                        self.reload(&mut watcher, true);
-                    }
-                }
-                _ = poll.tick() => {
-                    self.reload(&mut watcher, true);
-                }
+                () = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
+                _ = poll.tick() => {}
+            }
+            // A failure may be a writer caught half-way: look again once
+            // before reporting it.
+            if let Outcome::Failed = self.reload(&mut watcher, false) {
+                tokio::time::sleep(DEBOUNCE).await;
+                self.reload(&mut watcher, true);
             }
         }
     }
