@@ -10,7 +10,9 @@
 //!
 //! Settings: `PROXY_LISTEN` (default `127.0.0.1:8045`), `PROXY_AUTH_MODE`
 //! (`off`, `strict`, `all_except_health`, `auto`), `PROXY_API_KEY` (a key is
-//! generated and printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`).
+//! generated and printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`);
+//! or, with `--features watch`, `PROXY_CONFIG_FILE` (a JSON or TOML file
+//! followed for changes, in place of the three auth variables).
 //! Every route but `/healthz` answers with the method, path, the effective
 //! mode and the header that authenticated the request.
 //!
@@ -24,6 +26,9 @@ mod settings;
 #[cfg(feature = "metrics")]
 #[path = "common/metrics.rs"]
 mod metrics;
+
+#[path = "common/config_file.rs"]
+mod config_file;
 
 use axum::extract::Request;
 use axum::routing::get;
@@ -62,7 +67,10 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 #[tokio::main]
 async fn main() {
     let (settings, listener) = settings::start("axum").await;
-    let app = app(SharedSecurityConfig::new(settings.config));
+    let shared = SharedSecurityConfig::new(settings.config);
+    // Kept alive while serving: dropping it stops following the file.
+    let _config_file = config_file::follow_from_env(&shared);
+    let app = app(shared);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

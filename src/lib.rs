@@ -105,11 +105,19 @@
 //!
 //! # Feature flags
 //!
-//! None. Every dependency serves a feature above that is always compiled
-//! (`arc-swap` for hot reload, `tracing` for the rejection logs, `getrandom`
-//! for generated keys, `sha2` for key sets and digest keys); the optional
-//! ones are off at run time, not at compile time, so a config file can turn
-//! them on without a rebuild.
+//! Every dependency of the core serves a feature above that is always
+//! compiled (`arc-swap` for hot reload, `tracing` for the rejection logs,
+//! `getrandom` for generated keys, `sha2` for key sets and digest keys); the
+//! optional ones are off at run time, not at compile time, so a config file
+//! can turn them on without a rebuild. Integrations with other crates are
+//! cargo features, all off by default:
+//!
+//! - `metrics`: count every decision by outcome, reason and key source
+//!   through the [`metrics`](https://docs.rs/metrics) facade (see
+//!   the `metrics` module).
+//! - `watch`: make a [`SharedSecurityConfig`] follow a JSON or TOML config
+//!   file, reloaded on change, a bad edit keeping the last good config (see
+//!   the `watch` module).
 //!
 //! [tower]: https://docs.rs/tower
 
