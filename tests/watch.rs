@@ -343,3 +343,26 @@ async fn stopping_the_handle_stops_following() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     setup.still("sk-one", "sk-two").await;
 }
+
+#[test]
+fn load_file_checks_a_file_without_watching_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auth.json");
+    std::fs::write(
+        &path,
+        r#"{"auth_mode":"strict","api_key":"","keys":[{"label":"ci","key":"sk-ci"}]}"#,
+    )
+    .unwrap();
+    let (config, keys) = proxy_auth::watch::load_file(&path).unwrap();
+    assert_eq!(config.auth_mode, ProxyAuthMode::Strict);
+    assert_eq!(keys.labels()[0].0, "ci");
+    // Something that is not a config file at all is refused before it is
+    // read into memory whole (a sparse file: no disk space used).
+    let huge = dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(65 * 1024 * 1024)
+        .unwrap();
+    let err = proxy_auth::watch::load_file(&huge).unwrap_err();
+    assert!(err.to_string().contains("larger than 64 MiB"), "{err}");
+}

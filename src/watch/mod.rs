@@ -67,7 +67,7 @@
 //! (writing a key as its own digest is not a rotation), and the number of
 //! named keys and whether they changed. Never a key.
 //!
-//! Each re-read is a small blocking `std::fs::read` on the runtime's
+//! Each re-read is a small blocking file read on the runtime's
 //! thread; config files are small, so it is not worth a thread hop. The
 //! runtime needs its time driver (`#[tokio::main]` enables it).
 //!
@@ -118,7 +118,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub fn load_file(path: impl AsRef<Path>) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
     let path = path.as_ref();
     let format = Format::of(path)?;
-    let bytes = std::fs::read(path).map_err(|source| WatchError::Read {
+    let bytes = read(path).map_err(|source| WatchError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -144,7 +144,7 @@ pub fn watch_file(
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| WatchError::NoRuntime { path: path.clone() })?;
     let format = Format::of(&path)?;
-    let bytes = std::fs::read(&path).map_err(|source| WatchError::Read {
+    let bytes = read(&path).map_err(|source| WatchError::Read {
         path: path.clone(),
         source,
     })?;
@@ -230,6 +230,25 @@ fn matters(kind: &EventKind) -> bool {
     }
 }
 
+/// Large enough for 100,000 named keys; a bigger file is a mistake (a log
+/// or a binary at the configured path), refused before it fills memory.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            "the file is larger than 64 MiB; is the path right?",
+        ));
+    }
+    Ok(bytes)
+}
+
 fn parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -282,7 +301,7 @@ impl Follower {
     /// `report` off, a failure is neither logged nor remembered, so the
     /// retry that follows reports it.
     fn reload(&mut self, watcher: &mut notify::RecommendedWatcher, report: bool) -> Outcome {
-        let outcome = match std::fs::read(&self.path) {
+        let outcome = match read(&self.path) {
             Ok(bytes) if matches!(&self.seen, Seen::Bytes(seen) if *seen == bytes) => {
                 Outcome::Unchanged
             }
