@@ -103,6 +103,8 @@ impl Setup {
         let began = Instant::now();
         loop {
             if self.status(key).await == status {
+                // Not asserted (machine speed varies); shown with --nocapture.
+                eprintln!("{key} -> {status} after {:?}", began.elapsed());
                 return;
             }
             assert!(

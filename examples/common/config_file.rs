@@ -26,7 +26,7 @@ pub fn follow_from_env(shared: &SharedSecurityConfig) -> Option<Following> {
     match proxy_auth::watch::watch_file(shared.clone(), &path) {
         Ok(handle) => {
             println!(
-                "config: {} (followed for changes) -> effective mode: {}",
+                "config: from {} (followed for changes; it overrides the auth settings above) -> effective mode: {}",
                 handle.path().display(),
                 shared.effective_auth_mode()
             );

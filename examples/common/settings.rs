@@ -103,9 +103,6 @@ pub fn print_banner(example: &str, settings: &Settings) {
         "proxy-auth {example} example listening on http://{}",
         settings.listen
     );
-    if std::env::var_os("PROXY_CONFIG_FILE").is_some_and(|p| !p.is_empty()) {
-        return; // the auth settings come from the file (see config_file.rs)
-    }
     println!(
         "auth_mode={} allow_lan_access={} -> effective mode: {}",
         config.auth_mode,

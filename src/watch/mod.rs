@@ -58,6 +58,12 @@
 //! (the promise is 1 s). A read that fails right after an event (a writer
 //! caught half-way) is retried once, 100 ms later, before it is reported.
 //!
+//! Events come from [`notify`](https://docs.rs/notify), the file-event
+//! crate the Rust ecosystem shares (inotify on Linux, FSEvents on macOS,
+//! ReadDirectoryChangesW on Windows): it reports directory events, which
+//! following renames and symlink swaps needs, and its debouncer crates are
+//! not needed because the task re-reads by path and compares contents.
+//!
 //! Besides events, the file is re-read every 5 seconds, for file systems
 //! that deliver no events (some network and container mounts). A re-read of
 //! an unchanged file, good or bad, does nothing and logs nothing.
