@@ -4,81 +4,15 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::WatchError;
 use crate::key_set::parse_digest;
 use crate::{KeySet, ProxyAuthMode, ProxySecurityConfig};
-
-/// Why a config file could not be followed or was not applied.
-///
-/// Messages name the file and, for content errors, the line and column
-/// (`path:line:column: message`, the form editors jump to). They never
-/// contain a key: values quoted by the parser are left out.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WatchError {
-    /// `watch_file` was called outside a tokio runtime.
-    #[error("watching {path} needs a tokio runtime; call watch_file from inside one (e.g. in #[tokio::main])")]
-    NoRuntime {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file name does not end in `.json` or `.toml`.
-    #[error("{path}: unknown config format; name the file *.json or *.toml")]
-    UnknownFormat {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file could not be read (missing, unreadable).
-    #[error("{path}: cannot read the config file: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// The file is empty or only whitespace.
-    #[error("{path}:1:1: the config file is empty; it must set at least api_key")]
-    Empty {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file does not parse, or a value is not valid.
-    #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the problem.
-        line: usize,
-        /// 1-based column (in characters) of the problem.
-        column: usize,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-    /// The directory holding the file could not be watched.
-    #[error("{path}: cannot watch the config file's directory: {message}")]
-    Watch {
-        /// The directory.
-        path: PathBuf,
-        /// The file-event backend's error.
-        message: String,
-    },
-}
-
-impl WatchError {
-    /// The 1-based line and column of a content error, if it has one.
-    pub fn position(&self) -> Option<(usize, usize)> {
-        match self {
-            WatchError::Invalid { line, column, .. } => Some((*line, *column)),
-            WatchError::Empty { .. } => Some((1, 1)),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -315,54 +249,6 @@ fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Err
     deserializer.deserialize_seq(KeyList)
 }
 
-/// What a reload changed, for the info log; never a key.
-pub(crate) struct Change {
-    pub(crate) auth_mode: (ProxyAuthMode, ProxyAuthMode),
-    pub(crate) effective_mode: (ProxyAuthMode, ProxyAuthMode),
-    pub(crate) allow_lan_access: (bool, bool),
-    pub(crate) key_rotated: bool,
-    pub(crate) named_keys: usize,
-    pub(crate) named_keys_changed: bool,
-}
-
-impl Change {
-    pub(crate) fn between(
-        old: (&ProxySecurityConfig, &KeySet),
-        new: (&ProxySecurityConfig, &KeySet),
-    ) -> Change {
-        let digests = |keys: &KeySet| serde_json::to_string(keys).unwrap_or_default();
-        Change {
-            auth_mode: (old.0.auth_mode, new.0.auth_mode),
-            effective_mode: (old.0.effective_auth_mode(), new.0.effective_auth_mode()),
-            allow_lan_access: (old.0.allow_lan_access, new.0.allow_lan_access),
-            key_rotated: key_identity(&old.0.api_key) != key_identity(&new.0.api_key),
-            named_keys: new.1.len(),
-            named_keys_changed: old.1.len() != new.1.len() || digests(old.1) != digests(new.1),
-        }
-    }
-}
-
-/// The digest a configured key stands for, so writing a key as its own
-/// `sha256:` digest is not reported as a rotation.
-fn key_identity(api_key: &str) -> Option<[u8; 32]> {
-    let trimmed = api_key.trim();
-    match parse_digest(trimmed) {
-        Some(Ok(digest)) => Some(digest),
-        Some(Err(())) => None,
-        None if trimmed.is_empty() => None,
-        None => Some(crate::key_set::sha256(trimmed.as_bytes())),
-    }
-}
-
-/// `"strict"` or `"off -> strict"`.
-pub(crate) fn transition<T: fmt::Display + PartialEq>((from, to): (T, T)) -> String {
-    if from == to {
-        to.to_string()
-    } else {
-        format!("{from} -> {to}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,23 +383,5 @@ mod tests {
             "unknown variant, expected one of `off`, `strict`"
         );
         assert_eq!(scrub("missing field `api_key`"), "missing field `api_key`");
-    }
-
-    #[test]
-    fn changes_are_described_without_keys() {
-        let old = ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1");
-        let same_as_digest =
-            ProxySecurityConfig::new(ProxyAuthMode::Strict, crate::key_digest("sk-1"));
-        let empty = KeySet::new();
-        let change = Change::between((&old, &empty), (&same_as_digest, &empty));
-        assert!(!change.key_rotated);
-        let mut keys = KeySet::new();
-        keys.insert("a", "sk-a").unwrap();
-        let new = ProxySecurityConfig::new(ProxyAuthMode::Off, "sk-2");
-        let change = Change::between((&old, &empty), (&new, &keys));
-        assert!(change.key_rotated && change.named_keys_changed);
-        assert_eq!(change.named_keys, 1);
-        assert_eq!(transition(change.auth_mode), "strict -> off");
-        assert_eq!(transition((true, true)), "true");
     }
 }

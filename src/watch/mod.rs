@@ -96,6 +96,8 @@
 //!
 //! [`KeySet`]: crate::KeySet
 
+mod change;
+mod error;
 mod file;
 
 use std::collections::HashSet;
@@ -107,8 +109,9 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
-pub use file::WatchError;
-use file::{transition, Change, Format};
+use change::{transition, Change};
+pub use error::WatchError;
+use file::Format;
 
 use crate::{KeySet, ProxySecurityConfig, SharedSecurityConfig};
 
