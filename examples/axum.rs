@@ -38,9 +38,21 @@
 //! printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`),
 //! `PROXY_CORS_ORIGINS` (origins whose pages may call it with `fetch`, or `*`;
 //! unset: no CORS headers).
+//! With `--features watch`, `PROXY_CONFIG_FILE` names a JSON or TOML file
+//! followed for changes, in place of the three auth variables. With
+//! `--features metrics`, `GET /metrics` serves the layer's counters in
+//! Prometheus text format, behind the same key:
+//! `curl localhost:8045/metrics -H 'Authorization: Bearer sk-test'`.
 
 #[path = "common/settings.rs"]
 pub mod settings;
+
+#[cfg(feature = "metrics")]
+#[path = "common/metrics.rs"]
+mod metrics;
+
+#[path = "common/config_file.rs"]
+mod config_file;
 
 use axum::extract::Request;
 use axum::routing::get;
@@ -52,13 +64,16 @@ use settings::cors::CorsOrigins;
 /// The example's router, also started by the crate's HTTP test.
 pub fn app(shared: SharedSecurityConfig) -> Router {
     let mode = shared.clone();
-    Router::new()
+    let router = Router::new()
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
-        .fallback(move |request: Request| async move { Json(describe(&request, &mode)) })
-        .layer(ProxyAuthLayer::from_shared(shared).insert_identity(true))
+        .fallback(move |request: Request| async move { Json(describe(&request, &mode)) });
+    // Before the layer, so a scrape needs the key like every other route.
+    #[cfg(feature = "metrics")]
+    let router = metrics::route(router);
+    router.layer(ProxyAuthLayer::from_shared(shared).insert_identity(true))
 }
 
 /// [`app`] behind the CORS layer for `origins` (`PROXY_CORS_ORIGINS`), or as
@@ -88,10 +103,10 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 #[tokio::main]
 async fn main() {
     let (settings, listener) = settings::start("axum").await;
-    let app = app_with_cors(
-        SharedSecurityConfig::new(settings.config),
-        settings.cors.as_ref(),
-    );
+    let shared = SharedSecurityConfig::new(settings.config);
+    // Kept alive while serving: dropping it stops following the file.
+    let _config_file = config_file::follow_from_env(&shared);
+    let app = app_with_cors(shared, settings.cors.as_ref());
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -29,6 +29,9 @@ pub(crate) struct Options {
     pub(crate) rules: Rules,
     pub(crate) insert_identity: bool,
     pub(crate) strip_credentials: bool,
+    // Feature `metrics`: the per-key switch and the layer's counter handles.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::LayerMetrics,
 }
 
 impl ProxyAuthLayer {
@@ -66,11 +69,13 @@ impl ProxyAuthLayer {
                 },
                 insert_identity: false,
                 strip_credentials: false,
+                #[cfg(feature = "metrics")]
+                metrics: Default::default(),
             }),
         }
     }
 
-    fn options_mut(&mut self) -> &mut Options {
+    pub(crate) fn options_mut(&mut self) -> &mut Options {
         Arc::make_mut(&mut self.options)
     }
 

@@ -153,6 +153,15 @@
 //! The core (modes, header rules, constant-time comparison, hot reload,
 //! 401s, `tracing` logs) is always compiled.
 //!
+//! Integrations with other crates, all off by default:
+//!
+//! - `metrics`: count every decision by outcome, reason and key source
+//!   through the [`metrics`](https://docs.rs/metrics) facade (see
+//!   the `metrics` module).
+//! - `watch`: make a [`SharedSecurityConfig`] follow a JSON or TOML config
+//!   file, reloaded on change, a bad edit keeping the last good config (see
+//!   the `watch` module). Needs Rust 1.88 (from `notify`).
+//!
 //! [tower]: https://docs.rs/tower
 
 #![forbid(unsafe_code)]
@@ -176,10 +185,16 @@ mod future;
 #[cfg(feature = "key-set")]
 mod key_set;
 mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod mode;
 mod response;
 mod service;
 mod shared;
+#[cfg(feature = "watch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
+pub mod watch;
 
 pub use body::ResponseBody;
 #[cfg(feature = "generate-key")]

@@ -59,7 +59,11 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let options = &*self.layer.options;
-        match self.layer.policy.decide(&options.rules, &request) {
+        let decision = self.layer.policy.decide(&options.rules, &request);
+        // Feature `metrics`: the one place a decision is counted.
+        #[cfg(feature = "metrics")]
+        crate::metrics::record(&decision, &options.metrics);
+        match decision {
             Decision::Allow(Allowed::Key(identity)) => {
                 if options.strip_credentials {
                     strip_credentials(&mut request, options.rules.query_key);

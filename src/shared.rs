@@ -138,6 +138,14 @@ impl SharedSecurityConfig {
         outcome
     }
 
+    /// Replaces the config and the key set in one step. Feature `watch`: a
+    /// config file holds both, and a request must see the old pair or the
+    /// new one, never a mix.
+    #[cfg(feature = "watch")]
+    pub(crate) fn store_with_keys(&self, config: ProxySecurityConfig, keys: KeySet) {
+        self.write(|_| Some(Policy::build(config, keys)));
+    }
+
     /// A copy of the named key set currently in force.
     #[cfg(feature = "key-set")]
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]

@@ -1,0 +1,387 @@
+//! Reading and validating a config file: JSON or TOML by extension, every
+//! problem an error with the file, line and column, and no key in any
+//! message.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::WatchError;
+use crate::digest::{classify, KeyText};
+use crate::{KeySet, ProxyAuthMode, ProxySecurityConfig};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Toml,
+}
+
+impl Format {
+    pub(crate) fn of(path: &Path) -> Result<Format, WatchError> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("json") => Ok(Format::Json),
+            Some(e) if e.eq_ignore_ascii_case("toml") => Ok(Format::Toml),
+            _ => Err(WatchError::UnknownFormat {
+                path: path.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The file's shape: the `security` section's fields plus the named keys.
+/// Unknown fields are errors, so a misspelt `allow_lan_acess` is reported
+/// instead of silently left at its default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    auth_mode: ProxyAuthMode,
+    #[serde(deserialize_with = "api_key")]
+    api_key: String,
+    #[serde(default)]
+    allow_lan_access: bool,
+    #[serde(default, deserialize_with = "key_list")]
+    keys: KeySet,
+}
+
+/// Parses `bytes` (the content of `path`) into a config and its key set.
+pub(crate) fn parse(
+    path: &Path,
+    format: Format,
+    bytes: &[u8],
+) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_column(bytes, e.valid_up_to());
+        invalid(path, line, column, "the file is not valid UTF-8".into())
+    })?;
+    if text.trim().is_empty() {
+        return Err(WatchError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    let file: FileConfig = match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| {
+            let message = scrub(&e.to_string_without_position());
+            // serde_json places errors raised after a value was read (our
+            // api_key checks) where it stopped reading, past the value.
+            let (line, column) = if message.starts_with("api_key ") {
+                find(text, "\"api_key\"")
+            } else {
+                (e.line().max(1), e.column().max(1))
+            };
+            invalid(path, line, column, message)
+        })?,
+        Format::Toml => toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map_or((1, 1), |span| line_column(text.as_bytes(), span.start));
+            invalid(path, line, column, scrub(e.message().trim()))
+        })?,
+    };
+    if file.api_key.trim().is_empty() && file.keys.is_empty() {
+        let (line, column) = find(text, "api_key");
+        return Err(invalid(
+            path,
+            line,
+            column,
+            "api_key is empty and there are no named keys, so no request could be let in; set api_key (a key or its sha256:<hex> digest)".into(),
+        ));
+    }
+    let config = ProxySecurityConfig::new(file.auth_mode, file.api_key)
+        .allow_lan_access(file.allow_lan_access);
+    Ok((config, file.keys))
+}
+
+fn invalid(path: &Path, line: usize, column: usize, message: String) -> WatchError {
+    WatchError::Invalid {
+        path: path.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+trait WithoutPosition {
+    fn to_string_without_position(&self) -> String;
+}
+
+impl WithoutPosition for serde_json::Error {
+    /// serde_json appends " at line L column C"; the error carries those.
+    fn to_string_without_position(&self) -> String {
+        let full = self.to_string();
+        match full.rfind(" at line ") {
+            Some(at) => full[..at].to_owned(),
+            None => full,
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
+/// Where `needle` first appears, for errors found after parsing.
+fn find(text: &str, needle: &str) -> (usize, usize) {
+    text.find(needle)
+        .map_or((1, 1), |at| line_column(text.as_bytes(), at))
+}
+
+/// Removes values the parser quotes in its messages: a key written in the
+/// wrong place (`auth_mode = "sk-..."`, `keys = "sk-..."`) must not reach
+/// the logs. The line and column still point at it.
+fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = [
+            ("string \"", '"', "a string"),
+            ("unknown variant `", '`', "unknown variant"),
+            ("unknown field `", '`', "unknown field"),
+        ]
+        .into_iter()
+        .filter_map(|(open, close, with)| rest.find(open).map(|at| (at, open, close, with)))
+        .min_by_key(|(at, ..)| *at);
+        let Some((at, open, close, with)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(with);
+        let value = &rest[at + open.len()..];
+        let mut escaped = false;
+        let end = value.char_indices().find(|&(_, c)| {
+            let done = !escaped && c == close;
+            escaped = !escaped && c == '\\';
+            done
+        });
+        rest = match end {
+            Some((i, c)) => &value[i + c.len_utf8()..],
+            None => "",
+        };
+    }
+}
+
+fn api_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let key = String::deserialize(deserializer)?;
+    let trimmed = key.trim();
+    if classify(trimmed) == KeyText::BadDigest {
+        return Err(de::Error::custom(
+            "api_key starts with \"sha256:\" but is not followed by 64 hex characters; produce the digest with `printf %s \"$KEY\" | sha256sum`",
+        ));
+    }
+    if !trimmed
+        .bytes()
+        .all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
+    {
+        return Err(de::Error::custom(
+            "api_key contains non-ASCII or control characters, which clients cannot send in a header; use a printable ASCII key",
+        ));
+    }
+    Ok(key)
+}
+
+/// One entry of `keys`, as [`KeySet`]'s own serde form writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    label: String,
+    key: String,
+    #[serde(default)]
+    expires_at: Option<u64>,
+}
+
+/// The key list, built entry by entry so an error points at its entry, and
+/// a label given twice is an error rather than the later entry winning.
+fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Error> {
+    struct KeyList;
+
+    impl<'de> Visitor<'de> for KeyList {
+        type Value = KeySet;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of {label, key, expires_at?} entries")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeySet, A::Error> {
+            let mut keys = KeySet::new();
+            let mut labels = HashSet::new();
+            while let Some(entry) = seq.next_element::<KeyEntry>()? {
+                let label = entry.label.trim().to_owned();
+                if !labels.insert(label.clone()) {
+                    return Err(de::Error::custom(format!(
+                        "the label {label:?} is given to more than one key; each label names one key"
+                    )));
+                }
+                let inserted = match entry.expires_at {
+                    None => keys.insert(label, &entry.key),
+                    Some(secs) => {
+                        let at = UNIX_EPOCH
+                            .checked_add(Duration::from_secs(secs))
+                            .ok_or_else(|| {
+                                de::Error::custom(format!(
+                                    "expires_at {secs} of the key labelled {label:?} is out of range; give Unix seconds, e.g. 1767225600"
+                                ))
+                            })?;
+                        keys.insert_expiring(label, &entry.key, at)
+                    }
+                };
+                inserted.map_err(de::Error::custom)?;
+            }
+            Ok(keys)
+        }
+    }
+
+    deserializer.deserialize_seq(KeyList)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "sk-0123456789abcdef-secret";
+
+    fn json(text: &str) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
+        parse(Path::new("/etc/proxy.json"), Format::Json, text.as_bytes())
+    }
+
+    fn toml(text: &str) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
+        parse(Path::new("/etc/proxy.toml"), Format::Toml, text.as_bytes())
+    }
+
+    #[test]
+    fn both_formats_read_the_same_shape() {
+        let (config, keys) = json(
+            r#"{"auth_mode":"strict","api_key":"sk-1","allow_lan_access":true,
+                "keys":[{"label":"alice","key":"sk-a"},{"label":"ci","key":"sk-c","expires_at":4102444800}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config,
+            ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1").allow_lan_access(true)
+        );
+        assert_eq!(keys.len(), 2);
+        let (config2, keys2) = toml(
+            "auth_mode = \"strict\"\napi_key = \"sk-1\"\nallow_lan_access = true\n\n[[keys]]\nlabel = \"alice\"\nkey = \"sk-a\"\n\n[[keys]]\nlabel = \"ci\"\nkey = \"sk-c\"\nexpires_at = 4102444800\n",
+        )
+        .unwrap();
+        assert_eq!(config2, config);
+        assert_eq!(keys2.labels(), keys.labels());
+        // Defaults as in the `security` section.
+        let (config, keys) = toml("api_key = \"sk-1\"").unwrap();
+        assert_eq!(
+            config,
+            ProxySecurityConfig::new(ProxyAuthMode::Auto, "sk-1")
+        );
+        assert!(keys.is_empty());
+    }
+
+    fn position(
+        result: Result<(ProxySecurityConfig, KeySet), WatchError>,
+    ) -> (usize, usize, String) {
+        let err = result.expect_err("must be rejected");
+        let (line, column) = err.position().expect("content errors have a position");
+        (line, column, err.to_string())
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let (line, column, msg) =
+            position(json("{\n  \"auth_mode\": \"on\",\n  \"api_key\": \"k\"\n}"));
+        assert_eq!((line, column), (2, 19), "{msg}");
+        assert!(
+            msg.starts_with("/etc/proxy.json:2:19: unknown variant"),
+            "{msg}"
+        );
+        assert!(msg.contains("all_except_health"), "{msg}");
+
+        let (line, column, msg) =
+            position(toml("auth_mode = \"strict\"\n\napi_key = \"sha256:12\"\n"));
+        assert_eq!((line, column), (3, 11), "{msg}");
+        assert!(msg.contains("64 hex"), "{msg}");
+
+        let (line, _, msg) = position(json("{\n \"auth_mode\": \"strict\"\n}"));
+        assert_eq!(line, 3, "{msg}");
+        assert!(msg.contains("missing field `api_key`"), "{msg}");
+
+        let (line, _, msg) = position(toml("api_key = \"k\"\n[[keys]]\nlabel = \"a\"\nkey = \"x1\"\n[[keys]]\nlabel = \"a\"\nkey = \"x2\"\n"));
+        assert!(msg.contains("\"a\" is given to more than one key"), "{msg}");
+        assert!(line >= 2, "{msg}");
+
+        let (line, column, msg) = position(json("{\"api_key\": \"k\", \"allow_lan_acess\": true}"));
+        assert_eq!(line, 1);
+        assert!(column > 17 && msg.contains("unknown field"), "{msg}");
+
+        assert!(matches!(json(" \n\t"), Err(WatchError::Empty { .. })));
+        let (line, column, msg) = position(json("{\n  \"api_key\": \"  \"\n}"));
+        assert_eq!((line, column), (2, 4), "{msg}");
+        let (line, _, msg) = position(toml(
+            "api_key = \"k\"\nauth_mode = \"strict\"\nnot toml at all\n",
+        ));
+        assert_eq!(line, 3, "{msg}");
+        assert!(json(r#"{"api_key":"","keys":[{"label":"a","key":"sk-a"}]}"#).is_ok());
+    }
+
+    #[test]
+    fn no_message_contains_a_key() {
+        let bad = [
+            format!(r#"{{"auth_mode":"{SECRET}","api_key":"k"}}"#),
+            format!(r#"{{"api_key":"k","keys":"{SECRET}"}}"#),
+            format!(r#"{{"api_key":"k","{SECRET}":1}}"#),
+            format!(r#"{{"api_key":"k","allow_lan_access":"{SECRET}"}}"#),
+            format!(r#"{{"api_key":{SECRET}}}"#),
+            format!(r#"{{"api_key":"sha256:{SECRET}"}}"#),
+            format!(r#"{{"api_key":"{SECRET}\u0001"}}"#),
+            format!(
+                r#"{{"api_key":"k","keys":[{{"label":"a","key":"{SECRET}"}},{{"label":"b","key":"{SECRET}"}}]}}"#
+            ),
+            format!(
+                r#"{{"api_key":"k","keys":[{{"label":"a","key":"{SECRET}","expires_at":"{SECRET}"}}]}}"#
+            ),
+        ];
+        for text in &bad {
+            let err = json(text).expect_err(text).to_string();
+            assert!(!err.contains("0123456789abcdef"), "{err}");
+        }
+        let bad_toml = [
+            format!("api_key = {SECRET}\n"),
+            format!("api_key = \"k\"\nauth_mode = \"{SECRET}\"\n"),
+            format!("api_key = \"k\"\nkeys = \"{SECRET}\"\n"),
+            format!("api_key = \"k\"\n{SECRET} = 1\n"),
+            format!("api_key = \"k\"\nallow_lan_access = \"{SECRET}\"\n"),
+            format!("api_key = \"sha256:{SECRET}\"\n"),
+            format!("api_key = \"{SECRET}\" junk\n"),
+        ];
+        for text in &bad_toml {
+            let err = toml(text).expect_err(text).to_string();
+            assert!(!err.contains("0123456789abcdef"), "{err}");
+        }
+    }
+
+    #[test]
+    fn scrub_removes_quoted_values_only() {
+        assert_eq!(
+            scrub(r#"invalid type: string "sk-\"x", expected a boolean"#),
+            "invalid type: a string, expected a boolean"
+        );
+        assert_eq!(
+            scrub("unknown variant `on`, expected one of `off`, `strict`"),
+            "unknown variant, expected one of `off`, `strict`"
+        );
+        assert_eq!(scrub("missing field `api_key`"), "missing field `api_key`");
+    }
+}

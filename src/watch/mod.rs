@@ -1,0 +1,409 @@
+//! Following a config file (feature `watch`, off by default): a
+//! [`SharedSecurityConfig`] that takes the file's content whenever it
+//! changes on disk, without a restart.
+//!
+//! [`watch_file`] loads the file once (an error if it is bad, so the proxy
+//! decides whether to start), stores it in the shared config, and starts
+//! one background task on the caller's tokio runtime that re-reads the file
+//! when it changes. The task stops when the returned [`WatchHandle`] is
+//! dropped or [`stop`](WatchHandle::stop)ped.
+//!
+//! # The file
+//!
+//! JSON (`*.json`) or TOML (`*.toml`), holding the `security` section's
+//! fields and optionally the named keys, in [`KeySet`]'s list form:
+//!
+//! ```toml
+//! auth_mode = "all_except_health"   # off | strict | all_except_health | auto (default)
+//! api_key = "sha256:f3abf2a6cc4f00987743db5f544ba345b4899ae31f326d8ee9c4816de153c9e0"
+//! allow_lan_access = true           # default false
+//!
+//! [[keys]]                          # optional; no list means no named keys
+//! label = "ci"
+//! key = "sk-ci-0123"                # or its sha256:<hex> digest
+//! expires_at = 1767225600           # optional, Unix seconds
+//! ```
+//!
+//! The file is the whole truth: a field left out takes its default, and
+//! leaving `keys` out removes every named key. So keys managed in code with
+//! [`SharedSecurityConfig::update_keys`] are replaced at the next change of
+//! the file; use one or the other.
+//!
+//! # What counts as a bad file
+//!
+//! A file that does not parse, has an unknown field (a misspelt
+//! `allow_lan_acess` would otherwise silently stay `false`), an unknown
+//! mode, no `api_key`, a `sha256:` value that is not 64 hex characters, a
+//! key clients could not send in a header, a repeated label or key, an empty
+//! `api_key` with no named keys, or is empty, missing or unreadable, is
+//! rejected. At start that is the error [`watch_file`] returns; later the
+//! **last good config stays in force** and one error is logged (target
+//! `proxy_auth`) with the file, line and column, e.g.
+//! `/etc/proxy/auth.toml:3:11: api_key starts with "sha256:" but is not
+//! followed by 64 hex characters; ...`. It never falls back to a default or
+//! an empty key. Messages leave out the values the parser quotes, so a key
+//! pasted into the wrong field does not reach the logs.
+//!
+//! # When a change is seen
+//!
+//! The task watches the file's **directory**, not the file, and re-reads the
+//! file **by path**. So it follows editors that save by writing a temporary
+//! file and renaming it over the old one (the old inode is gone), files
+//! deleted and created again, and the symlink swap Kubernetes uses for
+//! mounted ConfigMaps and Secrets (`config.json -> ..data/config.json`, with
+//! `..data` re-pointed atomically to a new timestamped directory). If the
+//! path resolves through symlinks to another directory, that one is watched
+//! too. Events are debounced: the file is read 100 ms after the first event
+//! of a burst, so a change is in force for requests within about 0.1 s
+//! (the promise is 1 s). A read that fails right after an event (a writer
+//! caught half-way) is retried once, 100 ms later, before it is reported.
+//!
+//! Events come from [`notify`](https://docs.rs/notify), the file-event
+//! crate the Rust ecosystem shares (inotify on Linux, FSEvents on macOS,
+//! ReadDirectoryChangesW on Windows): it reports directory events, which
+//! following renames and symlink swaps needs, and its debouncer crates are
+//! not needed because the task re-reads by path and compares contents.
+//!
+//! Besides events, the file is re-read every 5 seconds, for file systems
+//! that deliver no events (some network and container mounts). A re-read of
+//! an unchanged file, good or bad, does nothing and logs nothing.
+//!
+//! Each applied change is logged at `info`: the mode (`strict -> off`), the
+//! effective mode, `allow_lan_access`, whether the api key was rotated
+//! (writing a key as its own digest is not a rotation), and the number of
+//! named keys and whether they changed. Never a key.
+//!
+//! Each re-read is a small blocking file read on the runtime's
+//! thread; config files are small, so it is not worth a thread hop. The
+//! runtime needs its time driver (`#[tokio::main]` enables it).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Overwritten by the file's content before watch_file returns.
+//! let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, ""));
+//! let watch = proxy_auth::watch::watch_file(shared.clone(), "/etc/proxy/auth.toml")?;
+//! let layer = ProxyAuthLayer::from_shared(shared);
+//! // ... serve with `layer`; keep `watch` alive as long as the server.
+//! # drop((layer, watch));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`KeySet`]: crate::KeySet
+
+mod change;
+mod error;
+mod file;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
+use tokio::sync::Notify;
+
+use change::{transition, Change};
+pub use error::WatchError;
+use file::Format;
+
+use crate::{KeySet, ProxySecurityConfig, SharedSecurityConfig};
+
+/// How long after the first event of a burst the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// How often the file is re-read when no event arrives.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Reads and validates a config file without watching it: the config and
+/// its named keys, or the error [`watch_file`] would give. Useful to check
+/// a file before deploying it.
+pub fn load_file(path: impl AsRef<Path>) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
+    let path = path.as_ref();
+    let format = Format::of(path)?;
+    let bytes = read(path).map_err(|source| WatchError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    file::parse(path, format, &bytes)
+}
+
+/// Makes `shared` follow the config file at `path`; see the
+/// [module docs](self).
+///
+/// The file is read and stored in `shared` before this returns; a bad file
+/// is an error and leaves `shared` as it was. Must be called from inside a
+/// tokio runtime, on which the one background task runs until the returned
+/// handle is dropped.
+pub fn watch_file(
+    shared: SharedSecurityConfig,
+    path: impl AsRef<Path>,
+) -> Result<WatchHandle, WatchError> {
+    // Relative paths are resolved now, so a later chdir changes nothing.
+    let path = std::path::absolute(path.as_ref()).map_err(|source| WatchError::Read {
+        path: path.as_ref().to_owned(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| WatchError::NoRuntime { path: path.clone() })?;
+    let format = Format::of(&path)?;
+    let bytes = read(&path).map_err(|source| WatchError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let (config, keys) = file::parse(&path, format, &bytes)?;
+
+    let wake = Arc::new(Notify::new());
+    let on_event = Arc::clone(&wake);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        // An error from the backend (e.g. an overflowed event queue) may
+        // hide a change: re-read to be sure.
+        if event.as_ref().map_or(true, |e| matters(&e.kind)) {
+            on_event.notify_one();
+        }
+    })
+    .map_err(|e| WatchError::Watch {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mut follower = Follower {
+        shared,
+        path,
+        format,
+        seen: Seen::Bytes(bytes),
+        watched: HashSet::new(),
+    };
+    // The file's own directory must be watchable; a symlink target's
+    // directory is best effort (see `rewatch`).
+    let dir = parent(&follower.path);
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|e| WatchError::Watch {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+    follower.watched.insert(dir);
+    follower.rewatch(&mut watcher);
+    follower.apply(config, keys, "config file loaded");
+
+    let path = follower.path.clone();
+    let task = runtime.spawn(follower.run(watcher, wake));
+    Ok(WatchHandle { path, task })
+}
+
+/// Keeps a [`watch_file`] task running; dropping it (or calling
+/// [`stop`](Self::stop)) stops following the file. The config last applied
+/// stays in force.
+#[derive(Debug)]
+#[must_use = "dropping the handle stops following the file"]
+pub struct WatchHandle {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WatchHandle {
+    /// The file followed, as an absolute path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the task is still following the file.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops following the file, as dropping the handle does: the task is
+    /// cancelled and its file watch removed; the config stays as it is.
+    pub fn stop(self) {}
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Events that can mean new content. Opening and reading (our own reads
+/// included) cannot; a writer closing the file can.
+fn matters(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Large enough for 100,000 named keys; a bigger file is a mistake (a log
+/// or a binary at the configured path), refused before it fills memory.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            "the file is larger than 64 MiB; is the path right?",
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// What the last read found, so an unchanged file (good or bad) is not
+/// applied or reported again.
+#[derive(PartialEq, Eq)]
+enum Seen {
+    Bytes(Vec<u8>),
+    Unreadable(std::io::ErrorKind),
+}
+
+enum Outcome {
+    Unchanged,
+    Applied,
+    Failed,
+}
+
+struct Follower {
+    shared: SharedSecurityConfig,
+    path: PathBuf,
+    format: Format,
+    seen: Seen,
+    watched: HashSet<PathBuf>,
+}
+
+impl Follower {
+    async fn run(mut self, mut watcher: notify::RecommendedWatcher, wake: Arc<Notify>) {
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.tick().await;
+        loop {
+            tokio::select! {
+                () = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
+                _ = poll.tick() => {}
+            }
+            // A failure may be a writer caught half-way: look again once
+            // before reporting it.
+            if let Outcome::Failed = self.reload(&mut watcher, false) {
+                tokio::time::sleep(DEBOUNCE).await;
+                self.reload(&mut watcher, true);
+            }
+        }
+    }
+
+    /// Re-reads the file; applies it if it changed and is good. With
+    /// `report` off, a failure is neither logged nor remembered, so the
+    /// retry that follows reports it.
+    fn reload(&mut self, watcher: &mut notify::RecommendedWatcher, report: bool) -> Outcome {
+        let outcome = match read(&self.path) {
+            Ok(bytes) if matches!(&self.seen, Seen::Bytes(seen) if *seen == bytes) => {
+                Outcome::Unchanged
+            }
+            Ok(bytes) => match file::parse(&self.path, self.format, &bytes) {
+                Ok((config, keys)) => {
+                    self.apply(config, keys, "config file reloaded");
+                    self.seen = Seen::Bytes(bytes);
+                    Outcome::Applied
+                }
+                Err(error) => {
+                    if report {
+                        log_rejected(&error);
+                        self.seen = Seen::Bytes(bytes);
+                    }
+                    Outcome::Failed
+                }
+            },
+            Err(source) if self.seen == Seen::Unreadable(source.kind()) => Outcome::Unchanged,
+            Err(source) => {
+                if report {
+                    self.seen = Seen::Unreadable(source.kind());
+                    log_rejected(&WatchError::Read {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+                Outcome::Failed
+            }
+        };
+        self.rewatch(watcher);
+        outcome
+    }
+
+    fn apply(&self, config: ProxySecurityConfig, keys: KeySet, message: &'static str) {
+        let change = Change::between((&self.shared.load(), &self.shared.keys()), (&config, &keys));
+        self.shared.store_with_keys(config, keys);
+        tracing::info!(
+            target: "proxy_auth",
+            file = %self.path.display(),
+            auth_mode = %transition(change.auth_mode),
+            effective_mode = %transition(change.effective_mode),
+            allow_lan_access = %transition(change.allow_lan_access),
+            key_rotated = change.key_rotated,
+            named_keys = change.named_keys,
+            named_keys_changed = change.named_keys_changed,
+            "{message}"
+        );
+    }
+
+    /// Watches the directory the path resolves into, besides the path's own
+    /// (always watched), so a symlink to a file elsewhere is followed too;
+    /// re-targeted after each read because a swap moves it.
+    fn rewatch(&mut self, watcher: &mut notify::RecommendedWatcher) {
+        let own = parent(&self.path);
+        let mut wanted = HashSet::from([own.clone()]);
+        if let Ok(resolved) = std::fs::canonicalize(&self.path) {
+            wanted.insert(parent(&resolved));
+        }
+        for gone in self
+            .watched
+            .difference(&wanted)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            // A swapped-out directory may be deleted already; nothing to undo.
+            let _ = watcher.unwatch(&gone);
+            self.watched.remove(&gone);
+        }
+        for dir in wanted {
+            if !self.watched.contains(&dir)
+                && watcher.watch(&dir, RecursiveMode::NonRecursive).is_ok()
+            {
+                self.watched.insert(dir);
+            }
+        }
+    }
+}
+
+fn log_rejected(error: &WatchError) {
+    let (line, column) = error.position().unzip();
+    tracing::error!(
+        target: "proxy_auth",
+        file = %match error {
+            WatchError::Invalid { path, .. }
+            | WatchError::Empty { path }
+            | WatchError::Read { path, .. }
+            | WatchError::UnknownFormat { path }
+            | WatchError::NoRuntime { path }
+            | WatchError::Watch { path, .. } => path.display(),
+        },
+        line,
+        column,
+        error = %error,
+        "config file rejected; the last good config stays in force"
+    );
+}
