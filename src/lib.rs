@@ -137,6 +137,11 @@ mod response;
 mod service;
 mod shared;
 
+// Issue 10: PostgreSQL-backed key sets (feature `postgres`).
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+
 pub use body::ResponseBody;
 pub use config::{generate_api_key, try_generate_api_key, KeyGenError, ProxySecurityConfig};
 pub use decision::{Allowed, Authenticated, Decision, RejectReason, Rejection};
