@@ -45,8 +45,13 @@ impl KeyInfo {
 
 impl KeyAdmin {
     pub(crate) async fn connect(store: &PgKeyStore) -> Result<Self, StoreError> {
-        let (client, connection) = store
-            .config
+        let mut config = store.config.clone();
+        // Told apart from the replicas' listening connections in
+        // pg_stat_activity, unless the operator named both.
+        if config.get_application_name() == Some(super::APPLICATION_NAME) {
+            config.application_name("proxy-auth key admin");
+        }
+        let (client, connection) = config
             .connect(NoTls)
             .await
             .map_err(|e| store.connect_error(e))?;

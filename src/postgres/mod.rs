@@ -154,6 +154,8 @@ pub use error::StoreError;
 /// by a full reload instead of row by row.
 pub const BATCH_LIMIT: usize = 1000;
 
+/// How the replicas' connections appear in `pg_stat_activity`.
+const APPLICATION_NAME: &str = "proxy-auth key store";
 const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
@@ -186,7 +188,7 @@ impl PgKeyStore {
             });
         }
         if config.get_application_name().is_none() {
-            config.application_name("proxy-auth key store");
+            config.application_name(APPLICATION_NAME);
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
