@@ -17,6 +17,11 @@
 #[path = "common/settings.rs"]
 mod settings;
 
+// PostgreSQL key store when PROXY_DATABASE_URL is set (common/key_store.rs).
+#[cfg(feature = "postgres")]
+#[path = "common/key_store.rs"]
+mod key_store;
+
 use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -51,7 +56,10 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 #[tokio::main]
 async fn main() {
     let (settings, listener) = settings::start("axum").await;
-    let app = app(SharedSecurityConfig::new(settings.config));
+    let shared = SharedSecurityConfig::new(settings.config);
+    #[cfg(feature = "postgres")]
+    let _key_store = key_store::follow(&shared).await;
+    let app = app(shared);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -380,7 +380,17 @@ fn address(config: &Config) -> String {
 fn redact(e: tokio_postgres::Error) -> Box<dyn std::error::Error + Send + Sync> {
     match e.as_db_error() {
         Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()).into(),
-        None => Box::new(e),
+        // The client's Display stops at "error connecting to server"; the
+        // cause (refused, timed out, no such host) is what an operator needs.
+        None => {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            message.into()
+        }
     }
 }
 
