@@ -103,9 +103,24 @@
 //! `Debug` output of every type here redacts the key, and neither responses
 //! nor log lines ever contain a presented or configured key.
 //!
+//! # Many replicas, one key store
+//!
+//! With the `postgres` feature, `postgres::PgKeyStore` keeps each
+//! replica's key set equal to one PostgreSQL table: it loads the active keys
+//! at start, applies every insert, revoke, delete and expiry change within a
+//! second through `LISTEN`/`NOTIFY`, reloads on a timer and after every
+//! reconnect, and keeps serving the last loaded set while the database is
+//! away. Requests never wait for the database. The
+//! [`postgres` module docs](postgres/index.html)
+//! cover running N replicas, outages, issuing and revoking keys (with the
+//! `keys` example CLI) and the table schema.
+//!
 //! # Feature flags
 //!
-//! None. Every dependency serves a feature above that is always compiled
+//! - `postgres` (off by default): the PostgreSQL key store above; adds
+//!   `tokio-postgres` and `tokio`.
+//!
+//! Every other dependency serves a feature above that is always compiled
 //! (`arc-swap` for hot reload, `tracing` for the rejection logs, `getrandom`
 //! for generated keys, `sha2` for key sets and digest keys); the optional
 //! ones are off at run time, not at compile time, so a config file can turn

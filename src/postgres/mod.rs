@@ -115,6 +115,28 @@
 //! load as usual. (A value without the `sha256:` prefix is never taken as a
 //! plaintext key.)
 //!
+//! # Cost
+//!
+//! Measured with `cargo bench --bench postgres --features postgres` (100,000
+//! keys, loopback, a shared 2-core machine): start-up load about 200 ms
+//! (connect, schema check, `LISTEN`, read and index every row); about 180
+//! bytes of heap per key; commit to new verdict on the other replica p50
+//! 10-12 ms, p99 about 40 ms over 200 adds and 200 revokes; the request path
+//! costs the same as with a plain [`KeySet`](crate::KeySet) (it is the same
+//! lookup). A change is applied copy-on-write (the readers' set is never
+//! locked), so its cost grows with the set: that is most of the 10 ms at
+//! 100,000 keys. Re-reading only the changed rows is why a change costs that
+//! and not a full reload (about 170 ms at that size) each.
+//!
+//! # Logs
+//!
+//! Target `proxy_auth`: one warning per outage, an info line on reconnect,
+//! an error per bad row (once per row until it is fixed), debug lines for
+//! failed reconnection attempts and reloads. None holds a key or a digest.
+//! The client library's own debug logs (target `tokio_postgres`) quote
+//! statement parameters, which include digests on `add`: keep that target
+//! at `info` or above in production.
+//!
 //! # Why tokio-postgres
 //!
 //! It is a fraction of sqlx's dependency tree (no macros, pool, migration or
