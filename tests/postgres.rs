@@ -575,3 +575,35 @@ async fn an_unreachable_database_at_start_is_an_error_naming_its_address() {
         Err(StoreError::Connect { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
+    let server = PgServer::start();
+    logs();
+    let every = Duration::from_secs(1);
+    let store = PgKeyStore::new(&server.url())
+        .unwrap()
+        .reload_interval(every);
+    let a = Replica::start(&store).await;
+    let sql = server.client().await;
+    // A lost notification, simulated: the change commits with the trigger off.
+    sql.batch_execute(&format!(
+        "BEGIN; ALTER TABLE proxy_auth_keys DISABLE TRIGGER proxy_auth_keys_notify; \
+         INSERT INTO proxy_auth_keys (label, key_digest) VALUES ('silent', '{}'); \
+         ALTER TABLE proxy_auth_keys ENABLE TRIGGER proxy_auth_keys_notify; COMMIT;",
+        key_digest("sk-silent")
+    ))
+    .await
+    .unwrap();
+    let reloads = a.handle.status().full_reloads;
+    until_all(&[&a], "sk-silent", accepted("silent"), every + PROPAGATION).await;
+    assert!(
+        a.handle.status().full_reloads > reloads,
+        "applied by a reload"
+    );
+    assert_eq!(
+        a.handle.status().changes_applied,
+        0,
+        "no notification was sent"
+    );
+}

@@ -67,8 +67,9 @@
 //!
 //! A change made during the outage is therefore in force at most
 //! `backoff cap + reload time` after the database is back. TCP keepalives
-//! (idle 15 s) and a user timeout are set, unless the connection string sets
-//! them, so a silently vanished server is noticed too.
+//! (15 s idle, then 3 probes 5 s apart) are set unless the connection string
+//! sets them, and every query has a 30 s timeout, so a server that vanished
+//! without closing the connection is noticed within about 30 s too.
 //!
 //! At start, an unreachable database is an error naming its `host:port`
 //! (never the password); the proxy decides whether to exit or to serve
@@ -265,10 +266,12 @@ impl PgKeyStore {
     /// Errors if the database cannot be reached or the table cannot be
     /// created or read; nothing is changed in `shared` then.
     ///
+    /// Needs a tokio runtime with its I/O and time drivers enabled (as
+    /// `#[tokio::main]` sets up); the task runs on it.
+    ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with its I/O and time drivers enabled (as
-    /// `#[tokio::main]` sets up).
+    /// Outside a tokio runtime (like `tokio::spawn`).
     pub async fn start(&self, shared: SharedSecurityConfig) -> Result<KeyStoreHandle, StoreError> {
         let status = Arc::new(Status::default());
         let (stop, stopped) = oneshot::channel();

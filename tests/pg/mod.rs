@@ -31,10 +31,16 @@ impl PgServer {
     pub fn start() -> PgServer {
         let bin = bin_dir();
         let as_postgres = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("proxy-auth-pg-")
-            .tempdir()
-            .expect("a temporary directory");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("proxy-auth-pg-");
+        // The `postgres` user must be able to reach the directory: $TMPDIR
+        // may be under root's home; /tmp is traversable by everyone.
+        let dir = if as_postgres {
+            builder.tempdir_in("/tmp")
+        } else {
+            builder.tempdir()
+        }
+        .expect("a temporary directory");
         if as_postgres {
             run(Command::new("chown")
                 .arg("postgres:postgres")
