@@ -4,10 +4,11 @@ use std::fmt;
 use std::time::SystemTime;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Socket};
 
 use super::schema::{self, TABLE};
-use super::{PgKeyStore, StoreError};
+use super::{db_error, PgKeyStore, StoreError};
 
 /// Labels travel in `NOTIFY` payloads (at most 8000 bytes) and in logs.
 const MAX_LABEL_BYTES: usize = 256;
@@ -18,7 +19,7 @@ const MAX_LABEL_BYTES: usize = 256;
 /// every replica applies it within a second through the table's trigger.
 pub struct KeyAdmin {
     client: Client,
-    store: PgKeyStore,
+    address: String,
 }
 
 /// One row of the key table as [`KeyAdmin::list`] shows it: never the
@@ -44,7 +45,13 @@ impl KeyInfo {
 }
 
 impl KeyAdmin {
-    pub(crate) async fn connect(store: &PgKeyStore) -> Result<Self, StoreError> {
+    pub(crate) async fn connect<T>(store: &PgKeyStore<T>) -> Result<Self, StoreError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let mut config = store.config.clone();
         // Told apart from the replicas' listening connections in
         // pg_stat_activity, unless the operator named both.
@@ -52,15 +59,15 @@ impl KeyAdmin {
             config.application_name("proxy-auth key admin");
         }
         let (client, connection) = config
-            .connect(NoTls)
+            .connect(store.tls.clone())
             .await
-            .map_err(|e| store.connect_error(e))?;
+            .map_err(|e| super::connect_error(&store.address, e))?;
         // Ends by itself when `client` is dropped.
         tokio::spawn(connection);
-        schema::ensure(&client, store).await?;
+        schema::ensure(&client, &store.address).await?;
         Ok(KeyAdmin {
             client,
-            store: store.clone(),
+            address: store.address.clone(),
         })
     }
 
@@ -89,7 +96,7 @@ impl KeyAdmin {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 Err(StoreError::LabelTaken(label.to_owned()))
             }
-            Err(e) => Err(self.store.db_error("adding a key", e)),
+            Err(e) => Err(db_error(&self.address, "adding a key", e)),
         }
     }
 
@@ -106,7 +113,7 @@ impl KeyAdmin {
             .client
             .query(&sql, &[&label])
             .await
-            .map_err(|e| self.store.db_error("revoking a key", e))?;
+            .map_err(|e| db_error(&self.address, "revoking a key", e))?;
         match rows.first() {
             None => Err(StoreError::UnknownLabel(label.to_owned())),
             Some(row) => Ok(row.try_get::<_, bool>(0).unwrap_or(false)),
@@ -125,7 +132,7 @@ impl KeyAdmin {
             .client
             .execute(&sql, &[&label, &expires_at])
             .await
-            .map_err(|e| self.store.db_error("changing an expiry", e))?;
+            .map_err(|e| db_error(&self.address, "changing an expiry", e))?;
         if changed == 0 {
             return Err(StoreError::UnknownLabel(label.to_owned()));
         }
@@ -140,7 +147,7 @@ impl KeyAdmin {
             .client
             .query(&sql, &[])
             .await
-            .map_err(|e| self.store.db_error("listing the keys", e))?;
+            .map_err(|e| db_error(&self.address, "listing the keys", e))?;
         rows.iter()
             .map(|row| {
                 Ok(KeyInfo {
@@ -151,14 +158,14 @@ impl KeyAdmin {
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(|e| self.store.db_error("reading the key list", e))
+            .map_err(|e| db_error(&self.address, "reading the key list", e))
     }
 }
 
 impl fmt::Debug for KeyAdmin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyAdmin")
-            .field("address", &self.store.address())
+            .field("address", &self.address)
             .finish()
     }
 }

@@ -150,8 +150,8 @@
 //! meanwhile are gone: the store would still have to notice and reload, with
 //! a second connection type to drive.)
 //!
-//! Connections are unencrypted (`NoTls`): run the database on the same host
-//! or a private network, or put a TLS-terminating sidecar in between.
+//! Connections are unencrypted unless [`PgKeyStore::tls`] is given a
+//! tokio-postgres TLS connector (this crate adds no TLS stack of its own).
 
 mod admin;
 mod error;
@@ -166,12 +166,15 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::Host;
-use tokio_postgres::Config;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Config, NoTls, Socket};
 
 use crate::SharedSecurityConfig;
 
 pub use admin::{KeyAdmin, KeyInfo};
 pub use error::StoreError;
+/// The client library, for naming its TLS connector traits.
+pub use tokio_postgres;
 
 /// More distinct labels than this in one burst of notifications are applied
 /// by a full reload instead of row by row.
@@ -183,18 +186,23 @@ const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// Where the key table lives and how to follow it; [`start`](Self::start)
-/// it once per replica.
+/// it once per replica, with one [`SharedSecurityConfig`] per store.
+///
+/// `T` is how connections are made: [`NoTls`] unless [`tls`](Self::tls)
+/// gives a TLS connector.
 #[derive(Clone)]
-pub struct PgKeyStore {
+pub struct PgKeyStore<T = NoTls> {
     config: Config,
     address: String,
     reload_interval: Duration,
     backoff_cap: Duration,
+    tls: T,
 }
 
-impl PgKeyStore {
+impl PgKeyStore<NoTls> {
     /// A store for the database named by `url`: a `postgres://` URL or
-    /// `key=value` pairs, as libpq accepts them.
+    /// `key=value` pairs, as libpq accepts them. Connections are
+    /// unencrypted until [`tls`](Self::tls) says otherwise.
     ///
     /// Unless `url` sets them: the connection's `application_name` is
     /// `proxy-auth key store`, the connect timeout 5 s, and TCP keepalives
@@ -233,7 +241,25 @@ impl PgKeyStore {
             address,
             reload_interval: DEFAULT_RELOAD_INTERVAL,
             backoff_cap: DEFAULT_BACKOFF_CAP,
+            tls: NoTls,
         })
+    }
+}
+
+impl<T> PgKeyStore<T> {
+    /// Connects through `tls` (any tokio-postgres TLS connector, such as
+    /// `postgres-native-tls`'s `MakeTlsConnector` or
+    /// `tokio-postgres-rustls`'s `MakeRustlsConnect`); `sslmode` in the
+    /// connection string then decides whether TLS is required.
+    #[must_use]
+    pub fn tls<U>(self, tls: U) -> PgKeyStore<U> {
+        PgKeyStore {
+            config: self.config,
+            address: self.address,
+            reload_interval: self.reload_interval,
+            backoff_cap: self.backoff_cap,
+            tls,
+        }
     }
 
     /// How often the whole table is reloaded besides the notifications
@@ -257,7 +283,15 @@ impl PgKeyStore {
     pub fn address(&self) -> &str {
         &self.address
     }
+}
 
+impl<T> PgKeyStore<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     /// Connects, creates the table if missing, loads every active key into
     /// `shared`'s key set (replacing it) and returns once they are in force;
     /// from then on one task on the current tokio runtime follows the table
@@ -294,24 +328,24 @@ impl PgKeyStore {
     pub async fn admin(&self) -> Result<KeyAdmin, StoreError> {
         KeyAdmin::connect(self).await
     }
+}
 
-    pub(crate) fn connect_error(&self, e: tokio_postgres::Error) -> StoreError {
-        StoreError::Connect {
-            address: self.address.clone(),
-            source: redact(e),
-        }
-    }
-
-    pub(crate) fn db_error(&self, doing: &'static str, e: tokio_postgres::Error) -> StoreError {
-        StoreError::Database {
-            address: self.address.clone(),
-            doing,
-            source: redact(e),
-        }
+pub(crate) fn connect_error(address: &str, e: tokio_postgres::Error) -> StoreError {
+    StoreError::Connect {
+        address: address.to_owned(),
+        source: redact(e),
     }
 }
 
-impl fmt::Debug for PgKeyStore {
+pub(crate) fn db_error(address: &str, doing: &'static str, e: tokio_postgres::Error) -> StoreError {
+    StoreError::Database {
+        address: address.to_owned(),
+        doing,
+        source: redact(e),
+    }
+}
+
+impl<T> fmt::Debug for PgKeyStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not `config`: it holds the password.
         f.debug_struct("PgKeyStore")

@@ -90,7 +90,7 @@ pub(crate) fn listen() -> String {
 /// `LISTEN`, which needs no privilege) work once an admin created it.
 pub(crate) async fn ensure(
     client: &tokio_postgres::Client,
-    store: &super::PgKeyStore,
+    address: &str,
 ) -> Result<(), super::StoreError> {
     let check = format!(
         "SELECT to_regclass('{TABLE}') IS NOT NULL AND \
@@ -101,12 +101,12 @@ pub(crate) async fn ensure(
         .query_one(&check, &[])
         .await
         .and_then(|row| row.try_get::<_, bool>(0))
-        .map_err(|e| store.db_error("looking for the key table", e))?;
+        .map_err(|e| super::db_error(address, "looking for the key table", e))?;
     if !present {
         client
             .batch_execute(&create_statements())
             .await
-            .map_err(|e| store.db_error("creating the key table", e))?;
+            .map_err(|e| super::db_error(address, "creating the key table", e))?;
     }
     Ok(())
 }

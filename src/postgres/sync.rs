@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Row, Socket, Statement};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
 
-use super::{schema, PgKeyStore, Status, StoreError, BATCH_LIMIT};
+use super::{connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT};
 use crate::key_set::parse_digest;
 use crate::{KeySet, KeySetError, SharedSecurityConfig};
 
@@ -24,8 +24,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Ready = Option<oneshot::Sender<Result<(), StoreError>>>;
 
-pub(crate) struct Follower {
-    store: PgKeyStore,
+pub(crate) struct Follower<T> {
+    store: PgKeyStore<T>,
     shared: SharedSecurityConfig,
     status: Arc<Status>,
     backoff: Duration,
@@ -48,9 +48,15 @@ struct KeyRow {
     expires_at: Option<SystemTime>,
 }
 
-impl Follower {
+impl<T> Follower<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     pub(crate) fn new(
-        store: PgKeyStore,
+        store: PgKeyStore<T>,
         shared: SharedSecurityConfig,
         status: Arc<Status>,
     ) -> Self {
@@ -81,8 +87,8 @@ impl Follower {
     /// `ready`); afterwards it reconnects forever.
     async fn follow(&mut self, mut ready: Ready) {
         loop {
-            let lost = match self.store.config.connect(NoTls).await {
-                Err(e) => self.store.connect_error(e),
+            let lost = match self.store.config.connect(self.store.tls.clone()).await {
+                Err(e) => connect_error(&self.store.address, e),
                 Ok((client, connection)) => self.session(client, connection, &mut ready).await,
             };
             self.status.connected.store(false, Ordering::Relaxed);
@@ -120,7 +126,7 @@ impl Follower {
     async fn session(
         &mut self,
         client: Client,
-        mut connection: Connection<Socket, NoTlsStream>,
+        mut connection: Connection<Socket, T::Stream>,
         ready: &mut Ready,
     ) -> StoreError {
         let (notify, mut notifications) = mpsc::unbounded_channel();
@@ -140,8 +146,8 @@ impl Follower {
         };
         tokio::select! {
             lost = drive => match lost {
-                Some(e) => self.store.db_error("following the key table", e),
-                None => closed(&self.store),
+                Some(e) => db_error(&self.store.address, "following the key table", e),
+                None => closed(&self.store.address),
             },
             lost = self.follow_session(&client, &mut notifications, ready) => lost,
         }
@@ -180,7 +186,7 @@ impl Follower {
             let outcome = tokio::select! {
                 _ = timer.tick() => self.full_reload(client, &statements).await,
                 first = notifications.recv() => {
-                    let Some(first) = first else { return closed(&self.store) };
+                    let Some(first) = first else { return closed(&self.store.address) };
                     let mut batch = vec![first];
                     while let Ok(more) = notifications.try_recv() {
                         batch.push(more);
@@ -197,18 +203,21 @@ impl Follower {
     /// Table and trigger, then `LISTEN` before the first load, so no commit
     /// falls between what the load sees and what is notified.
     async fn prepare(&self, client: &Client) -> Result<Statements, StoreError> {
-        schema::ensure(client, &self.store).await?;
+        schema::ensure(client, &self.store.address).await?;
         client.batch_execute(&schema::listen()).await.map_err(|e| {
-            self.store
-                .db_error("subscribing to key changes (LISTEN)", e)
+            db_error(
+                &self.store.address,
+                "subscribing to key changes (LISTEN)",
+                e,
+            )
         })?;
         let prepare = |sql: String| async move { client.prepare(&sql).await };
         let all = prepare(schema::select_active())
             .await
-            .map_err(|e| self.store.db_error("preparing the key query", e))?;
+            .map_err(|e| db_error(&self.store.address, "preparing the key query", e))?;
         let labels = prepare(schema::select_labels())
             .await
-            .map_err(|e| self.store.db_error("preparing the key query", e))?;
+            .map_err(|e| db_error(&self.store.address, "preparing the key query", e))?;
         Ok(Statements { all, labels })
     }
 
@@ -224,7 +233,7 @@ impl Follower {
         };
         match rows {
             Ok(Ok(rows)) => Ok(rows),
-            Ok(Err(e)) => Err(self.store.db_error("reading the key table", e)),
+            Ok(Err(e)) => Err(db_error(&self.store.address, "reading the key table", e)),
             Err(_) => Err(StoreError::Database {
                 address: self.store.address.clone(),
                 doing: "reading the key table",
@@ -328,9 +337,9 @@ impl Follower {
     }
 }
 
-fn closed(store: &PgKeyStore) -> StoreError {
+fn closed(address: &str) -> StoreError {
     StoreError::Database {
-        address: store.address.clone(),
+        address: address.to_owned(),
         doing: "following the key table",
         source: "the server closed the connection".into(),
     }
