@@ -607,3 +607,59 @@ async fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
         "no notification was sent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_an_empty_database_all_start() {
+    let server = PgServer::start();
+    logs();
+    let store = PgKeyStore::new(&server.url()).unwrap();
+    // Four replicas race to create the table and trigger.
+    let (a, b, c, d) = tokio::join!(
+        Replica::start(&store),
+        Replica::start(&store),
+        Replica::start(&store),
+        Replica::start(&store)
+    );
+    let all = [&a, &b, &c, &d];
+    let key = store
+        .admin()
+        .await
+        .unwrap()
+        .add("shared", None)
+        .await
+        .unwrap();
+    until_all(&all, &key, accepted("shared"), PROPAGATION).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_import_by_sql_is_applied_as_one_reload() {
+    let server = PgServer::start();
+    let (_store, a, b) = two_replicas(&server).await;
+    let both = [&a, &b];
+    let before = (
+        a.handle.status().full_reloads,
+        a.handle.status().changes_applied,
+    );
+    let rows = proxy_auth::postgres::BATCH_LIMIT as i64 * 3;
+    server
+        .client()
+        .await
+        .execute(
+            "INSERT INTO proxy_auth_keys (label, key_digest) \
+             SELECT 'bulk-' || i, 'sha256:' || encode(sha256(('sk-bulk-' || i)::bytea), 'hex') \
+             FROM generate_series(1, $1::int8) AS i",
+            &[&rows],
+        )
+        .await
+        .unwrap();
+    let last = format!("sk-bulk-{rows}");
+    until_all(&both, &last, accepted(&format!("bulk-{rows}")), PROPAGATION).await;
+    until_all(&both, "sk-bulk-1", accepted("bulk-1"), Duration::ZERO).await;
+    let status = a.handle.status();
+    assert_eq!(status.keys, rows as u64);
+    assert!(status.full_reloads > before.0, "{status:?}");
+    assert!(
+        status.changes_applied - before.1 < rows as u64,
+        "not applied row by row: {status:?}"
+    );
+}
