@@ -109,14 +109,14 @@ async fn until_all(
             return start.elapsed();
         }
         if start.elapsed() > deadline {
-            let seen: Vec<Verdict> = futures_verdicts(replicas, key).await;
+            let seen: Vec<Verdict> = verdicts_of(replicas, key).await;
             panic!("replicas did not reach {expected:?} within {deadline:?}; they say {seen:?}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-async fn futures_verdicts(replicas: &[&Replica], key: &str) -> Vec<Verdict> {
+async fn verdicts_of(replicas: &[&Replica], key: &str) -> Vec<Verdict> {
     let mut out = Vec::new();
     for replica in replicas {
         out.push(replica.verdict(key).await);
@@ -171,6 +171,13 @@ fn logs() -> String {
     String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
 }
 
+/// One test at a time: each starts its own server, and the 1 s deadlines
+/// should measure the store, not several `initdb`s competing for the CPU.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 async fn two_replicas(server: &PgServer) -> (PgKeyStore, Replica, Replica) {
     logs();
     let store = PgKeyStore::new(&server.url())
@@ -183,6 +190,7 @@ async fn two_replicas(server: &PgServer) -> (PgKeyStore, Replica, Replica) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_changes_reach_both_replicas_within_a_second() {
+    let _serial = serial().await;
     let server = PgServer::start();
     let (store, a, b) = two_replicas(&server).await;
     let both = [&a, &b];
@@ -281,6 +289,7 @@ async fn admin_changes_reach_both_replicas_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_sql_changes_reach_both_replicas_within_a_second() {
+    let _serial = serial().await;
     let server = PgServer::start();
     let (_store, a, b) = two_replicas(&server).await;
     let both = [&a, &b];
@@ -338,6 +347,7 @@ async fn plain_sql_changes_reach_both_replicas_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_keeps_the_last_set_and_reconnecting_picks_up_its_changes() {
+    let _serial = serial().await;
     let server = PgServer::start();
     let (store, a, b) = two_replicas(&server).await;
     let admin = store.admin().await.unwrap();
@@ -422,6 +432,7 @@ async fn an_outage_keeps_the_last_set_and_reconnecting_picks_up_its_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_listening_connection_is_replaced_and_later_changes_arrive() {
+    let _serial = serial().await;
     let server = PgServer::start();
     let (store, a, b) = two_replicas(&server).await;
     let both = [&a, &b];
@@ -461,6 +472,7 @@ async fn a_terminated_listening_connection_is_replaced_and_later_changes_arrive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_rows_are_skipped_with_an_error_naming_the_label() {
+    let _serial = serial().await;
     let server = PgServer::start();
     let store = PgKeyStore::new(&server.url()).unwrap();
     // The table exists before the replicas start (an admin created it).
@@ -542,6 +554,7 @@ async fn bad_rows_are_skipped_with_an_error_naming_the_label() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_at_start_is_an_error_naming_its_address() {
+    let _serial = serial().await;
     logs();
     // A port nothing listens on (bound, then released).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -578,6 +591,7 @@ async fn an_unreachable_database_at_start_is_an_error_naming_its_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
+    let _serial = serial().await;
     let server = PgServer::start();
     logs();
     let every = Duration::from_secs(1);
@@ -610,6 +624,7 @@ async fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_an_empty_database_all_start() {
+    let _serial = serial().await;
     let server = PgServer::start();
     logs();
     let store = PgKeyStore::new(&server.url()).unwrap();
@@ -633,6 +648,7 @@ async fn replicas_starting_together_on_an_empty_database_all_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_import_by_sql_is_applied_as_one_reload() {
+    let _serial = serial().await;
     let server = PgServer::start();
     let (_store, a, b) = two_replicas(&server).await;
     let both = [&a, &b];
