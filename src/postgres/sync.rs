@@ -2,20 +2,19 @@
 //! timer, and reconnect with backoff when the database goes away.
 
 use std::collections::HashSet;
-use std::fmt::Display;
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
 
+use super::rows::{insert, read_row, report};
 use super::{connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT};
-use crate::key_set::parse_digest;
-use crate::{KeySet, KeySetError, SharedSecurityConfig};
+use crate::{KeySet, SharedSecurityConfig};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// A query on a connection that died without a FIN would otherwise wait for
@@ -39,13 +38,6 @@ pub(crate) struct Follower<T> {
 struct Statements {
     all: Statement,
     labels: Statement,
-}
-
-/// A row as read, before it is trusted.
-struct KeyRow {
-    label: String,
-    digest: String,
-    expires_at: Option<SystemTime>,
 }
 
 impl<T> Follower<T>
@@ -343,54 +335,4 @@ fn closed(address: &str) -> StoreError {
         doing: "following the key table",
         source: "the server closed the connection".into(),
     }
-}
-
-/// The row's fields, or its label (as far as it could be read) and why it
-/// cannot be loaded.
-fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
-    let label: String = match row.try_get::<_, Option<String>>(0) {
-        Ok(Some(label)) => label,
-        Ok(None) => return Err((String::new(), "its label is NULL".into())),
-        Err(e) => return Err((String::new(), format!("its label is unreadable ({e})"))),
-    };
-    let problem = |reason: &str| Err((label.clone(), reason.to_owned()));
-    if label.trim().is_empty() {
-        return problem("its label is empty");
-    }
-    if label.trim() != label {
-        return problem("its label has leading or trailing whitespace");
-    }
-    let digest: String = match row.try_get::<_, Option<String>>(1) {
-        Ok(Some(digest)) => digest,
-        _ => return problem("its key_digest is NULL or not text"),
-    };
-    // Without the prefix a value would be taken as a plaintext key by
-    // `KeySet::insert`: refuse it instead.
-    if !matches!(parse_digest(&digest), Some(Ok(_))) {
-        return problem("its key_digest is not \"sha256:\" followed by 64 hex characters");
-    }
-    let expires_at = match row.try_get::<_, Option<SystemTime>>(2) {
-        Ok(at) => at,
-        Err(_) => return problem("its expires_at is not a timestamp"),
-    };
-    Ok(KeyRow {
-        label,
-        digest,
-        expires_at,
-    })
-}
-
-fn insert(keys: &mut KeySet, row: &KeyRow) -> Result<(), KeySetError> {
-    match row.expires_at {
-        None => keys.insert(row.label.as_str(), &row.digest),
-        Some(at) => keys.insert_expiring(row.label.as_str(), &row.digest, at),
-    }
-}
-
-fn report(label: &str, problem: &dyn Display) {
-    tracing::error!(
-        target: "proxy_auth",
-        label = ?label,
-        "skipping a row of the key table: {problem}; fix or delete that row (the other keys are loaded)"
-    );
 }
