@@ -54,6 +54,11 @@ mod metrics;
 #[path = "common/config_file.rs"]
 mod config_file;
 
+// PostgreSQL key store when PROXY_DATABASE_URL is set (common/key_store.rs).
+#[cfg(feature = "postgres")]
+#[path = "common/key_store.rs"]
+mod key_store;
+
 use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -104,8 +109,11 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 async fn main() {
     let (settings, listener) = settings::start("axum").await;
     let shared = SharedSecurityConfig::new(settings.config);
-    // Kept alive while serving: dropping it stops following the file.
+    // Kept alive while serving: dropping them stops following the file or
+    // the key store.
     let _config_file = config_file::follow_from_env(&shared);
+    #[cfg(feature = "postgres")]
+    let _key_store = key_store::follow(&shared).await;
     let app = app_with_cors(shared, settings.cors.as_ref());
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

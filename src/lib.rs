@@ -137,6 +137,18 @@
 //! `Debug` output of every type here redacts the key, and neither responses
 //! nor log lines ever contain a presented or configured key.
 //!
+//! # Many replicas, one key store
+//!
+//! With the `postgres` feature, `postgres::PgKeyStore` keeps each
+//! replica's key set equal to one PostgreSQL table: it loads the active keys
+//! at start, applies every insert, revoke, delete and expiry change within a
+//! second through `LISTEN`/`NOTIFY`, reloads on a timer and after every
+//! reconnect, and keeps serving the last loaded set while the database is
+//! away. Requests never wait for the database. The
+//! [`postgres` module docs](postgres/index.html)
+//! cover running N replicas, outages, issuing and revoking keys (with the
+//! `keys` example CLI) and the table schema.
+//!
 //! # Feature flags
 //!
 //! On by default (turn them off with `default-features = false` to trim
@@ -161,6 +173,9 @@
 //! - `watch`: make a [`SharedSecurityConfig`] follow a JSON or TOML config
 //!   file, reloaded on change, a bad edit keeping the last good config (see
 //!   the `watch` module). Needs Rust 1.88 (from `notify`).
+//! - `postgres`: a key store that keeps every replica's key set equal to a
+//!   PostgreSQL table (see the `postgres` module); adds `tokio-postgres` and
+//!   `tokio`.
 //!
 //! [tower]: https://docs.rs/tower
 
@@ -195,6 +210,10 @@ mod shared;
 #[cfg(feature = "watch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
 pub mod watch;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 
 pub use body::ResponseBody;
 #[cfg(feature = "generate-key")]

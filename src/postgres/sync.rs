@@ -1,0 +1,338 @@
+//! The store's one task: connect, load, follow notifications, reload on a
+//! timer, and reconnect with backoff when the database goes away.
+
+use std::collections::HashSet;
+use std::future::poll_fn;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
+
+use super::rows::{insert, read_row, report};
+use super::{connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT};
+use crate::{KeySet, SharedSecurityConfig};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// A query on a connection that died without a FIN would otherwise wait for
+/// TCP keepalive; a full reload of 100,000 rows takes well under a second.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Ready = Option<oneshot::Sender<Result<(), StoreError>>>;
+
+pub(crate) struct Follower<T> {
+    store: PgKeyStore<T>,
+    shared: SharedSecurityConfig,
+    status: Arc<Status>,
+    backoff: Duration,
+    outage_since: Option<Instant>,
+    /// Labels of bad rows already logged at error level, so the timer
+    /// reload does not repeat them every minute; forgotten once fixed.
+    reported: HashSet<String>,
+}
+
+/// The statements a session runs, prepared once per connection.
+struct Statements {
+    all: Statement,
+    labels: Statement,
+}
+
+impl<T> Follower<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    pub(crate) fn new(
+        store: PgKeyStore<T>,
+        shared: SharedSecurityConfig,
+        status: Arc<Status>,
+    ) -> Self {
+        Follower {
+            store,
+            shared,
+            status,
+            backoff: FIRST_BACKOFF,
+            outage_since: None,
+            reported: HashSet::new(),
+        }
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        ready: oneshot::Sender<Result<(), StoreError>>,
+        stopped: oneshot::Receiver<()>,
+    ) {
+        let status = Arc::clone(&self.status);
+        tokio::select! {
+            _ = stopped => {}
+            () = self.follow(Some(ready)) => {}
+        }
+        status.connected.store(false, Ordering::Relaxed);
+    }
+
+    /// Returns only if the first connection fails (reported through
+    /// `ready`); afterwards it reconnects forever.
+    async fn follow(&mut self, mut ready: Ready) {
+        loop {
+            let lost = match self.store.config.connect(self.store.tls.clone()).await {
+                Err(e) => connect_error(&self.store.address, e),
+                Ok((client, connection)) => self.session(client, connection, &mut ready).await,
+            };
+            self.status.connected.store(false, Ordering::Relaxed);
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(Err(lost));
+                return;
+            }
+            if self.outage_since.is_none() {
+                self.outage_since = Some(Instant::now());
+                self.backoff = FIRST_BACKOFF;
+                tracing::warn!(
+                    target: "proxy_auth",
+                    address = %self.store.address,
+                    error = %lost,
+                    keys = self.status.keys.load(Ordering::Relaxed),
+                    "key store lost its database; serving the keys last loaded and reconnecting"
+                );
+                // A dropped connection on a healthy server (a restarted
+                // pooler, pg_terminate_backend) is back at once.
+                continue;
+            }
+            tracing::debug!(
+                target: "proxy_auth",
+                address = %self.store.address,
+                error = %lost,
+                retry_in = ?self.backoff,
+                "key store still cannot reach its database"
+            );
+            sleep(self.backoff).await;
+            self.backoff = (self.backoff * 2).min(self.store.backoff_cap);
+        }
+    }
+
+    /// One connection's life: returns why it ended.
+    async fn session(
+        &mut self,
+        client: Client,
+        mut connection: Connection<Socket, T::Stream>,
+        ready: &mut Ready,
+    ) -> StoreError {
+        let (notify, mut notifications) = mpsc::unbounded_channel();
+        // Driving the connection in the same task as the queries, so the
+        // store stays one task and notifications keep their commit order.
+        let drive = async move {
+            loop {
+                match poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        let _ = notify.send(n.payload().to_owned());
+                    }
+                    Some(Ok(_notice)) => {}
+                    Some(Err(e)) => return Some(e),
+                    None => return None,
+                }
+            }
+        };
+        tokio::select! {
+            lost = drive => match lost {
+                Some(e) => db_error(&self.store.address, "following the key table", e),
+                None => closed(&self.store.address),
+            },
+            lost = self.follow_session(&client, &mut notifications, ready) => lost,
+        }
+    }
+
+    async fn follow_session(
+        &mut self,
+        client: &Client,
+        notifications: &mut mpsc::UnboundedReceiver<String>,
+        ready: &mut Ready,
+    ) -> StoreError {
+        let statements = match self.prepare(client).await {
+            Ok(statements) => statements,
+            Err(e) => return e,
+        };
+        if let Err(e) = self.full_reload(client, &statements).await {
+            return e;
+        }
+        self.status.connected.store(true, Ordering::Relaxed);
+        self.backoff = FIRST_BACKOFF;
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(Ok(()));
+        } else if let Some(since) = self.outage_since.take() {
+            tracing::info!(
+                target: "proxy_auth",
+                address = %self.store.address,
+                outage = ?since.elapsed(),
+                keys = self.status.keys.load(Ordering::Relaxed),
+                "key store reconnected and reloaded every key"
+            );
+        }
+        let every = self.store.reload_interval;
+        let mut timer = interval_at(Instant::now() + every, every);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let outcome = tokio::select! {
+                _ = timer.tick() => self.full_reload(client, &statements).await,
+                first = notifications.recv() => {
+                    let Some(first) = first else { return closed(&self.store.address) };
+                    let mut batch = vec![first];
+                    while let Ok(more) = notifications.try_recv() {
+                        batch.push(more);
+                    }
+                    self.apply(client, &statements, batch).await
+                }
+            };
+            if let Err(e) = outcome {
+                return e;
+            }
+        }
+    }
+
+    /// Table and trigger, then `LISTEN` before the first load, so no commit
+    /// falls between what the load sees and what is notified.
+    async fn prepare(&self, client: &Client) -> Result<Statements, StoreError> {
+        schema::ensure(client, &self.store.address).await?;
+        client.batch_execute(&schema::listen()).await.map_err(|e| {
+            db_error(
+                &self.store.address,
+                "subscribing to key changes (LISTEN)",
+                e,
+            )
+        })?;
+        let prepare = |sql: String| async move { client.prepare(&sql).await };
+        let all = prepare(schema::select_active())
+            .await
+            .map_err(|e| db_error(&self.store.address, "preparing the key query", e))?;
+        let labels = prepare(schema::select_labels())
+            .await
+            .map_err(|e| db_error(&self.store.address, "preparing the key query", e))?;
+        Ok(Statements { all, labels })
+    }
+
+    async fn query(
+        &self,
+        client: &Client,
+        statement: &Statement,
+        labels: Option<&Vec<String>>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let rows = match labels {
+            None => timeout(QUERY_TIMEOUT, client.query(statement, &[])).await,
+            Some(labels) => timeout(QUERY_TIMEOUT, client.query(statement, &[labels])).await,
+        };
+        match rows {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(db_error(&self.store.address, "reading the key table", e)),
+            Err(_) => Err(StoreError::Database {
+                address: self.store.address.clone(),
+                doing: "reading the key table",
+                source: format!("no answer within {QUERY_TIMEOUT:?}").into(),
+            }),
+        }
+    }
+
+    /// Replaces the key set with the table's active rows.
+    async fn full_reload(
+        &mut self,
+        client: &Client,
+        statements: &Statements,
+    ) -> Result<(), StoreError> {
+        let rows = self.query(client, &statements.all, None).await?;
+        let mut keys = KeySet::new();
+        let mut bad = HashSet::new();
+        for row in &rows {
+            let outcome = read_row(row)
+                .and_then(|row| insert(&mut keys, &row).map_err(|e| (row.label, e.to_string())));
+            if let Err((label, problem)) = outcome {
+                if self.reported.insert(label.clone()) {
+                    report(&label, &problem);
+                }
+                bad.insert(label);
+            }
+        }
+        drop(rows);
+        self.reported.retain(|label| bad.contains(label));
+        let count = keys.len() as u64;
+        self.shared.store_keys(keys);
+        self.status.keys.store(count, Ordering::Relaxed);
+        self.status.full_reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target: "proxy_auth", keys = count, "key store loaded the key table");
+        Ok(())
+    }
+
+    /// Re-reads the rows named by a burst of notifications and applies them
+    /// in one swap of the key set.
+    async fn apply(
+        &mut self,
+        client: &Client,
+        statements: &Statements,
+        batch: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let mut labels = Vec::new();
+        let mut seen = HashSet::new();
+        for payload in batch {
+            match payload.split_once(' ') {
+                Some(("INSERT" | "UPDATE" | "DELETE", label)) => {
+                    if seen.insert(label.to_owned()) {
+                        labels.push(label.to_owned());
+                    }
+                }
+                // TRUNCATE, or a NOTIFY on the channel by someone else.
+                _ => return self.full_reload(client, statements).await,
+            }
+        }
+        if labels.len() > BATCH_LIMIT {
+            return self.full_reload(client, statements).await;
+        }
+        let rows = self
+            .query(client, &statements.labels, Some(&labels))
+            .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match read_row(row) {
+                Ok(row) => found.push(row),
+                Err((label, problem)) => {
+                    report(&label, &problem);
+                    self.reported.insert(label);
+                }
+            }
+        }
+        let mut failures = Vec::new();
+        let mut count = 0;
+        let _ = self.shared.update_keys(|keys| {
+            failures.clear();
+            // Removals first: a digest moving from one label to another in
+            // the same burst must not collide with itself.
+            for label in &labels {
+                keys.remove(label);
+            }
+            for row in &found {
+                if let Err(e) = insert(keys, row) {
+                    failures.push((row.label.clone(), e));
+                }
+            }
+            count = keys.len() as u64;
+            Ok(())
+        });
+        for (label, e) in failures {
+            report(&label, &e);
+            self.reported.insert(label);
+        }
+        self.status.keys.store(count, Ordering::Relaxed);
+        self.status
+            .changes_applied
+            .fetch_add(labels.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn closed(address: &str) -> StoreError {
+    StoreError::Database {
+        address: address.to_owned(),
+        doing: "following the key table",
+        source: "the server closed the connection".into(),
+    }
+}
