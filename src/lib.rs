@@ -175,7 +175,10 @@
 //!   the `watch` module). Needs Rust 1.88 (from `notify`).
 //! - `postgres`: a key store that keeps every replica's key set equal to a
 //!   PostgreSQL table (see the `postgres` module); adds `tokio-postgres` and
-//!   `tokio`.
+//!   `tokio`. Needs Rust 1.88 (from `tokio-postgres`' dependencies).
+//!
+//! The crate's `rust-version` (1.85) holds for the core and every feature
+//! but `watch` and `postgres`.
 //!
 //! [tower]: https://docs.rs/tower
 
