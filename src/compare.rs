@@ -88,7 +88,9 @@ fn matches_padded(padded: &[u8], len: usize, presented: &[u8]) -> bool {
     // and where the configured key is longer the lengths differ anyway.
     let tail = chunks.remainder();
     let mut last = [0u8; 8];
-    last[..tail.len()].copy_from_slice(tail);
+    for (to, from) in last.iter_mut().zip(tail) {
+        *to = *from;
+    }
     diff |= u64::from_ne_bytes(last) ^ window(padded, offset & mask);
     // One verdict word: any differing bit or any length difference makes
     // it non-zero. Folding before the single `ct_eq` keeps it branch-free.

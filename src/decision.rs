@@ -323,7 +323,7 @@ impl fmt::Debug for Policy {
 /// The layer's own settings that take part in the decision.
 #[derive(Clone, Debug)]
 pub(crate) struct Rules {
-    pub(crate) exempt_paths: Box<[Box<str>]>,
+    pub(crate) exempt_paths: Arc<[Box<str>]>,
     pub(crate) query_key: bool,
 }
 
@@ -368,7 +368,7 @@ mod tests {
     ) -> Decision {
         let policy = Policy::new(ProxySecurityConfig::new(mode, key));
         let rules = Rules {
-            exempt_paths: Box::new(["/healthz".into()]),
+            exempt_paths: Arc::new(["/healthz".into()]),
             query_key: false,
         };
         let mut request = Request::builder().method(method).uri(path);
@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn only_origin_form_paths_can_be_exempt() {
         let rules = Rules {
-            exempt_paths: Box::new(["/healthz".into()]),
+            exempt_paths: Arc::new(["/healthz".into()]),
             query_key: false,
         };
         assert!(rules.is_exempt("/healthz"));

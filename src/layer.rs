@@ -13,14 +13,14 @@ use crate::{Decision, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
 /// Applies [`ProxyAuth`] to a service: requires an API key according to a
 /// [`ProxySecurityConfig`].
 ///
-/// Cloning is cheap (two reference counts), and so is wrapping a service:
+/// Cloning is cheap (a few reference counts), and so is wrapping a service:
 /// every [`ProxyAuth`] built from one layer shares its config.
 ///
 /// See the [crate documentation](crate) for the rules and an example.
 #[derive(Clone, Debug)]
 pub struct ProxyAuthLayer {
     pub(crate) policy: PolicySource,
-    pub(crate) options: Arc<Options>,
+    pub(crate) options: Options,
 }
 
 /// Settings that belong to the layer rather than to the reloadable config.
@@ -62,21 +62,21 @@ impl ProxyAuthLayer {
     fn with_source(policy: PolicySource) -> Self {
         ProxyAuthLayer {
             policy,
-            options: Arc::new(Options {
+            options: Options {
                 rules: Rules {
-                    exempt_paths: Box::new([Box::from("/healthz")]),
+                    exempt_paths: Arc::new([Box::from("/healthz")]),
                     query_key: false,
                 },
                 insert_identity: false,
                 strip_credentials: false,
                 #[cfg(feature = "metrics")]
                 metrics: Default::default(),
-            }),
+            },
         }
     }
 
     pub(crate) fn options_mut(&mut self) -> &mut Options {
-        Arc::make_mut(&mut self.options)
+        &mut self.options
     }
 
     /// Sets the paths that pass without a key in `all_except_health` mode

@@ -58,7 +58,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let options = &*self.layer.options;
+        let options = &self.layer.options;
         let decision = self.layer.policy.decide(&options.rules, &request);
         // Feature `metrics`: the one place a decision is counted.
         #[cfg(feature = "metrics")]
