@@ -1,0 +1,665 @@
+//! The forward example as a reverse proxy in front of a local upstream
+//! (`tests/upstream`): key swapping, streaming both ways, hop-by-hop
+//! headers, whose 401 is whose, and what happens when the upstream is gone.
+//!
+//! Most tests run the example's `app` and `serve` in this process; the
+//! memory and SDK tests run the built example binary
+//! (`target/<profile>/examples/forward`, which `cargo test` builds) as a
+//! child process, so what they measure is the example alone.
+
+#[allow(dead_code)]
+#[path = "../examples/forward.rs"]
+mod forward_example;
+mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use upstream::{Generated, UPSTREAM_401, UPSTREAM_KEY};
+
+const PROXY_KEY: &str = "sk-proxy-fedcba9876543210";
+
+/// The example's service on an ephemeral loopback port, in this process.
+async fn start_proxy(mode: ProxyAuthMode, upstream: forward_example::Upstream) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(mode, PROXY_KEY));
+    let service = forward_example::app(shared, upstream).unwrap();
+    tokio::spawn(forward_example::serve(
+        listener,
+        service,
+        std::future::pending(),
+    ));
+    addr
+}
+
+fn upstream_at(base: &str, key: &str) -> forward_example::Upstream {
+    forward_example::Upstream::new(base, Some(key)).unwrap()
+}
+
+struct Reply {
+    status: u16,
+    /// Lowercased, so header checks do not depend on the server's casing.
+    head: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection, written byte for byte as
+/// given (so hop-by-hop headers reach the proxy exactly), read to EOF.
+async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+    {
+        request.push_str("Connection: close\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("the proxy answered and closed within 20 s")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    Reply {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+fn has_header(reply: &Reply, name: &str) -> bool {
+    reply
+        .head
+        .lines()
+        .any(|line| line.starts_with(&format!("{name}:")))
+}
+
+#[tokio::test]
+async fn the_upstream_gets_its_key_in_the_header_the_client_used_and_never_the_proxys() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    let bearer = format!("Bearer {PROXY_KEY}");
+    let cases = [
+        (
+            "Authorization",
+            bearer.as_str(),
+            "authorization",
+            format!("Bearer {UPSTREAM_KEY}"),
+        ),
+        ("x-api-key", PROXY_KEY, "x-api-key", UPSTREAM_KEY.to_owned()),
+        (
+            "x-goog-api-key",
+            PROXY_KEY,
+            "x-goog-api-key",
+            UPSTREAM_KEY.to_owned(),
+        ),
+    ];
+    for (i, (name, value, upstream_header, upstream_value)) in cases.iter().enumerate() {
+        let reply = raw(proxy, "GET", "/v1/models", &[(name, value)]).await;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+        assert_eq!(reply.body, r#"{"ok":true}"#);
+
+        let seen = &upstream.requests()[i];
+        assert_eq!(seen.path_and_query, "/v1/models");
+        assert_eq!(
+            seen.headers[*upstream_header],
+            upstream_value.as_str(),
+            "{name}"
+        );
+        for other in ["authorization", "x-api-key", "x-goog-api-key"] {
+            if other != *upstream_header {
+                assert!(
+                    !seen.headers.contains_key(other),
+                    "{name}: {other} forwarded"
+                );
+            }
+        }
+        for (header, value) in &seen.headers {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            assert!(
+                !value.contains(PROXY_KEY),
+                "proxy key reached upstream in {header}"
+            );
+        }
+        // The upstream sees its own host, not the proxy's.
+        assert_eq!(seen.headers["host"], upstream.addr.to_string());
+        assert_eq!(seen.headers["via"], "1.1 proxy-auth");
+    }
+    assert_eq!(upstream.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn in_mode_off_the_clients_key_is_still_replaced() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::Off,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    // The layer strips nothing in mode off; the forwarder still does.
+    let reply = raw(
+        proxy,
+        "GET",
+        "/v1/messages",
+        &[("x-api-key", "sk-clients-own")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.headers["x-api-key"], UPSTREAM_KEY);
+
+    // No key header: nothing to say which API, so no key is added and the
+    // upstream refuses, in its own words.
+    let reply = raw(proxy, "GET", "/v1/messages", &[]).await;
+    assert_eq!((reply.status, reply.body.as_str()), (401, UPSTREAM_401));
+    assert!(!has_header(&reply, "x-proxy-auth-error"));
+}
+
+#[tokio::test]
+async fn base_path_is_prefixed_and_a_key_query_parameter_is_dropped() {
+    let upstream = upstream::start().await;
+    let base = format!("{}/v1/", upstream.url());
+    let proxy = start_proxy(ProxyAuthMode::Strict, upstream_at(&base, UPSTREAM_KEY)).await;
+
+    let bearer = format!("Bearer {PROXY_KEY}");
+    let reply = raw(
+        proxy,
+        "GET",
+        "/models?a=1&key=sk-in-url&b=2",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(upstream.requests()[0].path_and_query, "/v1/models?a=1&b=2");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_stay_on_their_hop() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    let bearer = format!("Bearer {PROXY_KEY}");
+    let reply = raw(
+        proxy,
+        "GET",
+        "/v1/hop",
+        &[
+            ("Connection", "close, X-Hop"),
+            ("X-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Trailer", "x-checksum"),
+            ("Upgrade", "websocket"),
+            ("X-End-To-End", "kept"),
+            ("Authorization", &bearer),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let seen = &upstream.requests()[0];
+    for name in [
+        "connection",
+        "x-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        assert!(
+            !seen.headers.contains_key(name),
+            "{name} reached the upstream"
+        );
+    }
+    assert_eq!(seen.headers["x-end-to-end"], "kept");
+
+    // And on the way back: the upstream's hop-by-hop headers stop here.
+    for name in [
+        "x-resp-hop",
+        "keep-alive",
+        "proxy-connection",
+        "trailer",
+        "upgrade",
+    ] {
+        assert!(
+            !has_header(&reply, name),
+            "{name} reached the client:\n{}",
+            reply.head
+        );
+    }
+    assert!(
+        !reply.head.contains("connection: x-resp-hop"),
+        "{}",
+        reply.head
+    );
+    assert!(reply.head.contains("x-kept: yes"), "{}", reply.head);
+    assert!(reply.head.contains("via: 1.1 proxy-auth"), "{}", reply.head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_events_reach_the_client_one_by_one() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let request = Request::post(format!("http://{proxy}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {PROXY_KEY}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            br#"{"model":"test-model","stream":true,"messages":[]}"#,
+        )))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+
+    // Arrival time of each complete event, however the bytes were framed.
+    let mut body = response.into_body();
+    let mut buffer = String::new();
+    let mut events: Vec<(Instant, String)> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            buffer.push_str(std::str::from_utf8(&data).unwrap());
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                events.push((Instant::now(), event));
+            }
+        }
+    }
+
+    assert_eq!(events.len(), upstream::EVENTS + 1, "{events:?}");
+    assert_eq!(events.last().unwrap().1, "data: [DONE]\n\n");
+    for (i, (_, event)) in events.iter().take(upstream::EVENTS).enumerate() {
+        assert!(
+            event.contains(&format!(r#""content":"{}""#, upstream::word(i))),
+            "{event}"
+        );
+    }
+    let sent = &upstream.sent()[0];
+    assert_eq!(sent.len(), upstream::EVENTS);
+    // Streaming, not buffering: every event reached the client before the
+    // upstream sent the next one (the upstream pauses between events).
+    for i in 0..upstream::EVENTS - 1 {
+        assert!(
+            events[i].0 < sent[i + 1].0,
+            "event {i} arrived after the upstream sent event {}",
+            i + 1
+        );
+    }
+    let ms = |t: Instant| t.duration_since(sent[0].0).as_secs_f64() * 1e3;
+    eprintln!(
+        "sse: upstream sent at {:?} ms, client received at {:?} ms",
+        sent.iter().map(|s| ms(s.0).round()).collect::<Vec<_>>(),
+        events.iter().map(|e| ms(e.0).round()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_keyless_request_gets_the_proxys_401_and_never_reaches_the_upstream() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::AllExceptHealth,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    let missing = raw(proxy, "POST", "/v1/chat/completions", &[]).await;
+    assert_eq!(missing.status, 401);
+    assert!(
+        missing.head.contains("x-proxy-auth-error: missing_key"),
+        "{}",
+        missing.head
+    );
+
+    let wrong = raw(proxy, "GET", "/v1/models", &[("x-api-key", "sk-wrong")]).await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.head.contains("x-proxy-auth-error: invalid_key"),
+        "{}",
+        wrong.head
+    );
+
+    let health = raw(proxy, "GET", "/healthz", &[]).await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (200, r#"{"status":"ok"}"#)
+    );
+
+    assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+}
+
+#[tokio::test]
+async fn the_upstreams_401_reaches_the_client_unchanged_and_unmarked() {
+    let upstream = upstream::start().await;
+    // The operator configured the wrong upstream key: the proxy accepts the
+    // client, the upstream refuses the proxy.
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&upstream.url(), "sk-revoked-upstream-key"),
+    )
+    .await;
+
+    let reply = raw(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.body, UPSTREAM_401);
+    assert!(reply.head.contains("x-upstream-said: no"), "{}", reply.head);
+    assert!(!has_header(&reply, "x-proxy-auth-error"), "{}", reply.head);
+    assert!(!has_header(&reply, "x-proxy-error"), "{}", reply.head);
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gets_a_502_with_a_json_error() {
+    // A port that was just free: nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&format!("http://{closed}"), UPSTREAM_KEY),
+    )
+    .await;
+
+    let reply = raw(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
+    assert_eq!(reply.status, 502);
+    assert!(
+        reply.head.contains("content-type: application/json"),
+        "{}",
+        reply.head
+    );
+    assert!(
+        reply.head.contains("x-proxy-error: upstream_unreachable"),
+        "{}",
+        reply.head
+    );
+    assert!(!has_header(&reply, "x-proxy-auth-error"));
+    let error: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(error["error"]["type"], "upstream_unreachable");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("refused"), "{message}");
+    assert!(!reply.body.contains(UPSTREAM_KEY) && !reply.body.contains(PROXY_KEY));
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_completes_tls_gets_a_502_not_a_hang() {
+    // Accepts TCP, then says nothing: the TLS handshake never finishes.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut upstream = upstream_at(&format!("https://{silent_addr}"), UPSTREAM_KEY);
+    upstream.connect_timeout = Duration::from_millis(300);
+    let proxy = start_proxy(ProxyAuthMode::Strict, upstream).await;
+
+    let reply = raw(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
+    assert_eq!(reply.status, 502);
+    assert!(
+        reply.head.contains("x-proxy-error: upstream_unreachable"),
+        "{}",
+        reply.head
+    );
+    assert!(
+        reply.body.contains("no connection within"),
+        "{}",
+        reply.body
+    );
+}
+
+// ---- the example binary as a child process ----
+
+/// `target/<profile>/examples/forward`, next to this test's `deps/` dir.
+/// Refuses a binary older than the example's source, which would test
+/// yesterday's proxy.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = profile_dir.join("examples").join("forward");
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+            "{} is not built: run `cargo build --example forward` (a plain `cargo test` builds it)",
+            binary.display()
+        )
+        });
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for source in ["examples/forward.rs", "examples/common/upstream.rs"] {
+        let changed = std::fs::metadata(manifest.join(source))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(
+            changed <= built,
+            "{} is older than {source}: run `cargo build --example forward`",
+            binary.display()
+        );
+    }
+    binary
+}
+
+/// The example binary, killed when dropped.
+struct ChildProxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ChildProxy {
+    fn start(upstream: &str) -> ChildProxy {
+        let mut child = Command::new(example_binary())
+            .env("PROXY_LISTEN", "127.0.0.1:0")
+            .env("PROXY_AUTH_MODE", "strict")
+            .env("PROXY_API_KEY", PROXY_KEY)
+            .env("PROXY_UPSTREAM", upstream)
+            .env("PROXY_UPSTREAM_KEY", UPSTREAM_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the example printed its address")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("forward: listening on http://") {
+                break rest.split(',').next().unwrap().parse().unwrap();
+            }
+        };
+        ChildProxy { child, addr }
+    }
+
+    /// A `/proc/<pid>/status` field, in KiB.
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+}
+
+impl Drop for ChildProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn upload(proxy: SocketAddr, bytes: usize) -> serde_json::Value {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Generated>();
+    let request = Request::post(format!("http://{proxy}/v1/upload"))
+        .header("authorization", format!("Bearer {PROXY_KEY}"))
+        .body(Generated {
+            remaining: bytes,
+            chunk: 64 * 1024,
+        })
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_upload_goes_through_in_bounded_memory() {
+    const SIZE: usize = 50 * 1024 * 1024;
+    let upstream = upstream::start().await;
+    let proxy = ChildProxy::start(&upstream.url());
+
+    // Warm up: runtime threads, the connection pool, hyper's buffers.
+    assert_eq!(upload(proxy.addr, 1024 * 1024).await["bytes"], 1024 * 1024);
+    let before = proxy.status_kib("VmRSS");
+    assert_eq!(upload(proxy.addr, SIZE).await["bytes"], SIZE);
+    let peak = proxy.status_kib("VmHWM");
+    let growth_mib = peak.saturating_sub(before) as f64 / 1024.0;
+    eprintln!(
+        "50 MiB upload: proxy RSS {before} KiB before, peak {peak} KiB, growth {growth_mib:.1} MiB"
+    );
+    assert!(
+        growth_mib < 8.0,
+        "the proxy's resident memory grew by {growth_mib:.1} MiB for a 50 MiB body"
+    );
+}
+
+/// The OpenAI SDK's venv: `$OPENAI_SDK_VENV`, or the one `.ci/forward.sh`
+/// makes by default.
+fn sdk_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("OPENAI_SDK_VENV").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/openai-venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    python.exists().then_some(python)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_sdk_streams_through_the_example() {
+    let Some(python) = sdk_python() else {
+        // CI runs .ci/forward.sh first, so there a missing venv is a bug.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openai SDK venv not found in CI: .ci/run must call .ci/forward.sh"
+        );
+        eprintln!("skipped: openai SDK venv not found (run .ci/forward.sh)");
+        return;
+    };
+    let upstream = upstream::start().await;
+    let proxy = ChildProxy::start(&upstream.url());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_stream.py");
+
+    let mut sdk = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(format!("http://{}/v1", proxy.addr))
+        .arg(PROXY_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Read the SDK's lines as they come, stamping nothing here: the script
+    // stamps each chunk with its own wall clock on arrival.
+    let mut stdout = tokio::io::BufReader::new(sdk.stdout.take().unwrap());
+    let mut output = String::new();
+    tokio::time::timeout(Duration::from_secs(60), stdout.read_to_string(&mut output))
+        .await
+        .expect("the SDK finished within 60 s")
+        .unwrap();
+    let status = sdk.wait_with_output().await.unwrap();
+    assert!(
+        status.status.success(),
+        "the SDK script failed:\n{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let chunks: Vec<&serde_json::Value> = lines.iter().filter(|l| l["kind"] == "chunk").collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["content"].as_str())
+        .collect();
+    let expected: String = (0..upstream::EVENTS).map(upstream::word).collect();
+    assert_eq!(text, expected);
+
+    // The upstream got the upstream key from the SDK's Authorization header.
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path_and_query, "/v1/chat/completions");
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {UPSTREAM_KEY}").as_str()
+    );
+
+    // Streamed end to end: the SDK had the first chunk before the upstream
+    // sent the last (wall clocks of two processes on one machine).
+    let sent = &upstream.sent()[0];
+    let first_arrival = chunks[0]["t"].as_f64().unwrap();
+    let last_sent = sent.last().unwrap().1;
+    assert!(
+        first_arrival < last_sent,
+        "first chunk at {first_arrival}, upstream's last event at {last_sent}"
+    );
+    let since = |t: f64| ((t - sent[0].1) * 1e3).round();
+    eprintln!(
+        "openai SDK: upstream sent at {:?} ms, SDK got chunks at {:?} ms",
+        sent.iter().map(|s| since(s.1)).collect::<Vec<_>>(),
+        chunks
+            .iter()
+            .map(|c| since(c["t"].as_f64().unwrap()))
+            .collect::<Vec<_>>()
+    );
+
+    let wrong = lines
+        .iter()
+        .find(|l| l["kind"] == "wrong_proxy_key")
+        .unwrap();
+    assert_eq!(wrong["status"], 401);
+    assert_eq!(wrong["marker"], "invalid_key");
+}
