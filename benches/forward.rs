@@ -137,19 +137,17 @@ where
     started.recv().expect("thread starts")
 }
 
-fn serve_upstream(listener: TcpListener) -> impl std::future::Future<Output = ()> {
-    async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(upstream))
-                    .await;
-            });
-        }
+async fn serve_upstream(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(upstream))
+                .await;
+        });
     }
 }
 
