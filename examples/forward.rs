@@ -57,6 +57,10 @@
 //!   on the response itself: a non-streaming completion may take minutes.
 //!   An upstream that fails mid-body aborts the client's response, so the
 //!   client sees a truncated stream, not a clean end.
+//! - **Hang-ups and shutdown.** A client that hangs up mid-stream drops
+//!   the upstream connection with it, so the provider stops generating
+//!   (and billing) for nobody. On Ctrl-C the proxy stops accepting, closes
+//!   idle connections, and lets open responses finish for up to 30 s.
 //! - **Whose 401.** The upstream's responses, its 401s included, are passed
 //!   through unchanged apart from hop-by-hop headers and `Via`. Only the
 //!   layer's own 401s carry `x-proxy-auth-error`; that header alone tells
@@ -93,6 +97,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use proxy_auth::{
     Authenticated, KeySource, ProxyAuth, ProxyAuthLayer, ProxyAuthMode, SharedSecurityConfig,
@@ -381,8 +386,13 @@ where
     }
 }
 
+/// How long open responses (SSE streams included) may run on after a
+/// shutdown signal before the process exits anyway.
+const DRAIN: Duration = Duration::from_secs(30);
+
 /// Serves `service` on `listener` (HTTP/1.1 and HTTP/2) until `shutdown`
-/// resolves; connections already open are left to finish on their own.
+/// resolves; then stops accepting, lets open responses finish for up to
+/// [`DRAIN`] (closing idle keep-alive connections at once), and returns.
 pub async fn serve<S, B>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>)
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -394,6 +404,8 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -410,12 +422,22 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(service.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        // A client that hangs up mid-stream ends its connection with an
+        // error; there is nothing to report.
         tokio::spawn(async move {
-            // A client that hangs up mid-stream ends up here; nothing to report.
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = connection.await;
         });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(target: "proxy_auth::forward", "responses still open after {DRAIN:?}; exiting anyway");
     }
 }
 

@@ -329,6 +329,87 @@ async fn sse_events_reach_the_client_one_by_one() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_stops_the_upstream_stream() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<Bytes>>();
+    let request = Request::post(format!("http://{proxy}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {PROXY_KEY}"))
+        .header("x-events", "200")
+        .header("x-pause-ms", "20")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let mut body = client.request(request).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().unwrap().starts_with(b"data: "));
+    drop(body);
+    drop(client);
+
+    // The hang-up travels client -> proxy -> upstream, which stops: an LLM
+    // provider stops generating (and billing) for a client that left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.cancelled().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = upstream.cancelled();
+    assert_eq!(cancelled.len(), 1, "the upstream kept streaming to nobody");
+    assert!(cancelled[0] < 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_open_stream_finish_and_refuses_new_connections() {
+    let upstream = upstream::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let shared =
+        SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, PROXY_KEY));
+    let service = forward_example::app(shared, upstream_at(&upstream.url(), UPSTREAM_KEY)).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(forward_example::serve(listener, service, async {
+        let _ = stopped.await;
+    }));
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<Bytes>>();
+    let request = Request::post(format!("http://{proxy}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {PROXY_KEY}"))
+        .header("x-pause-ms", "50")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let mut body = client.request(request).await.unwrap().into_body();
+    let mut received = Vec::new();
+    received.extend_from_slice(body.frame().await.unwrap().unwrap().data_ref().unwrap());
+
+    stop.send(()).unwrap();
+    received.extend_from_slice(body.frame().await.unwrap().unwrap().data_ref().unwrap());
+    // Main returns when serve does, and that ends every stream: serve must
+    // still be draining while this one is open.
+    assert!(!server.is_finished(), "serve returned with a response open");
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            received.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8(received).unwrap();
+    assert_eq!(
+        text.matches("data: ").count(),
+        upstream::EVENTS + 1,
+        "{text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returned once the open stream ended")
+        .unwrap();
+    assert!(TcpStream::connect(proxy).await.is_err(), "still accepting");
+}
+
 #[tokio::test]
 async fn a_keyless_request_gets_the_proxys_401_and_never_reaches_the_upstream() {
     let upstream = upstream::start().await;

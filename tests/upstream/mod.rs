@@ -50,6 +50,9 @@ pub struct Log {
     /// (for tests in this process) and wall-clock seconds (for a client in
     /// another process).
     pub sent: Vec<Vec<(Instant, f64)>>,
+    /// Per SSE response cut short because the proxy went away: how many
+    /// events had been sent.
+    pub cancelled: Vec<usize>,
 }
 
 #[derive(Clone)]
@@ -65,6 +68,10 @@ impl Upstream {
 
     pub fn sent(&self) -> Vec<Vec<(Instant, f64)>> {
         self.log.lock().unwrap().sent.clone()
+    }
+
+    pub fn cancelled(&self) -> Vec<usize> {
+        self.log.lock().unwrap().cancelled.clone()
     }
 
     pub fn url(&self) -> String {
@@ -139,9 +146,18 @@ async fn handle(
     let path = request.uri().path().to_owned();
     Ok(match path.as_str() {
         "/v1/chat/completions" => {
+            // `x-events` and `x-pause-ms` let a test ask for a longer stream.
+            let number = |name: &str| -> Option<u64> {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+            };
+            let events = number("x-events").map_or(EVENTS, |n| n as usize);
+            let pause = number("x-pause-ms").map_or(PAUSE, Duration::from_millis);
             // Drain the (small) JSON request first, as a provider would.
             let _ = request.into_body().collect().await;
-            sse(log)
+            sse(log, events, pause)
         }
         "/v1/upload" => {
             let mut body = request.into_body();
@@ -185,7 +201,7 @@ pub fn word(i: usize) -> String {
     format!("w{i} ")
 }
 
-fn sse(log: Arc<Mutex<Log>>) -> Response<UpstreamBody> {
+fn sse(log: Arc<Mutex<Log>>, events: usize, pause: Duration) -> Response<UpstreamBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     let index = {
         let mut log = log.lock().unwrap();
@@ -193,9 +209,9 @@ fn sse(log: Arc<Mutex<Log>>) -> Response<UpstreamBody> {
         log.sent.len() - 1
     };
     tokio::spawn(async move {
-        for i in 0..EVENTS {
+        for i in 0..events {
             if i > 0 {
-                tokio::time::sleep(PAUSE).await;
+                tokio::time::sleep(pause).await;
             }
             let chunk = serde_json::json!({
                 "id": "chatcmpl-test",
@@ -205,7 +221,7 @@ fn sse(log: Arc<Mutex<Log>>) -> Response<UpstreamBody> {
                 "choices": [{
                     "index": 0,
                     "delta": { "content": word(i) },
-                    "finish_reason": if i + 1 == EVENTS { serde_json::json!("stop") } else { serde_json::Value::Null },
+                    "finish_reason": if i + 1 == events { serde_json::json!("stop") } else { serde_json::Value::Null },
                 }],
             });
             let event = Bytes::from(format!("data: {chunk}\n\n"));
@@ -215,6 +231,8 @@ fn sse(log: Arc<Mutex<Log>>) -> Response<UpstreamBody> {
                 .as_secs_f64();
             log.lock().unwrap().sent[index].push((Instant::now(), wall));
             if tx.send(event).await.is_err() {
+                // The connection is gone: a provider stops generating here.
+                log.lock().unwrap().cancelled.push(i);
                 return;
             }
         }
