@@ -335,6 +335,16 @@ fn main() {
             percentile(times.clone(), 0.9)
         );
     }
+    // Requests alternate, so request i of each proxy ran under the same
+    // conditions: the spread of the pairwise differences is the noise the
+    // layer's cost has to stand out from.
+    let differences: Vec<f64> = ttfe[1].iter().zip(&ttfe[0]).map(|(a, b)| a - b).collect();
+    println!(
+        "\nauth - bare, paired by request: median {:.1} µs, middle half {:.1} to {:.1} µs",
+        common::median(differences.clone()),
+        percentile(differences.clone(), 0.25),
+        percentile(differences, 0.75)
+    );
 
     match Command::new("wrk").arg("--version").output() {
         Err(e) if e.kind() == ErrorKind::NotFound => {
