@@ -181,6 +181,32 @@ async fn in_mode_off_the_clients_key_is_still_replaced() {
 }
 
 #[tokio::test]
+async fn a_preflight_passes_the_layer_but_never_gets_the_upstream_key() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    // OPTIONS passes in every mode; with a key header it must not turn
+    // into a request signed with the operator's key.
+    let reply = raw(
+        proxy,
+        "OPTIONS",
+        "/v1/chat/completions",
+        &[("Authorization", "Bearer sk-anything")],
+    )
+    .await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.method, "OPTIONS");
+    for name in ["authorization", "x-api-key", "x-goog-api-key"] {
+        assert!(!seen.headers.contains_key(name), "{name} forwarded");
+    }
+}
+
+#[tokio::test]
 async fn base_path_is_prefixed_and_a_key_query_parameter_is_dropped() {
     let upstream = upstream::start().await;
     let base = format!("{}/v1/", upstream.url());
