@@ -436,6 +436,31 @@ async fn shutdown_lets_an_open_stream_finish_and_refuses_new_connections() {
     assert!(TcpStream::connect(proxy).await.is_err(), "still accepting");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_is_forwarded_to_an_http1_upstream() {
+    let upstream = upstream::start().await;
+    let proxy = start_proxy(
+        ProxyAuthMode::Strict,
+        upstream_at(&upstream.url(), UPSTREAM_KEY),
+    )
+    .await;
+
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let request = Request::get(format!("http://{proxy}/v1/models"))
+        .header("x-goog-api-key", PROXY_KEY)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["via"], "1.1 proxy-auth");
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.headers["via"], "2 proxy-auth");
+    assert_eq!(seen.headers["x-goog-api-key"], UPSTREAM_KEY);
+}
+
 #[tokio::test]
 async fn a_keyless_request_gets_the_proxys_401_and_never_reaches_the_upstream() {
     let upstream = upstream::start().await;
