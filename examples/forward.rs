@@ -73,7 +73,6 @@
 //!   and benchmark start exactly what `main` starts; [`Forward`] is the same
 //!   proxy without the layer.
 
-#[allow(dead_code)]
 #[path = "common/settings.rs"]
 mod settings;
 #[path = "common/upstream.rs"]
