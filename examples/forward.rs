@@ -51,9 +51,11 @@
 //!   the upstream provider's business.
 //! - **Errors.** An upstream that cannot be reached within
 //!   `Upstream::connect_timeout` (DNS, TCP and TLS together, 10 s by default)
-//!   gets a `502` with a JSON body in the OpenAI error shape and
-//!   `x-proxy-error: upstream_unreachable`; other upstream failures before
-//!   the response head get `502` with `upstream_failed`. There is no timeout
+//!   gets a `502` with a JSON body in the OpenAI error shape (`code`
+//!   `upstream_unreachable`) and `x-proxy-error: upstream_unreachable`;
+//!   other upstream failures before the response head get `502` with
+//!   `upstream_failed`. Paths with `.` or `..` segments get `400`: the
+//!   upstream would resolve them, and could leave the base URL's path. There is no timeout
 //!   on the response itself: a non-streaming completion may take minutes.
 //!   An upstream that fails mid-body aborts the client's response, so the
 //!   client sees a truncated stream, not a clean end.
@@ -206,6 +208,15 @@ impl Forward {
                 "CONNECT is not supported: this is a reverse proxy",
             );
         }
+        if has_dot_segment(request.uri().path()) {
+            // The upstream would resolve them and could climb out of the
+            // base URL's path (`/v1/../admin`).
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "paths with . or .. segments are not forwarded",
+            );
+        }
         let (mut parts, body) = request.into_parts();
         let Ok(uri) = self.upstream.uri_for(parts.uri.path_and_query()) else {
             return error(
@@ -272,6 +283,14 @@ where
         let this = self.clone();
         Box::pin(async move { Ok(this.forward(request).await) })
     }
+}
+
+/// `.` or `..` as a path segment, also percent-encoded (RFC 3986 §5.2.4).
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    })
 }
 
 /// RFC 9110 §7.6.1: fields meant for this connection only. Names listed in
@@ -342,7 +361,7 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
 fn error(status: StatusCode, kind: &'static str, message: &str) -> Response<ProxyBody> {
     let mut response = json(
         status,
-        serde_json::json!({ "error": { "message": message, "type": kind, "code": status.as_u16() } }),
+        serde_json::json!({ "error": { "message": message, "type": "proxy_error", "param": null, "code": kind } }),
     );
     response
         .headers_mut()

@@ -221,6 +221,37 @@ async fn base_path_is_prefixed_and_a_key_query_parameter_is_dropped() {
 }
 
 #[tokio::test]
+async fn dot_segments_cannot_climb_out_of_the_base_path() {
+    let upstream = upstream::start().await;
+    let base = format!("{}/v1", upstream.url());
+    let proxy = start_proxy(ProxyAuthMode::Strict, upstream_at(&base, UPSTREAM_KEY)).await;
+
+    for path in ["/../admin", "/models/./x", "/%2E%2e/admin", "/a/.%2e"] {
+        let reply = raw(proxy, "GET", path, &[("x-api-key", PROXY_KEY)]).await;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+        assert!(
+            reply.head.contains("x-proxy-error: bad_request"),
+            "{}",
+            reply.head
+        );
+    }
+    // Dots inside a segment are ordinary characters.
+    let reply = raw(
+        proxy,
+        "GET",
+        "/models/gpt-4.1..x",
+        &[("x-api-key", PROXY_KEY)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(upstream.requests().len(), 1);
+    assert_eq!(
+        upstream.requests()[0].path_and_query,
+        "/v1/models/gpt-4.1..x"
+    );
+}
+
+#[tokio::test]
 async fn hop_by_hop_headers_stay_on_their_hop() {
     let upstream = upstream::start().await;
     let proxy = start_proxy(
@@ -539,7 +570,7 @@ async fn an_unreachable_upstream_gets_a_502_with_a_json_error() {
     );
     assert!(!has_header(&reply, "x-proxy-auth-error"));
     let error: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-    assert_eq!(error["error"]["type"], "upstream_unreachable");
+    assert_eq!(error["error"]["code"], "upstream_unreachable");
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("refused"), "{message}");
     assert!(!reply.body.contains(UPSTREAM_KEY) && !reply.body.contains(PROXY_KEY));
