@@ -28,13 +28,15 @@
 //!   forwarder sees the request, and the `Authenticated` extension says which
 //!   header the client used. The upstream key goes in that same header
 //!   (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`), so an SDK
-//!   for any of the three APIs works unchanged. The forwarder also removes
-//!   the three headers and a `key` query parameter itself, so in mode `off`
-//!   (which `auto` is on loopback), where the layer strips nothing, a
-//!   client's key still never goes upstream; there the header the client
-//!   sent picks where the upstream key goes, and a request with no key header
-//!   is forwarded without one. `off` means anyone who reaches the proxy
-//!   spends the upstream key: use `all_except_health` or `strict`.
+//!   for any of the three APIs works unchanged. A request the layer let
+//!   through without a key (a preflight, in `strict` or
+//!   `all_except_health`) gets no upstream key. In mode `off` (which `auto`
+//!   is on loopback) nothing is authenticated: there the key header the
+//!   client sent picks where the upstream key goes, and the forwarder
+//!   removes the three headers and any `key` query parameter itself, so a
+//!   client's key never goes upstream in any mode. `off` means anyone who
+//!   reaches the proxy spends the upstream key: use `all_except_health` or
+//!   `strict`.
 //! - **Streaming.** Both bodies are passed frame by frame (hyper's
 //!   `Incoming` in, hyper's `Incoming` out), never collected: SSE events
 //!   reach the client as the upstream writes them, an upload of any size
@@ -50,15 +52,16 @@
 //!   proxied. `X-Forwarded-For` is not added: the client's address is not
 //!   the upstream provider's business.
 //! - **Errors.** An upstream that cannot be reached within
-//!   `Upstream::connect_timeout` (DNS, TCP and TLS together, 10 s by default)
-//!   gets a `502` with a JSON body in the OpenAI error shape (`code`
-//!   `upstream_unreachable`) and `x-proxy-error: upstream_unreachable`;
-//!   other upstream failures before the response head get `502` with
-//!   `upstream_failed`. Paths with `.` or `..` segments get `400`: the
-//!   upstream would resolve them, and could leave the base URL's path. There is no timeout
-//!   on the response itself: a non-streaming completion may take minutes.
-//!   An upstream that fails mid-body aborts the client's response, so the
-//!   client sees a truncated stream, not a clean end.
+//!   `Upstream::connect_timeout` (DNS, TCP and TLS together, 10 s by
+//!   default) gets a `502` with a JSON body in the OpenAI error shape
+//!   (`code`: `upstream_unreachable`) and `x-proxy-error:
+//!   upstream_unreachable`; other failures before the upstream's response
+//!   head get `502` and `upstream_failed`. There is no timeout on the
+//!   response itself: a non-streaming completion may take minutes. An
+//!   upstream that fails mid-body aborts the client's response, so the
+//!   client sees a truncated stream, not a clean end. Paths with `.` or
+//!   `..` segments get `400`: the upstream would resolve them and could
+//!   leave the base URL's path.
 //! - **Hang-ups and shutdown.** A client that hangs up mid-stream drops
 //!   the upstream connection with it, so the provider stops generating
 //!   (and billing) for nobody. On Ctrl-C the proxy stops accepting, closes
