@@ -4,21 +4,25 @@
 //! first SSE event of a streamed answer.
 //!
 //! In this process: one upstream (hyper, `{"ok":true}` for plain requests,
-//! an SSE answer whose first event goes out at once for `/v1/sse`) and the
-//! two proxies, each on its own thread with a single-threaded tokio runtime,
-//! all on 127.0.0.1 ephemeral ports.
+//! an SSE answer whose first event goes out at once for `/v1/sse`) and
+//! three proxies, each on its own thread with a single-threaded tokio
+//! runtime, all on 127.0.0.1 ephemeral ports: `bare` and `bare'` (the
+//! example's `Forward`, twice) and `auth` (the example's `app`: the same
+//! behind the layer with `strip_credentials` and `insert_identity`).
 //!
-//! - Throughput: both proxies are loaded *at the same time*, one `wrk` each
-//!   (`-t1`, keep-alive, same key header), with the two proxy threads
+//! - Throughput: the three are loaded *at the same time*, one `wrk` each
+//!   (`-t1`, keep-alive, the same key header), with the proxy threads
 //!   pinned to CPU 0 and the upstream and `wrk` on CPU 1, as in
 //!   `benches/e2e.rs`: the kernel gives each proxy thread the same share of
-//!   CPU 0, outside noise hits both alike, and the ratio auth / bare is the
-//!   throughput a proxy keeps with the layer. The proxy threads' CPU time
-//!   per request (from `/proc`) is printed as the check that does not
-//!   depend on how the CPU was shared.
+//!   CPU 0 and outside noise hits all alike. auth / bare is the throughput
+//!   a proxy keeps with the layer; bare' / bare, two identical proxies, is
+//!   the noise it has to stand out from. The proxy threads' CPU time per
+//!   request (from `/proc`) is compared the same way: it does not depend
+//!   on how the CPU was shared.
 //! - Time to first event: with no other load, sequential requests
-//!   alternating between the two proxies, each timed from sending the
-//!   request to receiving the first body frame (the first SSE event).
+//!   alternating between `bare` and `auth`, each timed from sending the
+//!   request to receiving the first body frame (the first SSE event); the
+//!   spread of the paired differences is the noise.
 //!
 //! Needs `wrk` for the throughput part (`apt-get install wrk`); without it
 //! only the time to first event is measured.
@@ -157,32 +161,23 @@ struct Proxy {
     tid: Option<String>,
 }
 
-fn spawn_proxies(upstream: SocketAddr) -> [Proxy; 2] {
-    let base = format!("http://{upstream}");
-    let target =
-        move || forward_example::Upstream::new(&base, Some(UPSTREAM_KEY)).expect("valid upstream");
-    let (bare_target, auth_target) = (target(), target());
-    let (addr, tid) = spawn_thread("proxy bare", move |listener| {
-        let service = forward_example::Forward::new(bare_target).expect("TLS set-up");
-        forward_example::serve(listener, service, std::future::pending())
+/// The forward example on its own thread: `app` (with the layer) or the
+/// bare `Forward` service.
+fn spawn_proxy(name: &'static str, with_auth: bool, upstream: SocketAddr) -> Proxy {
+    let target = forward_example::Upstream::new(&format!("http://{upstream}"), Some(UPSTREAM_KEY))
+        .expect("valid upstream");
+    let (addr, tid) = spawn_thread(&format!("proxy {name}"), move |listener| async move {
+        if with_auth {
+            let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, PROXY_KEY);
+            let service = forward_example::app(SharedSecurityConfig::new(config), target)
+                .expect("TLS set-up");
+            forward_example::serve(listener, service, std::future::pending()).await;
+        } else {
+            let service = forward_example::Forward::new(target).expect("TLS set-up");
+            forward_example::serve(listener, service, std::future::pending()).await;
+        }
     });
-    let bare = Proxy {
-        name: "bare",
-        addr,
-        tid,
-    };
-    let (addr, tid) = spawn_thread("proxy auth", move |listener| {
-        let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, PROXY_KEY);
-        let service = forward_example::app(SharedSecurityConfig::new(config), auth_target)
-            .expect("TLS set-up");
-        forward_example::serve(listener, service, std::future::pending())
-    });
-    let auth = Proxy {
-        name: "auth",
-        addr,
-        tid,
-    };
-    [bare, auth]
+    Proxy { name, addr, tid }
 }
 
 /// CPU time (user and kernel) the thread `tid` of this process has used, ns.
@@ -316,18 +311,24 @@ fn main() {
     let mut pinned = two_cpus && pin(&std::process::id().to_string(), "0");
     let (upstream_addr, upstream_tid) = spawn_thread("upstream", serve_upstream);
     pinned = pinned && upstream_tid.as_deref().is_some_and(|tid| pin(tid, "1"));
-    let proxies = spawn_proxies(upstream_addr);
+    // A second bare proxy as a control: what bare' / bare shows is the
+    // noise that auth / bare has to stand out from.
+    let proxies = [
+        spawn_proxy("bare", false, upstream_addr),
+        spawn_proxy("auth", true, upstream_addr),
+        spawn_proxy("bare'", false, upstream_addr),
+    ];
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let ttfe = runtime.block_on(first_event_us(&proxies, sse_requests));
+    let ttfe = runtime.block_on(first_event_us(&proxies[..2], sse_requests));
     println!(
         "forward: time to first SSE event, {sse_requests} sequential requests per proxy, alternating, no other load"
     );
     println!("\n| proxy | median µs | p90 µs |\n|---|---:|---:|");
-    for (proxy, times) in proxies.iter().zip(&ttfe) {
+    for (proxy, times) in proxies[..2].iter().zip(&ttfe) {
         println!(
             "| {} | {:.0} | {:.0} |",
             proxy.name,
@@ -355,8 +356,9 @@ fn main() {
         Ok(_) => {}
     }
     println!(
-        "\nforward: both proxies loaded at once, each by wrk -t1 -c{connections} -d{secs}s, keep-alive, \
+        "\nforward: the {} proxies loaded at once, each by wrk -t1 -c{connections} -d{secs}s, keep-alive, \
          127.0.0.1, {rounds} rounds after 1 s of warm-up, {}",
+        proxies.len(),
         if pinned {
             "proxy threads pinned to CPU 0, upstream and wrk to CPU 1"
         } else {
@@ -364,26 +366,36 @@ fn main() {
         }
     );
     round(&proxies, 1, connections, pinned);
-    println!("\n| round | bare req/s | auth req/s | auth / bare | CPU µs/req bare, auth | CPU/req bare ÷ auth |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    let (mut throughput, mut cpu) = (Vec::new(), Vec::new());
+    println!(
+        "\n| round | bare req/s | auth req/s | bare' req/s | auth / bare | bare' / bare | CPU µs/req bare, auth, bare' | CPU/req bare ÷ auth | CPU/req bare ÷ bare' |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut ratios = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for n in 1..=rounds {
         let r = round(&proxies, secs, connections, pinned);
-        throughput.push(r[1].0 / r[0].0);
-        cpu.push(r[0].1 / r[1].1);
+        let this = [
+            r[1].0 / r[0].0,
+            r[2].0 / r[0].0,
+            r[0].1 / r[1].1,
+            r[0].1 / r[2].1,
+        ];
+        for (all, x) in ratios.iter_mut().zip(this) {
+            all.push(x);
+        }
         println!(
-            "| {n} | {:.0} | {:.0} | {:.1}% | {:.1}, {:.1} | {:.1}% |",
+            "| {n} | {:.0} | {:.0} | {:.0} | {:.1}% | {:.1}% | {:.1}, {:.1}, {:.1} | {:.1}% | {:.1}% |",
             r[0].0,
             r[1].0,
-            100.0 * r[1].0 / r[0].0,
+            r[2].0,
+            100.0 * this[0],
+            100.0 * this[1],
             r[0].1,
             r[1].1,
-            100.0 * r[0].1 / r[1].1
+            r[2].1,
+            100.0 * this[2],
+            100.0 * this[3]
         );
     }
-    println!(
-        "| median | | | {:.1}% | | {:.1}% |",
-        100.0 * common::median(throughput),
-        100.0 * common::median(cpu)
-    );
+    let [a, b, c, d] = ratios.map(|r| 100.0 * common::median(r));
+    println!("| median | | | | {a:.1}% | {b:.1}% | | {c:.1}% | {d:.1}% |");
 }

@@ -129,14 +129,19 @@ pub fn app(shared: SharedSecurityConfig, upstream: Upstream) -> Result<ProxyAuth
     let layer = ProxyAuthLayer::from_shared(shared.clone())
         .strip_credentials(true)
         .insert_identity(true);
-    Ok(layer.layer(Forward::new(upstream)?.with_auth(shared)))
+    Ok(layer.layer(Forward::build(upstream, Some(shared))?))
 }
 
 /// The forwarding service on its own, without authentication.
 #[derive(Clone)]
 pub struct Forward {
+    /// One reference count per request, whatever is inside.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: Client<TimeoutConnector<HttpsConnector<HttpConnector>>, ProxyBody>,
-    upstream: Arc<Upstream>,
+    upstream: Upstream,
     /// The layer's config, to know when it is `off`; `None`: no layer.
     auth: Option<SharedSecurityConfig>,
 }
@@ -144,6 +149,13 @@ pub struct Forward {
 impl Forward {
     /// A client for `upstream`; fails only if rustls cannot be set up.
     pub fn new(upstream: Upstream) -> Result<Self, String> {
+        Self::build(upstream, None)
+    }
+
+    /// `auth` is the config of the layer in front, so that only in mode
+    /// `off` does a request the layer did not authenticate get the upstream
+    /// key (a preflight in `strict` mode does not).
+    fn build(upstream: Upstream, auth: Option<SharedSecurityConfig>) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         // The https connector hands plain http:// URIs to this one too.
         http.enforce_http(false);
@@ -159,19 +171,12 @@ impl Forward {
             timeout: upstream.connect_timeout,
         };
         Ok(Forward {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            upstream: Arc::new(upstream),
-            auth: None,
+            inner: Arc::new(Inner {
+                client: Client::builder(TokioExecutor::new()).build(connector),
+                upstream,
+                auth,
+            }),
         })
-    }
-
-    /// Tells the forwarder the layer's config in front of it, so that only
-    /// in mode `off` does a request the layer did not authenticate get the
-    /// upstream key (a preflight in `strict` mode does not).
-    #[must_use]
-    pub fn with_auth(mut self, shared: SharedSecurityConfig) -> Self {
-        self.auth = Some(shared);
-        self
     }
 
     /// Where the upstream key goes: where the layer found the client's key
@@ -181,6 +186,7 @@ impl Forward {
             return Some(auth.source);
         }
         let auth_off = self
+            .inner
             .auth
             .as_ref()
             .is_none_or(|shared| shared.effective_auth_mode() == ProxyAuthMode::Off);
@@ -221,7 +227,7 @@ impl Forward {
             );
         }
         let (mut parts, body) = request.into_parts();
-        let Ok(uri) = self.upstream.uri_for(parts.uri.path_and_query()) else {
+        let Ok(uri) = self.inner.upstream.uri_for(parts.uri.path_and_query()) else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -230,13 +236,17 @@ impl Forward {
         };
         let key_source = self.key_source(&parts.extensions, &parts.headers);
         let client_version = parts.version;
+        // What the server attached to the client's request (the identity,
+        // hyper's upgrade and HTTP/2 protocol markers) is not for the
+        // upstream client to act on.
+        parts.extensions = http::Extensions::new();
 
         remove_hop_by_hop(&mut parts.headers);
         for name in &KEY_HEADERS {
             parts.headers.remove(name);
         }
         parts.headers.remove(header::HOST);
-        if let Some((name, value)) = key_source.and_then(|s| self.upstream.key_header(s)) {
+        if let Some((name, value)) = key_source.and_then(|s| self.inner.upstream.key_header(s)) {
             parts.headers.insert(name, value);
         }
         parts.headers.append(header::VIA, via(client_version));
@@ -246,7 +256,7 @@ impl Forward {
         parts.version = Version::HTTP_11;
         let upstream_request = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
 
-        match self.client.request(upstream_request).await {
+        match self.inner.client.request(upstream_request).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
@@ -261,7 +271,7 @@ impl Forward {
                     ("upstream_failed", "the upstream failed before answering")
                 };
                 let cause = causes(&e);
-                tracing::warn!(target: "proxy_auth::forward", upstream = %self.upstream, %cause, "{what}");
+                tracing::warn!(target: "proxy_auth::forward", upstream = %self.inner.upstream, %cause, "{what}");
                 error(StatusCode::BAD_GATEWAY, kind, &format!("{what}: {cause}"))
             }
         }
