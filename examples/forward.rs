@@ -78,6 +78,8 @@
 //!   and benchmark start exactly what `main` starts; [`Forward`] is the same
 //!   proxy without the layer.
 
+// Shared with the other examples, which use parts of it this one does not.
+#[allow(dead_code)]
 #[path = "common/settings.rs"]
 mod settings;
 #[path = "common/upstream.rs"]
