@@ -3,51 +3,25 @@
 //! thread-local subscribers while other tests hit the same callsites
 //! concurrently loses events. Tests here take a lock and run one at a time.
 
+mod common;
+
 use std::convert::Infallible;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
 use tower::{service_fn, Layer, ServiceExt};
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn global_buffer() -> &'static Buffer {
-    static BUFFER: OnceLock<Buffer> = OnceLock::new();
-    BUFFER.get_or_init(|| {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        buffer
-    })
-}
 
 /// Runs `f` alone and returns what was logged meanwhile.
 async fn logged<R>(f: impl std::future::Future<Output = R>) -> (R, String) {
-    let buffer = global_buffer();
+    let capture = common::global_logs(tracing::Level::TRACE);
     let _serial = SERIAL.lock().await;
-    buffer.0.lock().unwrap().clear();
+    capture.clear();
     let result = f.await;
-    let logs = String::from_utf8(std::mem::take(&mut *buffer.0.lock().unwrap())).unwrap();
+    let logs = capture.text();
+    capture.clear();
     (result, logs)
 }
 

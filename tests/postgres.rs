@@ -8,12 +8,12 @@
 
 #![cfg(feature = "postgres")]
 
+mod common;
 mod pg;
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{Request, Response, StatusCode};
@@ -141,34 +141,10 @@ fn accepted(label: &str) -> Verdict {
 
 // ---- logs: one global subscriber for this binary (see tests/logging.rs) ----
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Everything logged so far by every test in this binary; tests look for
 /// lines naming their own labels or port.
 fn logs() -> String {
-    static BUFFER: OnceLock<Buffer> = OnceLock::new();
-    let buffer = BUFFER.get_or_init(|| {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        buffer
-    });
-    String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
+    common::global_logs(tracing::Level::DEBUG).text()
 }
 
 /// One test at a time: each starts its own server, and the 1 s deadlines

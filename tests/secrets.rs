@@ -5,10 +5,10 @@
 //! Log lines are captured with a `tracing-subscriber` fmt layer at TRACE, all
 //! targets, fields included, so a key passed as any field would show.
 
+mod common;
 mod model;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method, Request, Uri};
@@ -47,25 +47,6 @@ fn leaked(text: &str) -> Vec<&'static str> {
         .collect()
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
-    }
-}
-
 /// Captures run one at a time: `tracing` caches per call site whether
 /// anyone listens, and the tests of this file run on parallel threads.
 static CAPTURING: Mutex<()> = Mutex::new(());
@@ -73,7 +54,7 @@ static CAPTURING: Mutex<()> = Mutex::new(());
 /// Runs `f` with every tracing event at any level captured as text.
 fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
     let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|e| e.into_inner());
-    let capture = Capture::default();
+    let capture = common::Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)

@@ -3,10 +3,10 @@
 //! next request's verdict (or the error log) against a deadline.
 #![cfg(feature = "watch")]
 
+mod common;
+
 use std::convert::Infallible;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
@@ -17,35 +17,11 @@ use tower::{service_fn, Layer, ServiceExt};
 /// Long enough for a loaded CI machine; a change normally lands in ~0.1 s.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Everything logged by this binary. One global subscriber, because
 /// `tracing` caches callsite interest process-wide; tests tell their lines
 /// apart by their own file's path.
 fn logs() -> String {
-    static BUFFER: OnceLock<Buffer> = OnceLock::new();
-    let buffer = BUFFER.get_or_init(|| {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        buffer
-    });
-    String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    common::global_logs(tracing::Level::INFO).text()
 }
 
 fn lines_about(path: &Path, what: &str) -> Vec<String> {

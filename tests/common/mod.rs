@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use http::{Method, Request, Response};
 
@@ -59,4 +59,22 @@ impl Capture {
     pub fn clear(&self) {
         self.0.lock().expect("capture lock").clear();
     }
+}
+
+/// What the whole test binary logs, from one global `tracing` subscriber at
+/// `level` (the first caller's; one per binary). Global because `tracing`
+/// caches per call site whether anyone listens: thread-local subscribers
+/// lose events when other tests hit the same call sites concurrently.
+pub fn global_logs(level: tracing::Level) -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        capture
+    })
 }
