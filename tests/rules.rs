@@ -25,8 +25,37 @@ struct Outcome {
 }
 
 /// Sends one request through a fresh layer built from `layer`, recording
-/// whether the inner service was reached and what extension it saw.
+/// whether the inner service was reached and what extension it saw. The
+/// request also goes through the default layer (no `insert_identity`),
+/// which must give the same answer and no extension.
 async fn send_with(layer: ProxyAuthLayer, request: Request<String>) -> Outcome {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    let plain = send_once(layer.clone().insert_identity(false), copy).await;
+    let outcome = send_once(layer.insert_identity(true), request).await;
+    assert_eq!(
+        (
+            plain.status,
+            &plain.reason,
+            &plain.body,
+            plain.inner_called,
+            plain.authenticated_by
+        ),
+        (
+            outcome.status,
+            &outcome.reason,
+            &outcome.body,
+            outcome.inner_called,
+            None
+        ),
+        "the default layer answers alike, without the extension"
+    );
+    outcome
+}
+
+async fn send_once(layer: ProxyAuthLayer, request: Request<String>) -> Outcome {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(None));
     let inner = {
@@ -38,12 +67,7 @@ async fn send_with(layer: ProxyAuthLayer, request: Request<String>) -> Outcome {
             async { Ok::<_, Infallible>(Response::new(String::from("inner"))) }
         })
     };
-    let response = layer
-        .insert_identity(true)
-        .layer(inner)
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = layer.layer(inner).oneshot(request).await.unwrap();
     let status = response.status();
     let header = |name: &str| {
         response

@@ -506,6 +506,31 @@ pub fn check_against(model: Model, setup: &Setup, request: Request<()>) -> Resul
             .filter(|(n, _)| ["authorization", "x-api-key", "x-goog-api-key"].contains(&n.as_str()))
             .count()
     };
+    // The default layer (no `Authenticated` extension) first: the same
+    // verdict, and the inner service sees no identity.
+    let mut copy = Request::new(());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    let plain_response = serve(layer.clone().insert_identity(false), copy);
+    let plain = shown(&plain_response);
+    let want_plain = match &expected {
+        Expected::Reject(reason, ..) => shown_rejected(*reason),
+        _ => shown_passed("none"),
+    };
+    if plain != want_plain {
+        return Err(format!(
+            "without insert_identity: response (status, x-proxy-auth-error, www-authenticate, x-inner-auth) = {plain:?}, want {want_plain:?}; {description}"
+        ));
+    }
+    if let Some(body) = plain_response.into_body().into_inner() {
+        let want_body = format!("-|{creds}|{inner_uri}");
+        if body != want_body {
+            return Err(format!(
+                "without insert_identity, the inner service saw (label|credential headers|uri) {body:?}, want {want_body:?}; {description}"
+            ));
+        }
+    }
     let response = serve(layer, request);
     let got = shown(&response);
     let want = match &expected {
