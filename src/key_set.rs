@@ -100,6 +100,7 @@ pub struct KeySet {
 
 impl KeySet {
     /// An empty set.
+    #[must_use]
     pub fn new() -> Self {
         KeySet::default()
     }
@@ -185,16 +186,19 @@ impl KeySet {
     }
 
     /// The number of keys.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.by_digest.len()
     }
 
     /// Whether the set has no keys.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
     }
 
     /// The labels, sorted, with each key's expiry.
+    #[must_use]
     pub fn labels(&self) -> Vec<(String, Option<SystemTime>)> {
         let mut labels: Vec<_> = self
             .by_digest

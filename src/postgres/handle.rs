@@ -24,6 +24,7 @@ impl KeyStoreHandle {
     }
 
     /// What the store is doing, for health checks and metrics.
+    #[must_use]
     pub fn status(&self) -> KeyStoreStatus {
         KeyStoreStatus {
             connected: self.status.connected.load(Ordering::Relaxed),

@@ -209,11 +209,13 @@ pub struct WatchHandle {
 
 impl WatchHandle {
     /// The file followed, as an absolute path.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Whether the task is still following the file.
+    #[must_use]
     pub fn is_running(&self) -> bool {
         !self.task.is_finished()
     }
