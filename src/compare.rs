@@ -86,12 +86,17 @@ fn matches_padded(padded: &[u8], len: usize, presented: &[u8]) -> bool {
     // The tail, zero-filled to a word, against a whole window: past the
     // configured key the buffer holds zeros, so equal keys still give 0,
     // and where the configured key is longer the lengths differ anyway.
+    // Skipped when there is none (the presented length, which the sender
+    // knows, decides): a key filling its buffer exactly would otherwise
+    // compare the zero tail against the wrapped-around first window.
     let tail = chunks.remainder();
-    let mut last = [0u8; 8];
-    for (to, from) in last.iter_mut().zip(tail) {
-        *to = *from;
+    if !tail.is_empty() {
+        let mut last = [0u8; 8];
+        for (to, from) in last.iter_mut().zip(tail) {
+            *to = *from;
+        }
+        diff |= u64::from_ne_bytes(last) ^ window(padded, offset & mask);
     }
-    diff |= u64::from_ne_bytes(last) ^ window(padded, offset & mask);
     // One verdict word: any differing bit or any length difference makes
     // it non-zero. Folding before the single `ct_eq` keeps it branch-free.
     let verdict = diff | (presented.len() ^ len) as u64;
@@ -139,6 +144,29 @@ mod tests {
         }
         let long = "x".repeat(1000);
         assert!(ConfiguredKey::new(long.as_bytes()).matches(long.as_bytes()));
+    }
+
+    #[test]
+    fn keys_of_every_length_match_themselves_only() {
+        let lengths = (1..=130).chain([255, 256, 257, 511, 512, 1023, 1024, 1025]);
+        for len in lengths {
+            let key: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let configured = ConfiguredKey::new(&key);
+            assert!(
+                configured.matches(&key),
+                "a {len}-byte key must match itself"
+            );
+            let mut last_wrong = key.clone();
+            last_wrong[len - 1] ^= 1;
+            assert!(!configured.matches(&last_wrong), "{len}: last byte");
+            let mut first_wrong = key.clone();
+            first_wrong[0] ^= 1;
+            assert!(!configured.matches(&first_wrong), "{len}: first byte");
+            assert!(!configured.matches(&key[..len - 1]), "{len}: prefix");
+            let mut longer = key.clone();
+            longer.push(0);
+            assert!(!configured.matches(&longer), "{len}: with a NUL after");
+        }
     }
 
     #[test]

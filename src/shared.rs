@@ -23,10 +23,14 @@ use crate::{ProxyAuthMode, ProxySecurityConfig};
 ///
 /// Writers ([`store`](Self::store), [`update`](Self::update) and the key-set
 /// methods) take turns, so concurrent `update`s never lose each other's
-/// changes. A write made from inside an `update` closure on the same handle
-/// is applied at once and then replaced by the `update`'s own result, which
-/// was computed from the config as it was before the closure ran: the outer
-/// `update` wins, and nothing spins or deadlocks.
+/// changes; readers never wait for them. A write made from inside an
+/// `update` closure, on the same thread and the same handle, is applied at
+/// once and then replaced by the `update`'s own result, which was computed
+/// from the config as it was before the closure ran: the outer `update`
+/// wins, and nothing spins. Like any lock, a closure must not *wait* for
+/// another writer: not for another thread writing this handle, and not for
+/// a thread that writes two handles in the opposite order. Compute the
+/// change in the closure and do the waiting outside it.
 ///
 /// ```
 /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};

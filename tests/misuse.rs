@@ -260,3 +260,24 @@ fn the_example_refuses_to_serve_the_network_with_auth_silently_off() {
     let refused = run(&[("PROXY_LISTEN", "0.0.0.0:0"), ("PROXY_AUTH_MODE", "auto")]);
     assert_eq!(refused.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn keys_that_fill_the_comparison_buffer_work() {
+    // `openssl rand -hex 32` gives 64 characters: exactly one padded buffer.
+    for len in [63, 64, 65, 128, 256] {
+        let key: String = (0..len).map(|i| char::from(b'a' + (i % 6) as u8)).collect();
+        let bearer = format!("Bearer {key}");
+        assert_eq!(
+            status_and_reason(strict(&key), get("/v1", &[("authorization", &bearer)]))
+                .await
+                .0,
+            StatusCode::OK,
+            "a {len}-character key"
+        );
+        let wrong = format!("Bearer {}x", &key[..len - 1]);
+        assert_eq!(
+            status_and_reason(strict(&key), get("/v1", &[("authorization", &wrong)])).await,
+            (StatusCode::UNAUTHORIZED, Some("invalid_key".into())),
+        );
+    }
+}

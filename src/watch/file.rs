@@ -141,39 +141,35 @@ fn find(text: &str, needle: &str) -> (usize, usize) {
         .map_or((1, 1), |at| line_column(text.as_bytes(), at))
 }
 
-/// Removes values the parser quotes in its messages: a key written in the
-/// wrong place (`auth_mode = "sk-..."`, `keys = "sk-..."`) must not reach
-/// the logs. The line and column still point at it.
+/// Removes the value a parser's message quotes: a key written in the wrong
+/// place (`auth_mode = "sk-..."`, `api_key = 123456789`) must not reach the
+/// logs. Whatever serde puts between the kind of problem and its
+/// `, expected ...` (a string, a number, a character, a variant or field
+/// name, quoted any way, backticks inside included) is withheld; the line
+/// and column still point at it.
 fn scrub(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    loop {
-        let next = [
-            ("string \"", '"', "a string"),
-            ("unknown variant `", '`', "unknown variant"),
-            ("unknown field `", '`', "unknown field"),
-        ]
-        .into_iter()
-        .filter_map(|(open, close, with)| rest.find(open).map(|at| (at, open, close, with)))
-        .min_by_key(|(at, ..)| *at);
-        let Some((at, open, close, with)) = next else {
-            out.push_str(rest);
-            return out;
-        };
-        out.push_str(&rest[..at]);
-        out.push_str(with);
-        let value = &rest[at + open.len()..];
-        let mut escaped = false;
-        let end = value.char_indices().find(|&(_, c)| {
-            let done = !escaped && c == close;
-            escaped = !escaped && c == '\\';
-            done
-        });
-        rest = match end {
-            Some((i, c)) => &value[i + c.len_utf8()..],
-            None => "",
-        };
-    }
+    const KINDS: [&str; 4] = [
+        "invalid type: ",
+        "invalid value: ",
+        "unknown variant ",
+        "unknown field ",
+    ];
+    let first = KINDS
+        .iter()
+        .filter_map(|kind| message.find(kind).map(|at| (at + kind.len(), *kind)))
+        .min_by_key(|(end, _)| *end);
+    let Some((end, kind)) = first else {
+        return message.to_owned();
+    };
+    let rest = &message[end..];
+    // The last `, expected` is serde's own: a value may contain the words.
+    let tail = rest.rfind(", expected").map_or("", |at| &rest[at..]);
+    let what = if kind == "unknown field " {
+        "field"
+    } else {
+        "value"
+    };
+    format!("{}({what} withheld){tail}", &message[..end])
 }
 
 fn api_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -373,15 +369,42 @@ mod tests {
     }
 
     #[test]
-    fn scrub_removes_quoted_values_only() {
+    fn scrub_withholds_every_quoted_value() {
         assert_eq!(
             scrub(r#"invalid type: string "sk-\"x", expected a boolean"#),
-            "invalid type: a string, expected a boolean"
+            "invalid type: (value withheld), expected a boolean"
         );
         assert_eq!(
             scrub("unknown variant `on`, expected one of `off`, `strict`"),
-            "unknown variant, expected one of `off`, `strict`"
+            "unknown variant (value withheld), expected one of `off`, `strict`"
         );
+        for (message, secret) in [
+            (
+                "invalid type: integer `987654321012345`, expected a string",
+                "987654321012345",
+            ),
+            (
+                "invalid type: floating point `1500.0`, expected a string",
+                "1500.0",
+            ),
+            ("invalid type: character `s`, expected a string", "`s`"),
+            (
+                "unknown variant `sk-ab`SECRETTAIL`, expected one of `off`",
+                "SECRETTAIL",
+            ),
+            (
+                "unknown field `sk-live-123`, expected one of `api_key`",
+                "sk-live-123",
+            ),
+            (
+                "invalid value: string \"sk-1, expected 2\", expected a mode",
+                "sk-1",
+            ),
+        ] {
+            let scrubbed = scrub(message);
+            assert!(!scrubbed.contains(secret), "{scrubbed}");
+            assert!(scrubbed.contains("withheld), expected"), "{scrubbed}");
+        }
         assert_eq!(scrub("missing field `api_key`"), "missing field `api_key`");
     }
 }
