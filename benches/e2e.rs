@@ -36,8 +36,7 @@ mod common;
 use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -47,7 +46,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
-use tokio::net::TcpListener;
 use tower::{service_fn, Layer, Service};
 
 const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
@@ -75,93 +73,24 @@ where
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (ready, started) = mpsc::channel();
-    std::thread::Builder::new()
-        .name(format!("server {name}"))
-        .spawn(move || {
-            // "/proc/thread-self" links to "<pid>/task/<tid>".
-            let tid = std::fs::read_link("/proc/thread-self")
-                .ok()
-                .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a loopback port");
-                let addr = listener.local_addr().expect("bound socket has an address");
-                ready.send((addr, tid)).expect("main thread waits");
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let service = TowerToHyperService::new(service.clone());
-                    tokio::spawn(async move {
-                        // Errors here are wrk closing connections at the end
-                        // of a round; they say nothing about the layer.
-                        let _ = http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
-        })
-        .expect("spawn a server thread");
-    let (addr, tid) = started.recv().expect("server thread starts");
+    let (addr, tid) = common::spawn_thread(&format!("server {name}"), move |listener| async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                // Errors here are wrk closing connections at the end of a
+                // round; they say nothing about the layer.
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
     Server { name, addr, tid }
-}
-
-/// CPU time (user and kernel) the thread `tid` of this process has used, ns.
-fn thread_cpu_ns(tid: Option<&str>) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", tid?)).ok()?;
-    stat.split_whitespace().next()?.parse().ok()
-}
-
-fn start_wrk(addr: SocketAddr, secs: u64, connections: u64, pinned: bool, key: bool) -> Child {
-    let mut command = if pinned {
-        let mut taskset = Command::new("taskset");
-        taskset.args(["-c", "1", "wrk"]);
-        taskset
-    } else {
-        Command::new("wrk")
-    };
-    command.args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")]);
-    if key {
-        command.args(["-H", &format!("Authorization: Bearer {KEY}")]);
-    }
-    command
-        .arg(format!("http://{addr}/v1/chat/completions"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wrk starts")
-}
-
-/// Requests per second and number of requests from wrk's report; `flood`
-/// rounds expect every answer to be a 401 (non-2xx), the others none.
-fn wrk_result(child: Child, flood: bool) -> (f64, f64) {
-    let output = child.wait_with_output().expect("wrk finishes");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "wrk failed:\n{stdout}");
-    assert!(
-        stdout.contains("Non-2xx") == flood && !stdout.contains("Socket errors"),
-        "requests got unexpected answers during the round:\n{stdout}"
-    );
-    let rps = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|rps| rps.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{stdout}"));
-    // "  281234 requests in 3.00s, 20.12MB read"
-    let requests = stdout
-        .lines()
-        .find_map(|line| line.trim().split_once(" requests in "))
-        .and_then(|(n, _)| n.parse().ok())
-        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{stdout}"));
-    (rps, requests)
 }
 
 /// One round: all servers loaded at once for `secs`. Per server: requests
@@ -175,22 +104,32 @@ fn round(
 ) -> Vec<(f64, f64)> {
     let before: Vec<_> = servers
         .iter()
-        .map(|s| thread_cpu_ns(s.tid.as_deref()))
+        .map(|s| common::thread_cpu_ns(s.tid.as_deref()))
         .collect();
+    let key = [format!("Authorization: Bearer {KEY}")];
     let children: Vec<_> = servers
         .iter()
-        .map(|s| start_wrk(s.addr, secs, connections, pinned, !flood))
+        .map(|s| {
+            let url = format!("http://{}/v1/chat/completions", s.addr);
+            common::start_wrk(
+                &url,
+                secs,
+                connections,
+                pinned,
+                if flood { &[] } else { &key },
+            )
+        })
         .collect();
     let results: Vec<_> = children
         .into_iter()
-        .map(|child| wrk_result(child, flood))
+        .map(|child| common::wrk_result(child, flood))
         .collect();
     servers
         .iter()
         .zip(before)
         .zip(results)
         .map(|((server, before), (rps, requests))| {
-            let cpu_us = match (before, thread_cpu_ns(server.tid.as_deref())) {
+            let cpu_us = match (before, common::thread_cpu_ns(server.tid.as_deref())) {
                 (Some(before), Some(after)) => (after - before) as f64 / 1e3 / requests,
                 _ => f64::NAN,
             };

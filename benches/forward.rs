@@ -54,8 +54,7 @@ use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -121,38 +120,6 @@ impl hyper::body::Body for Channel {
     }
 }
 
-/// A thread with its own single-threaded runtime, running what `start`
-/// returns; hands back the address it listens on and its thread id.
-fn spawn_thread<F, Fut>(name: &str, start: F) -> (SocketAddr, Option<String>)
-where
-    F: FnOnce(TcpListener) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (ready, started) = mpsc::channel();
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            // "/proc/thread-self" links to "<pid>/task/<tid>".
-            let tid = std::fs::read_link("/proc/thread-self")
-                .ok()
-                .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a loopback port");
-                let addr = listener.local_addr().expect("bound socket has an address");
-                ready.send((addr, tid)).expect("main thread waits");
-                start(listener).await;
-            })
-        })
-        .expect("spawn a thread");
-    started.recv().expect("thread starts")
-}
-
 async fn serve_upstream(listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -178,7 +145,7 @@ struct Proxy {
 fn spawn_proxy(name: &'static str, with_auth: bool, upstream: SocketAddr) -> Proxy {
     let target = forward_example::Upstream::new(&format!("http://{upstream}"), Some(UPSTREAM_KEY))
         .expect("valid upstream");
-    let (addr, tid) = spawn_thread(&format!("proxy {name}"), move |listener| async move {
+    let (addr, tid) = common::spawn_thread(&format!("proxy {name}"), move |listener| async move {
         if with_auth {
             let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, PROXY_KEY);
             let service = forward_example::app(SharedSecurityConfig::new(config), target)
@@ -193,11 +160,6 @@ fn spawn_proxy(name: &'static str, with_auth: bool, upstream: SocketAddr) -> Pro
 }
 
 /// CPU time (user and kernel) the thread `tid` of this process has used, ns.
-fn thread_cpu_ns(tid: Option<&str>) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", tid?)).ok()?;
-    stat.split_whitespace().next()?.parse().ok()
-}
-
 fn pin(tid: &str, cpu: &str) -> bool {
     Command::new("taskset")
         .args(["-p", "-c", cpu, tid])
@@ -205,63 +167,30 @@ fn pin(tid: &str, cpu: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn start_wrk(addr: SocketAddr, secs: u64, connections: u64, pinned: bool) -> Child {
-    let mut command = if pinned {
-        let mut taskset = Command::new("taskset");
-        taskset.args(["-c", "1", "wrk"]);
-        taskset
-    } else {
-        Command::new("wrk")
-    };
-    command
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
-        .args(["-H", &format!("Authorization: Bearer {PROXY_KEY}")])
-        .arg(format!("http://{addr}/v1/models"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wrk starts")
-}
-
-/// Requests per second and number of requests from wrk's report; a round
-/// with any failed request aborts the run.
-fn wrk_result(child: Child) -> (f64, f64) {
-    let output = child.wait_with_output().expect("wrk finishes");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "wrk failed:\n{stdout}");
-    assert!(
-        !stdout.contains("Non-2xx") && !stdout.contains("Socket errors"),
-        "requests failed during the round:\n{stdout}"
-    );
-    let rps = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|rps| rps.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{stdout}"));
-    let requests = stdout
-        .lines()
-        .find_map(|line| line.trim().split_once(" requests in "))
-        .and_then(|(n, _)| n.parse().ok())
-        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{stdout}"));
-    (rps, requests)
-}
-
 /// Both proxies loaded at once: per proxy, requests/s and CPU µs/request.
 fn round(proxies: &[Proxy], secs: u64, connections: u64, pinned: bool) -> Vec<(f64, f64)> {
     let before: Vec<_> = proxies
         .iter()
-        .map(|p| thread_cpu_ns(p.tid.as_deref()))
+        .map(|p| common::thread_cpu_ns(p.tid.as_deref()))
         .collect();
+    let key = [format!("Authorization: Bearer {PROXY_KEY}")];
     let children: Vec<_> = proxies
         .iter()
-        .map(|p| start_wrk(p.addr, secs, connections, pinned))
+        .map(|p| {
+            let url = format!("http://{}/v1/models", p.addr);
+            common::start_wrk(&url, secs, connections, pinned, &key)
+        })
         .collect();
-    let results: Vec<_> = children.into_iter().map(wrk_result).collect();
+    let results: Vec<_> = children
+        .into_iter()
+        .map(|child| common::wrk_result(child, false))
+        .collect();
     proxies
         .iter()
         .zip(before)
         .zip(results)
         .map(|((proxy, before), (rps, requests))| {
-            let cpu_us = match (before, thread_cpu_ns(proxy.tid.as_deref())) {
+            let cpu_us = match (before, common::thread_cpu_ns(proxy.tid.as_deref())) {
                 (Some(before), Some(after)) => (after - before) as f64 / 1e3 / requests,
                 _ => f64::NAN,
             };
@@ -321,7 +250,7 @@ fn main() {
     // the upstream and wrk on CPU 1.
     let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let mut pinned = two_cpus && pin(&std::process::id().to_string(), "0");
-    let (upstream_addr, upstream_tid) = spawn_thread("upstream", serve_upstream);
+    let (upstream_addr, upstream_tid) = common::spawn_thread("upstream", serve_upstream);
     pinned = pinned && upstream_tid.as_deref().is_some_and(|tid| pin(tid, "1"));
     // A second bare proxy as a control: what bare' / bare shows is the
     // noise that auth / bare has to stand out from.

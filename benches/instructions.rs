@@ -14,7 +14,6 @@
 //! ```
 
 #[path = "common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::convert::Infallible;

@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Helpers shared by the hand-rolled (non-criterion) bench binaries.
 
 /// The median; for an even count, the mean of the two middle values.
@@ -27,4 +28,95 @@ pub fn selected(bench: &str) -> bool {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .all(|f| bench.contains(f.as_str()))
+}
+
+/// A thread with its own single-threaded tokio runtime, running what
+/// `start` returns on a fresh loopback listener; hands back the address and
+/// the thread's id (to read its CPU time).
+pub fn spawn_thread<F, Fut>(name: &str, start: F) -> (std::net::SocketAddr, Option<String>)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (ready, started) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            // "/proc/thread-self" links to "<pid>/task/<tid>".
+            let tid = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port");
+                let addr = listener.local_addr().expect("bound socket has an address");
+                ready.send((addr, tid)).expect("main thread waits");
+                start(listener).await;
+            })
+        })
+        .expect("spawn a thread");
+    started.recv().expect("thread starts")
+}
+
+/// CPU time (user and kernel) the thread `tid` of this process has used, ns.
+pub fn thread_cpu_ns(tid: Option<&str>) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", tid?)).ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// One `wrk -t1` against `url` with the given extra headers, pinned to
+/// CPU 1 when `pinned`; stdout captured for [`wrk_result`].
+pub fn start_wrk(
+    url: &str,
+    secs: u64,
+    connections: u64,
+    pinned: bool,
+    headers: &[String],
+) -> std::process::Child {
+    let mut command = if pinned {
+        let mut taskset = std::process::Command::new("taskset");
+        taskset.args(["-c", "1", "wrk"]);
+        taskset
+    } else {
+        std::process::Command::new("wrk")
+    };
+    command.args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    command
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wrk starts")
+}
+
+/// Requests per second and number of requests from wrk's report. `non_2xx`
+/// says whether every answer is expected to be an error status (a flood of
+/// 401s) or none; anything else, or a socket error, aborts the run.
+pub fn wrk_result(child: std::process::Child, non_2xx: bool) -> (f64, f64) {
+    let output = child.wait_with_output().expect("wrk finishes");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed:\n{stdout}");
+    assert!(
+        stdout.contains("Non-2xx") == non_2xx && !stdout.contains("Socket errors"),
+        "requests got unexpected answers during the round:\n{stdout}"
+    );
+    let rps = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|rps| rps.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{stdout}"));
+    // "  281234 requests in 3.00s, 20.12MB read"
+    let requests = stdout
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{stdout}"));
+    (rps, requests)
 }
