@@ -86,16 +86,8 @@ fn matches_padded(padded: &[u8], len: usize, presented: &[u8]) -> bool {
     // The tail, zero-filled to a word, against a whole window: past the
     // configured key the buffer holds zeros, so equal keys still give 0,
     // and where the configured key is longer the lengths differ anyway.
-    // Skipped when there is none (the presented length, which the sender
-    // knows, decides): a key filling its buffer exactly would otherwise
-    // compare the zero tail against the wrapped-around first window.
-    let tail = chunks.remainder();
-    if !tail.is_empty() {
-        let mut last = [0u8; 8];
-        for (to, from) in last.iter_mut().zip(tail) {
-            *to = *from;
-        }
-        diff |= u64::from_ne_bytes(last) ^ window(padded, offset & mask);
+    for (i, &byte) in chunks.remainder().iter().enumerate() {
+        diff |= u64::from(byte ^ padded[(offset + i) & mask]);
     }
     // One verdict word: any differing bit or any length difference makes
     // it non-zero. Folding before the single `ct_eq` keeps it branch-free.

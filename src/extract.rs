@@ -229,6 +229,7 @@ pub(crate) fn split_pair(pair: &str) -> (&str, &str) {
 }
 
 /// Visible ASCII, space or tab only: the bytes an API key can have.
+#[inline(never)]
 pub(crate) fn is_key_text(key: &[u8]) -> bool {
     let bad = key.iter().fold(0u8, |bad, &b| {
         let control = (b < b' ') & (b != b'\t');

@@ -226,7 +226,9 @@ fn build<R>(
 
 /// One line per rejection, with everything needed to explain it and nothing
 /// secret: never the key, never the query string (Gemini clients put keys
-/// there).
+/// there). Out of line: the two `tracing` call sites are large, and the
+/// accept path's code stays smaller without them.
+#[inline(never)]
 fn log<B>(rejection: &Rejection, request: &Request<B>) {
     if rejection.reason == RejectReason::NoKeyConfigured {
         tracing::error!(
