@@ -101,8 +101,9 @@ mod error;
 mod file;
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -161,10 +162,16 @@ pub fn watch_file(
 
     let wake = Arc::new(Notify::new());
     let on_event = Arc::clone(&wake);
+    let names = Arc::new(Mutex::new(HashSet::new()));
+    let relevant = Arc::clone(&names);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
         // An error from the backend (e.g. an overflowed event queue) may
         // hide a change: re-read to be sure.
-        if event.as_ref().map_or(true, |e| matters(&e.kind)) {
+        let wake = match &event {
+            Err(_) => true,
+            Ok(event) => matters(&event.kind) && about(event, &relevant),
+        };
+        if wake {
             on_event.notify_one();
         }
     })
@@ -178,6 +185,7 @@ pub fn watch_file(
         format,
         seen: Seen::Bytes(bytes),
         watched: HashSet::new(),
+        names,
     };
     // The file's own directory must be watchable; a symlink target's
     // directory is best effort (see `rewatch`).
@@ -241,6 +249,25 @@ fn matters(kind: &EventKind) -> bool {
     }
 }
 
+/// Whether an event in a watched directory can concern the file: it names
+/// the file (by its own name or, through symlinks, its target's), or an
+/// entry starting with `..`, as Kubernetes' atomic writer swaps them
+/// (`..data`, `..2026_11_25_...`), or no entry at all. Other files beside
+/// the config (a busy log, say) cost no re-read; a change missed here is
+/// still found by the periodic re-read.
+fn about(event: &Event, names: &Mutex<HashSet<OsString>>) -> bool {
+    if event.paths.is_empty() {
+        return true;
+    }
+    let names = names
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    event.paths.iter().any(|path| {
+        path.file_name()
+            .is_some_and(|name| names.contains(name) || name.to_string_lossy().starts_with(".."))
+    })
+}
+
 /// Large enough for 100,000 named keys; a bigger file is a mistake (a log
 /// or a binary at the configured path), refused before it fills memory.
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -287,6 +314,8 @@ struct Follower {
     format: Format,
     seen: Seen,
     watched: HashSet<PathBuf>,
+    /// The entry names whose events concern the file (see [`about`]).
+    names: Arc<Mutex<HashSet<OsString>>>,
 }
 
 impl Follower {
@@ -368,9 +397,20 @@ impl Follower {
     fn rewatch(&mut self, watcher: &mut notify::RecommendedWatcher) {
         let own = parent(&self.path);
         let mut wanted = HashSet::from([own.clone()]);
+        let mut names: HashSet<OsString> = self
+            .path
+            .file_name()
+            .map(OsString::from)
+            .into_iter()
+            .collect();
         if let Ok(resolved) = std::fs::canonicalize(&self.path) {
             wanted.insert(parent(&resolved));
+            names.extend(resolved.file_name().map(OsString::from));
         }
+        *self
+            .names
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = names;
         for gone in self
             .watched
             .difference(&wanted)
@@ -408,4 +448,34 @@ fn log_rejected(error: &WatchError) {
         error = %error,
         "config file rejected; the last good config stays in force"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind};
+
+    #[test]
+    fn only_events_about_the_file_wake_the_task() {
+        let names = Mutex::new(HashSet::from([OsString::from("auth.json")]));
+        let event = |paths: &[&str]| Event {
+            kind: EventKind::Modify(ModifyKind::Any),
+            paths: paths.iter().map(PathBuf::from).collect(),
+            attrs: Default::default(),
+        };
+        assert!(about(&event(&["/etc/proxy/auth.json"]), &names));
+        assert!(about(
+            &event(&["/etc/proxy/.auth.json.swp", "/etc/proxy/auth.json"]),
+            &names
+        ));
+        assert!(about(&event(&["/etc/proxy/..data"]), &names));
+        assert!(about(&event(&[]), &names));
+        assert!(!about(&event(&["/etc/proxy/access.log"]), &names));
+        assert!(!about(&event(&["/etc/proxy/auth.json.bak"]), &names));
+        let created = Event {
+            kind: EventKind::Create(CreateKind::File),
+            ..event(&["/etc/proxy/auth.json"])
+        };
+        assert!(matters(&created.kind) && about(&created, &names));
+    }
 }
