@@ -447,6 +447,37 @@ async fn a_terminated_listening_connection_is_replaced_and_later_changes_arrive(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_after_every_reconnect_is_retried_with_backoff() {
+    let _serial = serial().await;
+    let server = PgServer::start();
+    let (_store, a, b) = two_replicas(&server).await;
+    let sql = server.client().await;
+    let reloads = |r: &Replica| r.handle.status().full_reloads;
+    let (a0, b0) = (reloads(&a), reloads(&b));
+    // A pooler that drops the store's connection as soon as it is up: for
+    // 3 s, end it whenever it is there.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        sql.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'proxy-auth key store'",
+            &[],
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Without backoff each replica reconnects and reloads about every
+    // 20 ms (over 100 times); with it, the delays double from 100 ms.
+    let (a1, b1) = (reloads(&a) - a0, reloads(&b) - b0);
+    assert!(a1 <= 8 && b1 <= 8, "reloads while flapping: {a1} and {b1}");
+    assert!(
+        a1 >= 1 && b1 >= 1,
+        "the replicas did try again: {a1} and {b1}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_rows_are_skipped_with_an_error_naming_the_label() {
     let _serial = serial().await;
     let server = PgServer::start();

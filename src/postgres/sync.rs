@@ -17,6 +17,10 @@ use super::{connect_error, db_error, schema, PgKeyStore, Status, StoreError, BAT
 use crate::{KeySet, SharedSecurityConfig};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection lost sooner than this after it came up (say, a pooler that
+/// drops it after every reload) does not count as a healthy server: the
+/// store backs off instead of reconnecting and reloading in a tight loop.
+const FLAP_WINDOW: Duration = Duration::from_secs(1);
 /// A query on a connection that died without a FIN would otherwise wait for
 /// TCP keepalive; a full reload of 100,000 rows takes well under a second.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,6 +33,7 @@ pub(crate) struct Follower<T> {
     status: Arc<Status>,
     backoff: Duration,
     outage_since: Option<Instant>,
+    connected_at: Option<Instant>,
     /// Labels of bad rows already logged at error level, so the timer
     /// reload does not repeat them every minute; forgotten once fixed.
     reported: HashSet<String>,
@@ -58,6 +63,7 @@ where
             status,
             backoff: FIRST_BACKOFF,
             outage_since: None,
+            connected_at: None,
             reported: HashSet::new(),
         }
     }
@@ -88,9 +94,12 @@ where
                 let _ = ready.send(Err(lost));
                 return;
             }
+            let flapping = self
+                .connected_at
+                .take()
+                .is_some_and(|at| at.elapsed() < FLAP_WINDOW);
             if self.outage_since.is_none() {
                 self.outage_since = Some(Instant::now());
-                self.backoff = FIRST_BACKOFF;
                 tracing::warn!(
                     target: "proxy_auth",
                     address = %self.store.address,
@@ -98,9 +107,12 @@ where
                     keys = self.status.keys.load(Ordering::Relaxed),
                     "key store lost its database; serving the keys last loaded and reconnecting"
                 );
-                // A dropped connection on a healthy server (a restarted
-                // pooler, pg_terminate_backend) is back at once.
-                continue;
+                if !flapping {
+                    // A dropped connection on a healthy server (a restarted
+                    // pooler, pg_terminate_backend) is back at once.
+                    self.backoff = FIRST_BACKOFF;
+                    continue;
+                }
             }
             tracing::debug!(
                 target: "proxy_auth",
@@ -159,7 +171,9 @@ where
             return e;
         }
         self.status.connected.store(true, Ordering::Relaxed);
-        self.backoff = FIRST_BACKOFF;
+        // The backoff is reset when a connection is lost after it lived
+        // longer than FLAP_WINDOW, not here.
+        self.connected_at = Some(Instant::now());
         if let Some(ready) = ready.take() {
             let _ = ready.send(Ok(()));
         } else if let Some(since) = self.outage_since.take() {
