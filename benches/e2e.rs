@@ -93,8 +93,9 @@ where
     Server { name, addr, tid }
 }
 
-/// One round: all servers loaded at once for `secs`. Per server: requests
-/// per second, and CPU µs per request (`NaN` without `/proc`).
+/// One round: all servers loaded at once for `secs`; a `flood` round sends
+/// no key and expects only 401s. Per server: requests per second and CPU
+/// µs per request.
 fn round(
     servers: &[Server],
     secs: u64,
@@ -102,40 +103,20 @@ fn round(
     pinned: bool,
     flood: bool,
 ) -> Vec<(f64, f64)> {
-    let before: Vec<_> = servers
+    let targets: Vec<_> = servers
         .iter()
-        .map(|s| common::thread_cpu_ns(s.tid.as_deref()))
-        .collect();
-    let key = [format!("Authorization: Bearer {KEY}")];
-    let children: Vec<_> = servers
-        .iter()
-        .map(|s| {
-            let url = format!("http://{}/v1/chat/completions", s.addr);
-            common::start_wrk(
-                &url,
-                secs,
-                connections,
-                pinned,
-                if flood { &[] } else { &key },
-            )
+        .map(|s| common::Target {
+            addr: s.addr,
+            tid: s.tid.as_deref(),
         })
         .collect();
-    let results: Vec<_> = children
-        .into_iter()
-        .map(|child| common::wrk_result(child, flood))
-        .collect();
-    servers
-        .iter()
-        .zip(before)
-        .zip(results)
-        .map(|((server, before), (rps, requests))| {
-            let cpu_us = match (before, common::thread_cpu_ns(server.tid.as_deref())) {
-                (Some(before), Some(after)) => (after - before) as f64 / 1e3 / requests,
-                _ => f64::NAN,
-            };
-            (rps, cpu_us)
-        })
-        .collect()
+    let key = if flood {
+        Vec::new()
+    } else {
+        vec![format!("Authorization: Bearer {KEY}")]
+    };
+    let path = "/v1/chat/completions";
+    common::load_round(&targets, path, &key, secs, connections, pinned, flood)
 }
 
 fn main() {

@@ -169,34 +169,23 @@ fn pin(tid: &str, cpu: &str) -> bool {
 
 /// Both proxies loaded at once: per proxy, requests/s and CPU µs/request.
 fn round(proxies: &[Proxy], secs: u64, connections: u64, pinned: bool) -> Vec<(f64, f64)> {
-    let before: Vec<_> = proxies
+    let targets: Vec<_> = proxies
         .iter()
-        .map(|p| common::thread_cpu_ns(p.tid.as_deref()))
+        .map(|p| common::Target {
+            addr: p.addr,
+            tid: p.tid.as_deref(),
+        })
         .collect();
     let key = [format!("Authorization: Bearer {PROXY_KEY}")];
-    let children: Vec<_> = proxies
-        .iter()
-        .map(|p| {
-            let url = format!("http://{}/v1/models", p.addr);
-            common::start_wrk(&url, secs, connections, pinned, &key)
-        })
-        .collect();
-    let results: Vec<_> = children
-        .into_iter()
-        .map(|child| common::wrk_result(child, false))
-        .collect();
-    proxies
-        .iter()
-        .zip(before)
-        .zip(results)
-        .map(|((proxy, before), (rps, requests))| {
-            let cpu_us = match (before, common::thread_cpu_ns(proxy.tid.as_deref())) {
-                (Some(before), Some(after)) => (after - before) as f64 / 1e3 / requests,
-                _ => f64::NAN,
-            };
-            (rps, cpu_us)
-        })
-        .collect()
+    common::load_round(
+        &targets,
+        "/v1/models",
+        &key,
+        secs,
+        connections,
+        pinned,
+        false,
+    )
 }
 
 /// Time from sending the request to the first body frame (the first SSE

@@ -120,3 +120,49 @@ pub fn wrk_result(child: std::process::Child, non_2xx: bool) -> (f64, f64) {
         .unwrap_or_else(|| panic!("no request count in wrk's output:\n{stdout}"));
     (rps, requests)
 }
+
+/// What one round loads: a server's address and serving thread.
+pub struct Target<'a> {
+    pub addr: std::net::SocketAddr,
+    pub tid: Option<&'a str>,
+}
+
+/// One round: every target loaded at once by its own `wrk` on `path` with
+/// `headers` for `secs`. Per target: requests per second, and the serving
+/// thread's CPU µs per request (`NaN` without `/proc`). See [`wrk_result`]
+/// for `non_2xx`.
+#[allow(clippy::too_many_arguments)]
+pub fn load_round(
+    targets: &[Target<'_>],
+    path: &str,
+    headers: &[String],
+    secs: u64,
+    connections: u64,
+    pinned: bool,
+    non_2xx: bool,
+) -> Vec<(f64, f64)> {
+    let before: Vec<_> = targets.iter().map(|t| thread_cpu_ns(t.tid)).collect();
+    let children: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            let url = format!("http://{}{path}", t.addr);
+            start_wrk(&url, secs, connections, pinned, headers)
+        })
+        .collect();
+    let results: Vec<_> = children
+        .into_iter()
+        .map(|child| wrk_result(child, non_2xx))
+        .collect();
+    targets
+        .iter()
+        .zip(before)
+        .zip(results)
+        .map(|((target, before), (rps, requests))| {
+            let cpu_us = match (before, thread_cpu_ns(target.tid)) {
+                (Some(before), Some(after)) => (after - before) as f64 / 1e3 / requests,
+                _ => f64::NAN,
+            };
+            (rps, cpu_us)
+        })
+        .collect()
+}
