@@ -1,6 +1,8 @@
 //! The layer over real HTTP: the axum example's router and a plain hyper
 //! server on ephemeral loopback ports, spoken to with raw HTTP/1.1.
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../examples/axum.rs"]
 mod axum_example;
@@ -9,48 +11,14 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use common::http1;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// One request on a fresh connection (`Connection: close`), read to EOF.
-async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut raw),
-    )
-    .await
-    .expect("server answered within 10 s")
-    .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Reply {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
-}
-
-fn json(reply: &Reply) -> serde_json::Value {
+fn json(reply: &common::Reply) -> serde_json::Value {
     serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
 }
 
@@ -68,11 +36,11 @@ async fn axum_example_over_http() {
     let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, "sk-test");
     let (addr, shared) = serve_axum_example(config).await;
 
-    let health = http(addr, "GET", "/healthz", &[]).await;
+    let health = http1(addr, "GET", "/healthz", &[]).await;
     assert_eq!(health.status, 200);
     assert_eq!(json(&health), serde_json::json!({ "status": "ok" }));
 
-    let missing = http(addr, "GET", "/v1/models", &[]).await;
+    let missing = http1(addr, "GET", "/v1/models", &[]).await;
     assert_eq!(missing.status, 401);
     assert!(
         missing.head.contains("x-proxy-auth-error: missing_key"),
@@ -85,7 +53,7 @@ async fn axum_example_over_http() {
         missing.head
     );
 
-    let ok = http(
+    let ok = http1(
         addr,
         "POST",
         "/v1/chat/completions",
@@ -100,7 +68,7 @@ async fn axum_example_over_http() {
     assert_eq!(body["effective_auth_mode"], "all_except_health");
 
     // Header priority, visible from the outside.
-    let goog = http(
+    let goog = http1(
         addr,
         "GET",
         "/v1beta/models",
@@ -108,7 +76,7 @@ async fn axum_example_over_http() {
     )
     .await;
     assert_eq!(json(&goog)["authenticated_by"], "x-goog-api-key");
-    let shadowed = http(
+    let shadowed = http1(
         addr,
         "GET",
         "/v1beta/models",
@@ -118,15 +86,15 @@ async fn axum_example_over_http() {
     assert_eq!(shadowed.status, 401);
     assert!(shadowed.head.contains("x-proxy-auth-error: invalid_key"));
 
-    let preflight = http(addr, "OPTIONS", "/v1/chat/completions", &[]).await;
+    let preflight = http1(addr, "OPTIONS", "/v1/chat/completions", &[]).await;
     assert_eq!(preflight.status, 200);
     assert_eq!(json(&preflight)["method"], "OPTIONS");
 
     // Hot reload through the handle the router was built with.
     shared.update(|c| c.auth_mode = ProxyAuthMode::Strict);
-    assert_eq!(http(addr, "GET", "/healthz", &[]).await.status, 401);
+    assert_eq!(http1(addr, "GET", "/healthz", &[]).await.status, 401);
     assert_eq!(
-        http(addr, "GET", "/healthz", &[("x-api-key", "sk-test")])
+        http1(addr, "GET", "/healthz", &[("x-api-key", "sk-test")])
             .await
             .status,
         200
@@ -186,9 +154,9 @@ async fn hyper_server_through_hyper_util() {
         }
     });
 
-    let ok = http(addr, "GET", "/", &[("x-api-key", "sk-h")]).await;
+    let ok = http1(addr, "GET", "/", &[("x-api-key", "sk-h")]).await;
     assert_eq!((ok.status, ok.body.as_str()), (200, "upstream"));
-    let denied = http(addr, "GET", "/v1/messages", &[("x-api-key", "nope")]).await;
+    let denied = http1(addr, "GET", "/v1/messages", &[("x-api-key", "nope")]).await;
     assert_eq!(denied.status, 401);
     assert!(denied.head.contains("content-type: application/json"));
     assert!(denied

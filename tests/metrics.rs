@@ -3,6 +3,8 @@
 //! a known mix of requests is sent, and `/metrics` is scraped and parsed.
 #![cfg(feature = "metrics")]
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../examples/axum.rs"]
 mod axum_example;
@@ -15,8 +17,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use proxy_auth::{
     KeySet, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::{service_fn, Layer, ServiceExt};
 
 /// One request on a fresh connection; the status and the body.
@@ -26,28 +27,8 @@ async fn http(
     path: &str,
     header: Option<(&str, &str)>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    if let Some((name, value)) = header {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut raw),
-    )
-    .await
-    .expect("server answered within 10 s")
-    .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
+    let reply = common::http1(addr, method, path, header.as_slice()).await;
+    (reply.status, reply.body)
 }
 
 /// `proxy_auth_requests_total` series from a Prometheus text page, keyed by

@@ -185,17 +185,8 @@ async fn over_http2(addr: SocketAddr, name: &str, value: &str) -> StatusCode {
 
 /// HTTP/1.1 written by hand, so the whitespace goes on the wire as is.
 async fn over_http1(addr: SocketAddr, name: &str, value: &str) -> StatusCode {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("GET /v1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{name}: {value}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
-    reply[9..12]
-        .parse::<u16>()
-        .map(|s| StatusCode::from_u16(s).unwrap())
-        .unwrap()
+    let reply = common::http1(addr, "GET", "/v1", &[(name, value)]).await;
+    StatusCode::from_u16(reply.status).unwrap()
 }
 
 #[tokio::test]
