@@ -16,7 +16,9 @@ use futures_util::stream;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
+use tower::layer::util::{Identity, Stack};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -39,6 +41,24 @@ fn cors() -> CorsLayer {
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
         .expose_headers([proxy_auth::REJECTION_HEADER])
+}
+
+/// The stack every test puts around the inner service: Trace, Cors and
+/// Timeout outside auth, in the documented order.
+type Stacked = ServiceBuilder<
+    Stack<ProxyAuthLayer, Stack<TimeoutLayer, Stack<CorsLayer, Stack<Trace, Identity>>>>,
+>;
+type Trace = TraceLayer<SharedClassifier<ServerErrorsAsFailures>>;
+
+fn outside_and_auth() -> Stacked {
+    ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        .layer(cors())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ))
+        .layer(auth())
 }
 
 /// An SSE-style body: several frames with pauses between them.
@@ -121,15 +141,7 @@ where
 
 #[tokio::test]
 async fn trace_cors_timeout_outside_auth_in_a_service_builder() {
-    let service = ServiceBuilder::new()
-        .layer(TraceLayer::new_for_http())
-        .layer(cors())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(10),
-        ))
-        .layer(auth())
-        .service(service_fn(streaming_inner));
+    let service = outside_and_auth().service(service_fn(streaming_inner));
     check_stack(service).await;
 }
 
@@ -140,16 +152,7 @@ async fn the_same_stack_in_axum_router_layer() {
             "/v1/chat/completions",
             axum::routing::get(|| async { sse_body() }),
         )
-        .layer(
-            ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http())
-                .layer(cors())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    Duration::from_secs(10),
-                ))
-                .layer(auth()),
-        );
+        .layer(outside_and_auth());
     check_stack(router).await;
 }
 
@@ -159,14 +162,7 @@ async fn the_same_stack_behind_a_hyper_util_server() {
     use hyper_util::server::conn::auto;
     use hyper_util::service::TowerToHyperService;
 
-    let stack = ServiceBuilder::new()
-        .layer(TraceLayer::new_for_http())
-        .layer(cors())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(10),
-        ))
-        .layer(auth())
+    let stack = outside_and_auth()
         .map_request(|r: Request<hyper::body::Incoming>| r.map(Body::new))
         .service(service_fn(streaming_inner));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
