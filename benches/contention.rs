@@ -29,9 +29,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::cell::RefCell;
-use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +38,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use tower::{Layer, Service};
 
@@ -189,30 +187,6 @@ fn storages() -> Vec<(&'static str, Mode, Arc<dyn Storage>)> {
 /// Requests per timed chunk.
 const CHUNK: usize = 256;
 
-/// Answers 200 at once and parks the request, so that freeing it happens
-/// outside the timed part (see `benches/overhead.rs`).
-#[derive(Clone, Copy, Debug)]
-struct Inner;
-
-thread_local! {
-    static PARKED: RefCell<Vec<Request<()>>> = RefCell::new(Vec::with_capacity(CHUNK));
-}
-
-impl Service<Request<()>> for Inner {
-    type Response = Response<()>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<()>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<()>) -> Self::Future {
-        PARKED.with(|parked| parked.borrow_mut().push(request));
-        ready(Ok(Response::new(())))
-    }
-}
-
 fn accepted_request() -> Request<()> {
     Request::get("/v1/chat/completions")
         .header("host", "127.0.0.1:8045")
@@ -240,13 +214,16 @@ fn read(storage: &dyn Storage, mode: Mode, stop: &AtomicBool, start: &Barrier) -
             }
         }
         Mode::Call => {
-            let mut service = storage.layer().expect("a crate storage").layer(Inner);
+            let mut service = storage
+                .layer()
+                .expect("a crate storage")
+                .layer(common::Parking);
             let waker = Waker::noop();
             let mut cx = Context::from_waker(waker);
             let mut batch = Vec::with_capacity(CHUNK);
             start.wait();
             while !stop.load(Ordering::Relaxed) {
-                PARKED.with(|parked| parked.borrow_mut().clear());
+                common::clear_parked();
                 batch.extend((0..CHUNK).map(|_| accepted_request()));
                 let began = Instant::now();
                 for request in batch.drain(..) {

@@ -28,9 +28,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::cell::RefCell;
-use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -43,29 +41,6 @@ use tower::{Layer, Service};
 
 const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
 const BATCH: usize = 256;
-
-thread_local! {
-    static PARKED: RefCell<Vec<Request<()>>> = RefCell::new(Vec::with_capacity(BATCH));
-}
-
-/// Answers at once and parks the request, so freeing it is not timed.
-#[derive(Clone, Copy)]
-struct Inner;
-
-impl Service<Request<()>> for Inner {
-    type Response = Response<()>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<()>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<()>) -> Self::Future {
-        PARKED.with(|p| p.borrow_mut().push(request));
-        ready(Ok(Response::new(())))
-    }
-}
 
 fn request() -> Request<()> {
     Request::builder()
@@ -85,7 +60,7 @@ where
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());
-    PARKED.with(|p| p.borrow_mut().clear());
+    common::clear_parked();
     batch.extend((0..BATCH).map(|_| request()));
     let began = Instant::now();
     for request in batch.drain(..) {
@@ -100,9 +75,9 @@ where
 }
 
 fn time_bare(batch: &mut Vec<Request<()>>) -> f64 {
-    let mut inner = Inner;
+    let mut inner = common::Parking;
     let mut cx = Context::from_waker(Waker::noop());
-    PARKED.with(|p| p.borrow_mut().clear());
+    common::clear_parked();
     batch.extend((0..BATCH).map(|_| request()));
     let began = Instant::now();
     for request in batch.drain(..) {
@@ -156,13 +131,13 @@ fn main() {
     let mut batch = Vec::with_capacity(BATCH);
 
     // Its first request registers its handles: with no recorder, no-ops.
-    let mut noop = ProxyAuthLayer::new(config()).layer(Inner);
+    let mut noop = ProxyAuthLayer::new(config()).layer(common::Parking);
     time_service(&mut noop, &mut batch);
 
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .expect("no other recorder in this process");
-    let mut counted = ProxyAuthLayer::new(config()).layer(Inner);
+    let mut counted = ProxyAuthLayer::new(config()).layer(common::Parking);
     time_service(&mut counted, &mut batch);
     let mut batch2 = Vec::with_capacity(BATCH);
 

@@ -166,3 +166,36 @@ pub fn load_round(
         })
         .collect()
 }
+
+thread_local! {
+    static PARKED: std::cell::RefCell<Vec<http::Request<()>>> =
+        std::cell::RefCell::new(Vec::with_capacity(256));
+}
+
+/// An inner service that answers at once and parks the request, so freeing
+/// it is not timed; [`clear_parked`] frees them between timed batches.
+#[derive(Clone, Copy, Debug)]
+pub struct Parking;
+
+impl tower::Service<http::Request<()>> for Parking {
+    type Response = http::Response<()>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<http::Response<()>, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<()>) -> Self::Future {
+        PARKED.with(|parked| parked.borrow_mut().push(request));
+        std::future::ready(Ok(http::Response::new(())))
+    }
+}
+
+/// Frees the requests [`Parking`] kept on this thread.
+pub fn clear_parked() {
+    PARKED.with(|parked| parked.borrow_mut().clear());
+}
