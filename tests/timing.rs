@@ -584,9 +584,9 @@ const POOL: usize = 32;
 /// The presented key's length, and the longest configured key.
 const PRESENTED_LEN: usize = 4096;
 
-/// The eviction walk: twice the L2 of the build machine (2 MiB per core,
-/// AMD EPYC; Intel server parts have 1-2 MiB), so an instance touched in an
-/// earlier sample is back in L3 or memory. One read per cache line.
+/// The least eviction walk: four times the L2 of the build machine (1 MiB
+/// per core, AMD EPYC; server parts have 1-2 MiB), so an instance touched in
+/// an earlier sample is back in L3 or memory. One read per cache line.
 const EVICT_BYTES: usize = 4 << 20;
 
 /// What a probe hands back, dropped after the clock stops.
@@ -746,7 +746,7 @@ fn fresh_request(template: &Request<()>) -> Request<()> {
 /// of it in one class and stops at the length in the other.
 fn cold_keys(short: usize, long: usize) -> ([String; 2], String) {
     let key = key_of(long);
-    let presented = format!("{}X", &key_of(PRESENTED_LEN)[..PRESENTED_LEN - 1]);
+    let presented = format!("{}X", &key[..long - 1]);
     ([key[..short].to_owned(), key], presented)
 }
 
