@@ -23,6 +23,8 @@ use std::time::{Duration, UNIX_EPOCH};
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::digest::{classify, sha256, KeyText};
 
 /// Why a key could not be added to a [`KeySet`].
@@ -93,9 +95,56 @@ impl Entry {
 /// ```
 #[derive(Clone, Default)]
 pub struct KeySet {
-    by_digest: HashMap<[u8; 32], Entry>,
+    by_digest: HashMap<StoredDigest, Entry>,
     // So replacing or removing a label is O(1), not a scan of every key.
-    by_label: HashMap<Arc<str>, [u8; 32]>,
+    by_label: HashMap<Arc<str>, StoredDigest>,
+}
+
+/// A key's digest, on the heap once and shared by both maps and by every
+/// clone of the set, wiped when the last of them lets go. Not inline in the
+/// maps: a map that grows moves its entries and frees the old table, which
+/// would leave copies behind.
+#[derive(Clone)]
+struct StoredDigest(Arc<DigestBytes>);
+
+struct DigestBytes([u8; 32]);
+
+impl Drop for DigestBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl StoredDigest {
+    fn new(digest: &[u8; 32]) -> Self {
+        StoredDigest(Arc::new(DigestBytes(*digest)))
+    }
+
+    fn bytes(&self) -> &[u8; 32] {
+        &self.0 .0
+    }
+}
+
+// Hashed and compared as the bytes, so the maps can be queried with a
+// plain `&[u8; 32]` (the `Borrow` contract).
+impl std::hash::Hash for StoredDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl PartialEq for StoredDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for StoredDigest {}
+
+impl std::borrow::Borrow<[u8; 32]> for StoredDigest {
+    fn borrow(&self) -> &[u8; 32] {
+        self.bytes()
+    }
 }
 
 impl KeySet {
@@ -140,11 +189,12 @@ impl KeySet {
             return Err(KeySetError::EmptyKey(label));
         }
         let key = key.trim();
-        let digest = match classify(key) {
+        let digest: Zeroizing<[u8; 32]> = Zeroizing::new(match classify(key) {
             KeyText::Digest(digest) => digest,
             KeyText::BadDigest => return Err(KeySetError::BadDigest(label)),
             KeyText::Plain => sha256(key.as_bytes()),
-        };
+        });
+        let digest = StoredDigest::new(&digest);
         if let Some(existing) = self.by_digest.get(&digest) {
             if *existing.label != *label {
                 return Err(KeySetError::DuplicateKey {
@@ -155,7 +205,7 @@ impl KeySet {
         }
         self.remove(&label);
         let label: Arc<str> = label.into();
-        self.by_label.insert(Arc::clone(&label), digest);
+        self.by_label.insert(Arc::clone(&label), digest.clone());
         self.by_digest.insert(digest, Entry { label, expires_at });
         Ok(())
     }
@@ -230,7 +280,8 @@ impl fmt::Debug for KeySet {
 #[derive(Serialize, Deserialize)]
 struct KeySpec {
     label: String,
-    key: String,
+    // Wiped when the spec is dropped: it holds a plaintext key or a digest.
+    key: crate::ApiKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
 }
@@ -244,7 +295,7 @@ impl Serialize for KeySet {
             .iter()
             .map(|(digest, entry)| KeySpec {
                 label: entry.label.to_string(),
-                key: crate::digest::digest_string(digest),
+                key: crate::digest::digest_string(digest.bytes()).into(),
                 expires_at: entry.expires_at.map(|at| {
                     at.duration_since(UNIX_EPOCH)
                         .unwrap_or(Duration::ZERO)

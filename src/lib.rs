@@ -193,6 +193,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod api_key;
 mod body;
 mod compare;
 mod config;
@@ -218,6 +219,7 @@ pub mod watch;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
+pub use api_key::ApiKey;
 pub use body::ResponseBody;
 #[cfg(feature = "generate-key")]
 pub use config::{generate_api_key, try_generate_api_key, KeyGenError};
