@@ -296,16 +296,21 @@ impl Serialize for KeySet {
             .map(|(digest, entry)| KeySpec {
                 label: entry.label.to_string(),
                 key: crate::digest::digest_string(digest.bytes()).into(),
-                expires_at: entry.expires_at.map(|at| {
-                    at.duration_since(UNIX_EPOCH)
-                        .unwrap_or(Duration::ZERO)
-                        .as_secs()
-                }),
+                expires_at: entry.expires_at.map(unix_seconds_rounded_up),
             })
             .collect();
         specs.sort_by(|a, b| a.label.cmp(&b.label));
         specs.serialize(serializer)
     }
+}
+
+/// An expiry in whole Unix seconds, rounded up: written out and read back,
+/// a key may live up to a second longer than configured, never shorter.
+/// Times before 1970 become 0, which has passed as well.
+#[cfg(feature = "serde")]
+fn unix_seconds_rounded_up(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    since.as_secs().saturating_add(u64::from(since.subsec_nanos() > 0))
 }
 
 #[cfg(feature = "serde")]
@@ -426,6 +431,41 @@ mod tests {
         assert!(again.lookup(&sha256(b"sk-ci")).is_some());
         let err = serde_json::from_str::<KeySet>(r#"[{"label":"x","key":""}]"#).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn expiry_survives_a_round_trip_never_earlier() {
+        let second = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let mut set = KeySet::new();
+        set.insert_expiring("whole", "sk-w", second).unwrap();
+        set.insert_expiring("half", "sk-h", second + Duration::from_millis(500))
+            .unwrap();
+        set.insert_expiring("nano", "sk-n", second + Duration::from_nanos(1))
+            .unwrap();
+        set.insert_expiring("old", "sk-o", UNIX_EPOCH - Duration::from_secs(5))
+            .unwrap();
+        let json = serde_json::to_string(&set).unwrap();
+        let again: KeySet = serde_json::from_str(&json).unwrap();
+        let next = second + Duration::from_secs(1);
+        assert_eq!(
+            again.labels(),
+            vec![
+                ("half".to_owned(), Some(next)),
+                ("nano".to_owned(), Some(next)),
+                ("old".to_owned(), Some(UNIX_EPOCH)),
+                ("whole".to_owned(), Some(second)),
+            ]
+        );
+        // Each key lives at least as long as given, and at most a second more.
+        for ((label, before), (_, after)) in set.labels().into_iter().zip(again.labels()) {
+            let (before, after) = (before.unwrap(), after.unwrap());
+            let given = before.max(UNIX_EPOCH);
+            let later = after.duration_since(given);
+            assert!(later.is_ok_and(|d| d < Duration::from_secs(1)), "{label}");
+        }
+        // A second round trip changes nothing.
+        assert_eq!(serde_json::to_string(&again).unwrap(), json);
     }
 
     #[cfg(feature = "serde")]
