@@ -259,6 +259,18 @@ impl KeySet {
         labels
     }
 
+    /// Whether both sets hold the same keys under the same labels and
+    /// expiries (what a reload log reports as "changed").
+    #[cfg(feature = "watch")]
+    pub(crate) fn same_keys(&self, other: &KeySet) -> bool {
+        self.len() == other.len()
+            && self.by_digest.iter().all(|(digest, entry)| {
+                other.by_digest.get(digest).is_some_and(|theirs| {
+                    theirs.label == entry.label && theirs.expires_at == entry.expires_at
+                })
+            })
+    }
+
     /// The entry whose digest equals `digest`. The map's own probing and
     /// key comparison are not constant-time; what they could reveal is how
     /// the SHA-256 of the attacker's own input relates to stored digests,
@@ -310,7 +322,9 @@ impl Serialize for KeySet {
 #[cfg(feature = "serde")]
 fn unix_seconds_rounded_up(at: SystemTime) -> u64 {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    since.as_secs().saturating_add(u64::from(since.subsec_nanos() > 0))
+    since
+        .as_secs()
+        .saturating_add(u64::from(since.subsec_nanos() > 0))
 }
 
 #[cfg(feature = "serde")]
