@@ -130,12 +130,18 @@
 //!
 //! The comparison of a plaintext `api_key` takes time that depends only on
 //! the length of the key the client sent: not on how many leading bytes
-//! matched, nor on the configured key's length (`SECURITY.md` says how
-//! this is tested). Configuring a digest key or a
+//! matched, nor on the configured key's length, even with its memory out
+//! of cache (every plaintext key up to 4096 bytes lives in a buffer of the
+//! same size; a longer one counts as no key). `SECURITY.md` says how this
+//! is tested. Configuring a digest key or a
 //! [`KeySet`] adds one SHA-256 of the presented key per request, whose time
 //! likewise depends only on the presented length.
-//! `Debug` output of every type here redacts the key, and neither responses
-//! nor log lines ever contain a presented or configured key.
+//!
+//! Key material is wiped when dropped: the configured key ([`ApiKey`]) and
+//! its comparison buffer, key-set digests, the config a reload replaces and
+//! every copy the crate makes. `Debug` output of every type here redacts
+//! the key, and neither responses nor log lines ever contain a presented or
+//! configured key.
 //!
 //! # Many replicas, one key store
 //!
