@@ -177,12 +177,16 @@ mod tests {
             "123456789",
         ] {
             assert!(
-                ConfiguredKey::new(key.as_bytes()).unwrap().matches(key.as_bytes()),
+                ConfiguredKey::new(key.as_bytes())
+                    .unwrap()
+                    .matches(key.as_bytes()),
                 "{key}"
             );
         }
         let long = "x".repeat(1000);
-        assert!(ConfiguredKey::new(long.as_bytes()).unwrap().matches(long.as_bytes()));
+        assert!(ConfiguredKey::new(long.as_bytes())
+            .unwrap()
+            .matches(long.as_bytes()));
     }
 
     #[test]
@@ -279,6 +283,9 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
-        assert_eq!(format!("{:?}", ConfiguredKey::new(b"secret").unwrap()), "<redacted>");
+        assert_eq!(
+            format!("{:?}", ConfiguredKey::new(b"secret").unwrap()),
+            "<redacted>"
+        );
     }
 }
