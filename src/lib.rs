@@ -122,9 +122,11 @@
 //!   [`Authenticated::label`].
 //! - `api_key` (and key set entries) may be a `sha256:<hex>` digest
 //!   ([`key_digest`]), so config files need not hold plaintext keys.
-//! - [`ProxyAuthLayer::query_key`]: accept `?key=` as a last source.
-//! - [`ProxyAuthLayer::strip_credentials`]: remove the key headers before the
-//!   inner service (your upstream client) sees the request.
+//! - [`ProxyAuthLayer::query_key`]: accept `?key=` (any ASCII case, name
+//!   percent-decoded once) as a last source.
+//! - [`ProxyAuthLayer::strip_credentials`]: remove the key headers,
+//!   `Proxy-Authorization` and any `?key=` before the inner service (your
+//!   upstream client) sees the request.
 //!
 //! # Security
 //!
