@@ -33,8 +33,9 @@
 //!   `all_except_health`) gets no upstream key. In mode `off` (which `auto`
 //!   is on loopback) nothing is authenticated: there the key header the
 //!   client sent picks where the upstream key goes, and the forwarder
-//!   removes the three headers and any `key` query parameter itself, so a
-//!   client's key never goes upstream in any mode. `off` means anyone who
+//!   removes the three headers, `Proxy-Authorization` and any `key` query
+//!   parameter (`KEY`, `k%65y`, ...) itself, so a client's key never goes
+//!   upstream in any mode. `off` means anyone who
 //!   reaches the proxy spends the upstream key: use `all_except_health` or
 //!   `strict`.
 //! - **Streaming.** Both bodies are passed frame by frame (hyper's
@@ -119,10 +120,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 const X_PROXY_ERROR: HeaderName = HeaderName::from_static("x-proxy-error");
-const KEY_HEADERS: [HeaderName; 3] = [
+/// The key headers, and `Proxy-Authorization`: addressed to this proxy
+/// (RFC 9110 §11.7.2), never to the upstream.
+const KEY_HEADERS: [HeaderName; 4] = [
     header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     HeaderName::from_static("x-goog-api-key"),
+    header::PROXY_AUTHORIZATION,
 ];
 
 /// The forward example's service: `ProxyAuthLayer` (stripping the client's

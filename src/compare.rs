@@ -1,20 +1,38 @@
 //! Constant-time key comparison that hides the configured key's length.
 //!
 //! `subtle`'s slice comparison returns early when the lengths differ, which
-//! tells an attacker the key's length from the response time. Here the
-//! configured key is stored once, zero-padded to a power-of-two capacity, and
-//! every comparison reads exactly as many bytes as were *presented*, wrapping
-//! around the padded buffer. So the work depends only on the presented key's
-//! length, which the attacker chose and already knows: not on where the
-//! first differing byte is, nor on the configured key's length. The verdict
-//! (bytes equal, lengths equal) is combined through `subtle::Choice`, so the
-//! compiler cannot turn it back into an early exit.
+//! tells an attacker the key's length from the response time. Here every
+//! plaintext configured key, whatever its length, is stored zero-padded in
+//! one buffer of the same fixed size ([`MAX_KEY_LEN`] bytes, aligned to a
+//! cache line), and every comparison reads exactly as many bytes as were
+//! *presented*, wrapping around that buffer. So the work, and the memory
+//! touched (which cache lines, hence how many may miss), depend only on the
+//! presented key's length, which the attacker chose and already knows: not
+//! on where the first differing byte is, nor on the configured key's
+//! length. The verdict (bytes equal, lengths equal) is combined through
+//! `subtle::Choice`, so the compiler cannot turn it back into an early exit.
+//!
+//! A buffer sized after the key (a power of two per length bucket) was the
+//! earlier design: with the buffers out of cache, a long presented key took
+//! measurably longer against a long configured key, as it touched more
+//! cache lines. One size for all closes that.
+//!
+//! The key is wiped from the buffer (and a digest from its array) when the
+//! value is dropped, clones included.
 
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
-/// Smallest padded capacity: keys up to 64 bytes share one buffer size, so
-/// even the buffer's size says nothing about typical key lengths.
-const MIN_CAPACITY: usize = 64;
+/// The longest plaintext configured key: the size of the one buffer every
+/// plaintext key lives in. Longer keys are refused (see `Policy::build`):
+/// giving them a larger buffer would tell their length class apart.
+pub(crate) const MAX_KEY_LEN: usize = 4096;
+
+/// The padded key. Aligned so a key's first bytes sit in one cache line
+/// wherever the allocator puts the buffer.
+#[derive(Clone)]
+#[repr(C, align(64))]
+pub(crate) struct Padded([u8; MAX_KEY_LEN]);
 
 /// The configured key in the shape the comparison needs: the plaintext
 /// padded as described above, or only its SHA-256 digest when the config
@@ -22,21 +40,29 @@ const MIN_CAPACITY: usize = 64;
 #[derive(Clone)]
 pub(crate) enum ConfiguredKey {
     Plain {
-        padded: Box<[u8]>,
+        padded: Box<Padded>,
         len: usize,
     },
     #[cfg(feature = "key-set")]
-    Digest([u8; 32]),
+    Digest(Box<[u8; 32]>),
 }
 
 impl ConfiguredKey {
-    pub(crate) fn new(key: &[u8]) -> Self {
-        let capacity = key.len().max(MIN_CAPACITY).next_power_of_two();
-        let mut padded = vec![0u8; capacity].into_boxed_slice();
-        padded[..key.len()].copy_from_slice(key);
-        ConfiguredKey::Plain {
+    /// The key, or `None` when it is longer than [`MAX_KEY_LEN`].
+    pub(crate) fn new(key: &[u8]) -> Option<Self> {
+        let mut padded = Box::new(Padded([0u8; MAX_KEY_LEN]));
+        padded.0.get_mut(..key.len())?.copy_from_slice(key);
+        Some(ConfiguredKey::Plain {
             padded,
             len: key.len(),
+        })
+    }
+
+    /// No key: nothing matches it (the layer refuses before comparing).
+    pub(crate) fn empty() -> Self {
+        ConfiguredKey::Plain {
+            padded: Box::new(Padded([0u8; MAX_KEY_LEN])),
+            len: 0,
         }
     }
 
@@ -44,9 +70,14 @@ impl ConfiguredKey {
     /// configured key no client could send (bytes outside key text).
     pub(crate) fn unmatchable() -> Self {
         ConfiguredKey::Plain {
-            padded: vec![0u8; MIN_CAPACITY].into_boxed_slice(),
+            padded: Box::new(Padded([0u8; MAX_KEY_LEN])),
             len: usize::MAX,
         }
+    }
+
+    #[cfg(feature = "key-set")]
+    pub(crate) fn digest(digest: [u8; 32]) -> Self {
+        ConfiguredKey::Digest(Box::new(digest))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -67,27 +98,43 @@ impl ConfiguredKey {
             // A digest may stand for any bytes; only key text is a key
             // (a plain configured key is key text by construction).
             ConfiguredKey::Digest(digest) => {
-                bool::from(crate::digest::sha256(presented).ct_eq(digest))
-                    && crate::extract::is_key_text(presented)
+                let mut of_presented = crate::digest::sha256(presented);
+                let equal = bool::from(of_presented.ct_eq(&**digest));
+                of_presented.zeroize();
+                equal && crate::extract::is_key_text(presented)
             }
         }
     }
 }
 
-fn matches_padded(padded: &[u8], len: usize, presented: &[u8]) -> bool {
-    let mask = padded.len() - 1;
+impl Drop for ConfiguredKey {
+    fn drop(&mut self) {
+        match self {
+            ConfiguredKey::Plain { padded, len } => {
+                padded.0.zeroize();
+                len.zeroize();
+            }
+            #[cfg(feature = "key-set")]
+            ConfiguredKey::Digest(digest) => digest.zeroize(),
+        }
+    }
+}
+
+fn matches_padded(padded: &Padded, len: usize, presented: &[u8]) -> bool {
+    const MASK: usize = MAX_KEY_LEN - 1;
+    let padded = &padded.0;
     let mut diff: u64 = 0;
     let mut offset = 0;
     let mut chunks = presented.chunks_exact(8);
     for chunk in &mut chunks {
-        diff |= word(chunk) ^ window(padded, offset & mask);
+        diff |= word(chunk) ^ window(padded, offset & MASK);
         offset += 8;
     }
-    // The tail, zero-filled to a word, against a whole window: past the
-    // configured key the buffer holds zeros, so equal keys still give 0,
-    // and where the configured key is longer the lengths differ anyway.
+    // The tail byte by byte: past the configured key the buffer holds
+    // zeros, so equal keys still give 0, and where the configured key is
+    // longer the lengths differ anyway.
     for (i, &byte) in chunks.remainder().iter().enumerate() {
-        diff |= u64::from(byte ^ padded[(offset + i) & mask]);
+        diff |= u64::from(byte ^ padded[(offset + i) & MASK]);
     }
     // One verdict word: any differing bit or any length difference makes
     // it non-zero. Folding before the single `ct_eq` keeps it branch-free.
@@ -101,9 +148,9 @@ fn word(bytes: &[u8]) -> u64 {
     u64::from_ne_bytes(buf)
 }
 
-/// The 8 bytes at `at`. The capacity is a power of two >= 64 and `at` a
-/// multiple of 8 below it, so the window is always in bounds.
-fn window(padded: &[u8], at: usize) -> u64 {
+/// The 8 bytes at `at`. The size is a power of two and `at` a multiple of
+/// 8 below it, so the window is always in bounds.
+fn window(padded: &[u8; MAX_KEY_LEN], at: usize) -> u64 {
     word(&padded[at..at + 8])
 }
 
@@ -130,20 +177,24 @@ mod tests {
             "123456789",
         ] {
             assert!(
-                ConfiguredKey::new(key.as_bytes()).matches(key.as_bytes()),
+                ConfiguredKey::new(key.as_bytes())
+                    .unwrap()
+                    .matches(key.as_bytes()),
                 "{key}"
             );
         }
         let long = "x".repeat(1000);
-        assert!(ConfiguredKey::new(long.as_bytes()).matches(long.as_bytes()));
+        assert!(ConfiguredKey::new(long.as_bytes())
+            .unwrap()
+            .matches(long.as_bytes()));
     }
 
     #[test]
     fn keys_of_every_length_match_themselves_only() {
-        let lengths = (1..=130).chain([255, 256, 257, 511, 512, 1023, 1024, 1025]);
+        let lengths = (1..=130).chain([255, 256, 257, 1023, 1024, 1025, 4095, MAX_KEY_LEN]);
         for len in lengths {
             let key: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            let configured = ConfiguredKey::new(&key);
+            let configured = ConfiguredKey::new(&key).unwrap();
             assert!(
                 configured.matches(&key),
                 "a {len}-byte key must match itself"
@@ -164,7 +215,7 @@ mod tests {
     #[test]
     fn every_single_byte_difference_is_caught() {
         let key = b"sk-0123456789abcdef0123456789abcdef";
-        let configured = ConfiguredKey::new(key);
+        let configured = ConfiguredKey::new(key).unwrap();
         for i in 0..key.len() {
             let mut wrong = *key;
             wrong[i] ^= 0x01;
@@ -177,33 +228,53 @@ mod tests {
 
     #[test]
     fn prefixes_extensions_and_padding_do_not_match() {
-        let configured = ConfiguredKey::new(b"sk-abc");
+        let configured = ConfiguredKey::new(b"sk-abc").unwrap();
         assert!(!configured.matches(b"sk-ab"));
         assert!(!configured.matches(b"sk-abcd"));
         // The padding is zeros: a presented key with trailing NULs must not
         // be mistaken for the key followed by padding.
         assert!(!configured.matches(b"sk-abc\0\0"));
         // Wrapping around the buffer must not alias a longer key onto it.
-        let mut wrapped = vec![0u8; 64];
+        let mut wrapped = vec![0u8; MAX_KEY_LEN];
         wrapped[..6].copy_from_slice(b"sk-abc");
         wrapped.extend_from_slice(b"sk-abc");
         assert!(!configured.matches(&wrapped));
     }
 
     #[test]
+    fn keys_longer_than_the_buffer_are_refused() {
+        assert!(ConfiguredKey::new(&[b'k'; MAX_KEY_LEN + 1]).is_none());
+        let full = ConfiguredKey::new(&[b'k'; MAX_KEY_LEN]).unwrap();
+        assert!(full.matches(&[b'k'; MAX_KEY_LEN]));
+        // Twice around the buffer: the bytes agree, the length does not.
+        assert!(!full.matches(&[b'k'; 2 * MAX_KEY_LEN]));
+    }
+
+    #[test]
+    fn unmatchable_matches_nothing() {
+        let nothing = ConfiguredKey::unmatchable();
+        assert!(!nothing.is_empty());
+        for presented in [&b"k"[..], &[0u8; 8], &[0u8; MAX_KEY_LEN]] {
+            assert!(!nothing.matches(presented));
+        }
+    }
+
+    #[test]
     fn empty_never_matches() {
-        assert!(!ConfiguredKey::new(b"").matches(b""));
-        assert!(!ConfiguredKey::new(b"k").matches(b""));
-        assert!(ConfiguredKey::new(b"").is_empty());
+        assert!(!ConfiguredKey::empty().matches(b""));
+        assert!(!ConfiguredKey::empty().matches(b"k"));
+        assert!(!ConfiguredKey::new(b"k").unwrap().matches(b""));
+        assert!(ConfiguredKey::empty().is_empty());
+        assert!(ConfiguredKey::new(b"").unwrap().is_empty());
     }
 
     #[cfg(feature = "key-set")]
     #[test]
     fn digest_keys_match_their_preimage_only() {
-        let configured = ConfiguredKey::Digest(crate::digest::sha256(b"sk-d"));
+        let configured = ConfiguredKey::digest(crate::digest::sha256(b"sk-d"));
         assert!(configured.matches(b"sk-d"));
         let not_text = "sk-\u{e9}".as_bytes();
-        let of_not_text = ConfiguredKey::Digest(crate::digest::sha256(not_text));
+        let of_not_text = ConfiguredKey::digest(crate::digest::sha256(not_text));
         assert!(!of_not_text.matches(not_text), "only key text is a key");
         assert!(!configured.matches(b"sk-e"));
         assert!(!configured.matches(b""));
@@ -212,6 +283,9 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
-        assert_eq!(format!("{:?}", ConfiguredKey::new(b"secret")), "<redacted>");
+        assert_eq!(
+            format!("{:?}", ConfiguredKey::new(b"secret").unwrap()),
+            "<redacted>"
+        );
     }
 }

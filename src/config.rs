@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
-use crate::ProxyAuthMode;
+use crate::{ApiKey, ProxyAuthMode};
 
 /// The proxy's auth settings, as written in a config file or built in code.
 ///
@@ -44,8 +44,10 @@ pub struct ProxySecurityConfig {
     /// The key clients must present. Surrounding whitespace is ignored when
     /// the key is compared (an HTTP header value cannot carry it anyway); an
     /// empty or all-whitespace key with auth enabled denies every request
-    /// that needs a key.
-    pub api_key: String,
+    /// that needs a key. Wiped from memory when dropped (see [`ApiKey`]).
+    /// Plaintext keys may be up to 4096 bytes long (after trimming); a longer
+    /// one is refused like an empty one, with an error log.
+    pub api_key: ApiKey,
     /// Whether the proxy listens beyond loopback; only consulted by
     /// [`ProxyAuthMode::Auto`] and by [`check_listen_addr`](Self::check_listen_addr).
     #[cfg_attr(feature = "serde", serde(default))]
@@ -55,7 +57,7 @@ pub struct ProxySecurityConfig {
 impl ProxySecurityConfig {
     /// A config with the given mode and key, LAN access off.
     #[must_use]
-    pub fn new(auth_mode: ProxyAuthMode, api_key: impl Into<String>) -> Self {
+    pub fn new(auth_mode: ProxyAuthMode, api_key: impl Into<ApiKey>) -> Self {
         ProxySecurityConfig {
             auth_mode,
             api_key: api_key.into(),
@@ -195,11 +197,11 @@ pub fn generate_api_key() -> String {
 #[cfg(feature = "generate-key")]
 #[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
 pub fn try_generate_api_key() -> Result<String, KeyGenError> {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(KeyGenError)?;
+    let mut random = zeroize::Zeroizing::new([0u8; 16]);
+    getrandom::fill(&mut random[..]).map_err(KeyGenError)?;
     let mut key = String::with_capacity(3 + 32);
     key.push_str("sk-");
-    crate::digest::push_hex(&mut key, &random);
+    crate::digest::push_hex(&mut key, &random[..]);
     Ok(key)
 }
 

@@ -12,12 +12,14 @@ use std::sync::Arc;
 
 use http::{Method, Request};
 
-use crate::compare::ConfiguredKey;
+use crate::compare::{ConfiguredKey, MAX_KEY_LEN};
 use crate::digest::{classify, KeyText};
 use crate::extract::{is_key_text, presented_key, KeyProblem, KeySource, Presented};
 #[cfg(feature = "key-set")]
 use crate::{digest::sha256, KeySet};
 use crate::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
+#[cfg(feature = "key-set")]
+use zeroize::{Zeroize, Zeroizing};
 
 /// The verdict on one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,7 +179,17 @@ impl Policy {
         let trimmed = config.api_key.trim();
         let key = match classify(trimmed) {
             KeyText::Plain if is_key_text(trimmed.as_bytes()) => {
-                ConfiguredKey::new(trimmed.as_bytes())
+                ConfiguredKey::new(trimmed.as_bytes()).unwrap_or_else(|| {
+                    // Fail closed, like a malformed digest: a longer key
+                    // would need a larger buffer, whose size the timing of
+                    // a comparison could tell apart from everyone else's.
+                    tracing::error!(
+                        target: "proxy_auth",
+                        max_len = MAX_KEY_LEN,
+                        "configured api_key is longer than {MAX_KEY_LEN} bytes, the longest a comparison covers in constant time; treating the key as unset, so requests that need a key are refused. Use a shorter key (generate_api_key makes 35 bytes) or its sha256:<hex> digest"
+                    );
+                    ConfiguredKey::empty()
+                })
             }
             KeyText::Plain => {
                 // Presented keys are refused unless they are key text, so
@@ -189,7 +201,7 @@ impl Policy {
                 ConfiguredKey::unmatchable()
             }
             #[cfg(feature = "key-set")]
-            KeyText::Digest(digest) => ConfiguredKey::Digest(digest),
+            KeyText::Digest(digest) => ConfiguredKey::digest(digest),
             KeyText::BadDigest => {
                 // Fail closed: a mistyped digest must not turn into a
                 // plaintext key that whoever reads the config could send.
@@ -203,7 +215,7 @@ impl Policy {
                     target: "proxy_auth",
                     "configured api_key is a sha256 digest, which needs proxy-auth's `key-set` feature; treating the key as unset, so requests that need a key are refused"
                 );
-                ConfiguredKey::new(b"")
+                ConfiguredKey::empty()
             }
         };
         #[cfg(feature = "key-set")]
@@ -263,7 +275,10 @@ impl Policy {
             // Both checks always run, so the time does not tell whether the
             // default key or a named one matched. A key-set entry wins over
             // an equal api_key, so its expiry and label apply.
-            if let Some(entry) = self.keys.lookup(&sha256(key)) {
+            let mut digest = sha256(key);
+            let entry = self.keys.lookup(&digest);
+            digest.zeroize();
+            if let Some(entry) = entry {
                 // A digest may stand for any bytes; only key text is a key.
                 let problem = if !is_key_text(key) {
                     Some(KeyProblem::NotAscii)
@@ -301,10 +316,10 @@ fn warn_about_overlap(key: &ConfiguredKey, trimmed: &str, keys: &KeySet) {
     if keys.is_empty() || key.is_empty() {
         return;
     }
-    let digest = match key {
-        ConfiguredKey::Digest(digest) => *digest,
+    let digest = Zeroizing::new(match key {
+        ConfiguredKey::Digest(digest) => **digest,
         ConfiguredKey::Plain { .. } => sha256(trimmed.as_bytes()),
-    };
+    });
     if let Some(entry) = keys.lookup(&digest) {
         tracing::warn!(
             target: "proxy_auth",

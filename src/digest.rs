@@ -83,7 +83,7 @@ fn parse_hex32(hex: &[u8]) -> Option<[u8; 32]> {
 #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
 #[must_use]
 pub fn key_digest(key: &str) -> String {
-    digest_string(&sha256(key.trim().as_bytes()))
+    digest_string(&zeroize::Zeroizing::new(sha256(key.trim().as_bytes())))
 }
 
 /// `sha256:<64 lowercase hex>`, the form [`classify`] reads back.

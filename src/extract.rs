@@ -7,7 +7,7 @@
 //! carrying a bogus `Authorization` be authorised by some other header a
 //! client library added, and it makes 401s impossible to explain.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::uri::{PathAndQuery, Uri};
 use http::Request;
 
@@ -21,7 +21,8 @@ pub enum KeySource {
     XApiKey,
     /// `x-goog-api-key` (Gemini style).
     XGoogApiKey,
-    /// The `key` query parameter (Gemini REST style); only read when
+    /// The `key` query parameter (Gemini REST style), in any ASCII case and
+    /// with its name percent-decoded once (`KEY`, `k%65y`); only read when
     /// [`ProxyAuthLayer::query_key`](crate::ProxyAuthLayer::query_key) is on.
     QueryKey,
 }
@@ -122,7 +123,8 @@ impl Presented<'_> {
 }
 
 /// Reads the key from the first present header, then (if `query` is given,
-/// i.e. query keys are enabled) from the `key` query parameter.
+/// i.e. query keys are enabled) from the key parameter ([`is_key_param`]):
+/// two of those, in whatever spellings, are a duplicate.
 pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
     // `Authorization` is a standard header, so its lookup hashes one byte.
     // The two custom names would each be hashed byte by byte, which costs
@@ -163,7 +165,7 @@ pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) 
         return Presented::Missing;
     };
     let mut found = None;
-    for value in query_values(query, QUERY_KEY) {
+    for value in key_param_values(query) {
         if found.is_some() {
             return Presented::Unusable {
                 source: KeySource::QueryKey,
@@ -183,6 +185,7 @@ pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) 
 static AUTHORIZATION_NAME: HeaderName = AUTHORIZATION;
 static X_API_KEY_NAME: HeaderName = X_API_KEY;
 static X_GOOG_API_KEY_NAME: HeaderName = X_GOOG_API_KEY;
+static PROXY_AUTHORIZATION_NAME: HeaderName = PROXY_AUTHORIZATION;
 pub(crate) static HEADER_SOURCES: [(KeySource, &HeaderName); 3] = [
     (KeySource::Authorization, &AUTHORIZATION_NAME),
     (KeySource::XApiKey, &X_API_KEY_NAME),
@@ -212,14 +215,58 @@ pub(crate) fn api_key_headers(headers: &HeaderMap) -> [Option<(&HeaderValue, boo
 /// The query parameter name Gemini's REST API uses for keys.
 pub(crate) const QUERY_KEY: &str = "key";
 
-/// The raw (not percent-decoded) values of parameter `name`.
-pub(crate) fn query_values<'a>(
-    query: &'a str,
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    query.split('&').filter_map(move |pair| {
-        let (key, value) = split_pair(pair);
-        (key == name).then_some(value)
+/// Whether a query parameter, by its raw `name`, is the key parameter:
+/// `name` percent-decoded once equals [`QUERY_KEY`] in any ASCII case, so
+/// `key`, `KEY`, `k%65y` and `%4B%45%59` all are, while `keys`, `key%00`
+/// and the double-encoded `%2565y` are not.
+///
+/// The one predicate serves both reading ([`presented_key`]) and stripping
+/// ([`strip_credentials`]): an upstream that decodes or case-folds names
+/// must never be handed a key parameter this layer did not see, and a
+/// request must not carry two spellings that different parsers would pick
+/// differently. A `%` not followed by two hex digits is kept as the byte
+/// `%` (as WHATWG URL parsing does), and `+` is not decoded: neither can
+/// occur in `key`, so no reading of them makes a name the key parameter.
+pub(crate) fn is_key_param(name: &str) -> bool {
+    let name = name.as_bytes();
+    // `key` is 3 bytes decoded, at most 9 encoded: anything else is not it,
+    // however long, without looking further.
+    if !(QUERY_KEY.len()..=3 * QUERY_KEY.len()).contains(&name.len()) {
+        return false;
+    }
+    let mut expected = QUERY_KEY.as_bytes().iter();
+    let mut rest = name;
+    while let [first, after @ ..] = rest {
+        let (byte, after) = match (first, after) {
+            (b'%', [hi, lo, after @ ..]) => match (hex_digit(*hi), hex_digit(*lo)) {
+                (Some(hi), Some(lo)) => ((hi << 4) | lo, after),
+                _ => (b'%', &rest[1..]),
+            },
+            _ => (*first, after),
+        };
+        match expected.next() {
+            Some(want) if byte.eq_ignore_ascii_case(want) => rest = after,
+            _ => return false,
+        }
+    }
+    expected.next().is_none()
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The raw (not percent-decoded) values of every key parameter
+/// ([`is_key_param`]), in order.
+pub(crate) fn key_param_values(query: &str) -> impl Iterator<Item = &str> {
+    query.split('&').filter_map(|pair| {
+        let (name, value) = split_pair(pair);
+        is_key_param(name).then_some(value)
     })
 }
 
@@ -275,24 +322,30 @@ pub(crate) fn strip_bearer(value: &[u8]) -> &[u8] {
 
 /// Removes every place a key can travel in, not only the one that was
 /// read: a client that sends the proxy's key twice must not leak the copy.
-pub(crate) fn strip_credentials<B>(request: &mut Request<B>, query_key: bool) {
+///
+/// That is the three key headers, `Proxy-Authorization` (addressed to a
+/// proxy, RFC 9110 §11.7.2, so never meant for an upstream API, though it
+/// is never read as a key) and every key parameter ([`is_key_param`]) of
+/// the query, whether or not `query_key` is on.
+pub(crate) fn strip_credentials<B>(request: &mut Request<B>) {
     let headers = request.headers_mut();
     for (_, name) in &HEADER_SOURCES {
         headers.remove(*name);
     }
-    if query_key {
-        strip_query_key(request.uri_mut());
-    }
+    headers.remove(&PROXY_AUTHORIZATION_NAME);
+    strip_key_params(request.uri_mut());
 }
 
-fn strip_query_key(uri: &mut Uri) {
+fn strip_key_params(uri: &mut Uri) {
     let Some(query) = uri.query() else { return };
-    if query_values(query, QUERY_KEY).next().is_none() {
+    // Most requests carry no key parameter: leave their URI as it is,
+    // without allocating.
+    if key_param_values(query).next().is_none() {
         return;
     }
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| split_pair(pair).0 != QUERY_KEY)
+        .filter(|pair| !is_key_param(split_pair(pair).0))
         .collect();
     let mut path_and_query = String::from(uri.path());
     if !kept.is_empty() {
@@ -449,11 +502,176 @@ mod tests {
                 problem: KeyProblem::Empty
             }
         );
-        // Only the exact name counts.
+        // Only names that decode to `key` count.
         assert_eq!(
-            presented_key(&none, Some("apikey=k&xkey=k&key_=k")),
+            presented_key(
+                &none,
+                Some("apikey=k&xkey=k&key_=k&keys=k&key%00=k&%2565y=k")
+            ),
             Presented::Missing
         );
+    }
+
+    #[test]
+    fn key_param_names_decode_once_and_ignore_ascii_case() {
+        for name in [
+            "key",
+            "KEY",
+            "Key",
+            "kEy",
+            "k%65y",
+            "k%65Y",
+            "%6B%65%79",
+            "%6b%65%79",
+            "%4b%45%59",
+            "%4B%45%59",
+            "ke%79",
+            "%6bey",
+            "%4Bey",
+        ] {
+            assert!(is_key_param(name), "{name}");
+        }
+        for name in [
+            "",
+            "k",
+            "ke",
+            "keys",
+            "key%00",
+            "%00key",
+            "key ",
+            " key",
+            "ke y",
+            "ke+y",
+            "+key",
+            "key+",
+            "%2565y",
+            "%256B%2565%2579",
+            "k%65",
+            "k%6",
+            "k%",
+            "%key",
+            "key%",
+            "%6",
+            "%",
+            "%%",
+            "%zz",
+            "k%zzy",
+            "k%e5y",
+            "k%6gy",
+            "k%g5y",
+            "%6B%65%79%",
+            "%6B%65%79%00",
+            "%6B%65%79%6B",
+            "kéy",
+            "ке",
+            "кey",
+            "k\u{0}y",
+            "keyk",
+            "kkey",
+            "apikey",
+            "key_",
+            "x-api-key",
+        ] {
+            assert!(!is_key_param(name), "{name}");
+        }
+        // Never a panic, whatever the bytes: multi-byte characters around
+        // a `%`, cut sequences, and names far longer than `key`.
+        for name in [
+            "%é",
+            "%\u{10FFFF}",
+            "é%",
+            "%6é",
+            "%é6",
+            "€%65y",
+            "k%65€",
+            "%%%%%%%%%",
+        ] {
+            assert!(!is_key_param(name), "{name}");
+        }
+        let long = "%6B%65%79".repeat(10_000);
+        assert!(!is_key_param(&long));
+        assert!(!is_key_param(&"k".repeat(1 << 20)));
+        assert!(!is_key_param(&format!("{}key", "%".repeat(6))));
+    }
+
+    #[test]
+    fn every_spelling_of_the_key_param_is_read_and_two_are_a_duplicate() {
+        let none = HeaderMap::new();
+        for query in [
+            "KEY=k1",
+            "alt=sse&Key=k1",
+            "k%65y=k1",
+            "%6B%65%79=k1&x=1",
+            "%4b%45%59=k1",
+        ] {
+            assert_eq!(
+                presented_key(&none, Some(query)),
+                Presented::Key {
+                    source: KeySource::QueryKey,
+                    key: b"k1"
+                },
+                "{query}"
+            );
+        }
+        // The value is compared as sent, not decoded.
+        assert_eq!(
+            presented_key(&none, Some("KEY=k%31")),
+            Presented::Key {
+                source: KeySource::QueryKey,
+                key: b"k%31"
+            }
+        );
+        for query in [
+            "key=a&KEY=a",
+            "KEY=a&k%65y=b",
+            "Key&key=a",
+            "%6b%65%79=&kEy=x",
+        ] {
+            assert_eq!(
+                presented_key(&none, Some(query)),
+                Presented::Unusable {
+                    source: KeySource::QueryKey,
+                    problem: KeyProblem::Duplicate
+                },
+                "{query}"
+            );
+        }
+    }
+
+    fn stripped(uri: &str, headers: &[(&str, &[u8])]) -> (String, Vec<String>) {
+        let mut request = Request::new(());
+        *request.uri_mut() = Uri::try_from(uri).unwrap();
+        for (name, value) in headers {
+            request.headers_mut().append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        strip_credentials(&mut request);
+        let names = request.headers().keys().map(ToString::to_string).collect();
+        (request.uri().to_string(), names)
+    }
+
+    #[test]
+    fn stripping_removes_proxy_authorization_and_every_key_param() {
+        let (uri, names) = stripped(
+            "/v1?a=1&KEY=k&keys=2&k%65y=k&key%00=3&%4b%45%59=k&monkey=4&%2565y=5&key",
+            &[
+                ("proxy-authorization", b"Basic dTpw"),
+                ("Proxy-Authorization", b"Bearer k"),
+                ("authorization", b"Bearer k"),
+                ("x-api-key", b"k"),
+                ("x-goog-api-key", b"k"),
+                ("content-type", b"application/json"),
+            ],
+        );
+        assert_eq!(uri, "/v1?a=1&keys=2&key%00=3&monkey=4&%2565y=5");
+        assert_eq!(names, ["content-type"]);
+        // Only key params: the query goes, the path stays.
+        assert_eq!(stripped("http://h/p?Key=k", &[]).0, "http://h/p");
+        // No key param: the URI is untouched, byte for byte.
+        let odd = "/p?a=%zz&b=%&&=&c=k%65y&keys";
+        assert_eq!(stripped(odd, &[]).0, odd);
     }
 
     #[test]

@@ -23,6 +23,8 @@ use std::time::{Duration, UNIX_EPOCH};
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::digest::{classify, sha256, KeyText};
 
 /// Why a key could not be added to a [`KeySet`].
@@ -93,9 +95,56 @@ impl Entry {
 /// ```
 #[derive(Clone, Default)]
 pub struct KeySet {
-    by_digest: HashMap<[u8; 32], Entry>,
+    by_digest: HashMap<StoredDigest, Entry>,
     // So replacing or removing a label is O(1), not a scan of every key.
-    by_label: HashMap<Arc<str>, [u8; 32]>,
+    by_label: HashMap<Arc<str>, StoredDigest>,
+}
+
+/// A key's digest, on the heap once and shared by both maps and by every
+/// clone of the set, wiped when the last of them lets go. Not inline in the
+/// maps: a map that grows moves its entries and frees the old table, which
+/// would leave copies behind.
+#[derive(Clone)]
+struct StoredDigest(Arc<DigestBytes>);
+
+struct DigestBytes([u8; 32]);
+
+impl Drop for DigestBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl StoredDigest {
+    fn new(digest: &[u8; 32]) -> Self {
+        StoredDigest(Arc::new(DigestBytes(*digest)))
+    }
+
+    fn bytes(&self) -> &[u8; 32] {
+        &self.0 .0
+    }
+}
+
+// Hashed and compared as the bytes, so the maps can be queried with a
+// plain `&[u8; 32]` (the `Borrow` contract).
+impl std::hash::Hash for StoredDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl PartialEq for StoredDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for StoredDigest {}
+
+impl std::borrow::Borrow<[u8; 32]> for StoredDigest {
+    fn borrow(&self) -> &[u8; 32] {
+        self.bytes()
+    }
 }
 
 impl KeySet {
@@ -140,11 +189,12 @@ impl KeySet {
             return Err(KeySetError::EmptyKey(label));
         }
         let key = key.trim();
-        let digest = match classify(key) {
+        let digest: Zeroizing<[u8; 32]> = Zeroizing::new(match classify(key) {
             KeyText::Digest(digest) => digest,
             KeyText::BadDigest => return Err(KeySetError::BadDigest(label)),
             KeyText::Plain => sha256(key.as_bytes()),
-        };
+        });
+        let digest = StoredDigest::new(&digest);
         if let Some(existing) = self.by_digest.get(&digest) {
             if *existing.label != *label {
                 return Err(KeySetError::DuplicateKey {
@@ -155,7 +205,7 @@ impl KeySet {
         }
         self.remove(&label);
         let label: Arc<str> = label.into();
-        self.by_label.insert(Arc::clone(&label), digest);
+        self.by_label.insert(Arc::clone(&label), digest.clone());
         self.by_digest.insert(digest, Entry { label, expires_at });
         Ok(())
     }
@@ -209,6 +259,18 @@ impl KeySet {
         labels
     }
 
+    /// Whether both sets hold the same keys under the same labels and
+    /// expiries (what a reload log reports as "changed").
+    #[cfg(feature = "watch")]
+    pub(crate) fn same_keys(&self, other: &KeySet) -> bool {
+        self.len() == other.len()
+            && self.by_digest.iter().all(|(digest, entry)| {
+                other.by_digest.get(digest).is_some_and(|theirs| {
+                    theirs.label == entry.label && theirs.expires_at == entry.expires_at
+                })
+            })
+    }
+
     /// The entry whose digest equals `digest`. The map's own probing and
     /// key comparison are not constant-time; what they could reveal is how
     /// the SHA-256 of the attacker's own input relates to stored digests,
@@ -230,7 +292,8 @@ impl fmt::Debug for KeySet {
 #[derive(Serialize, Deserialize)]
 struct KeySpec {
     label: String,
-    key: String,
+    // Wiped when the spec is dropped: it holds a plaintext key or a digest.
+    key: crate::ApiKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
 }
@@ -244,17 +307,24 @@ impl Serialize for KeySet {
             .iter()
             .map(|(digest, entry)| KeySpec {
                 label: entry.label.to_string(),
-                key: crate::digest::digest_string(digest),
-                expires_at: entry.expires_at.map(|at| {
-                    at.duration_since(UNIX_EPOCH)
-                        .unwrap_or(Duration::ZERO)
-                        .as_secs()
-                }),
+                key: crate::digest::digest_string(digest.bytes()).into(),
+                expires_at: entry.expires_at.map(unix_seconds_rounded_up),
             })
             .collect();
         specs.sort_by(|a, b| a.label.cmp(&b.label));
         specs.serialize(serializer)
     }
+}
+
+/// An expiry in whole Unix seconds, rounded up: written out and read back,
+/// a key may live up to a second longer than configured, never shorter.
+/// Times before 1970 become 0, which has passed as well.
+#[cfg(feature = "serde")]
+fn unix_seconds_rounded_up(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    since
+        .as_secs()
+        .saturating_add(u64::from(since.subsec_nanos() > 0))
 }
 
 #[cfg(feature = "serde")]
@@ -375,6 +445,41 @@ mod tests {
         assert!(again.lookup(&sha256(b"sk-ci")).is_some());
         let err = serde_json::from_str::<KeySet>(r#"[{"label":"x","key":""}]"#).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn expiry_survives_a_round_trip_never_earlier() {
+        let second = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let mut set = KeySet::new();
+        set.insert_expiring("whole", "sk-w", second).unwrap();
+        set.insert_expiring("half", "sk-h", second + Duration::from_millis(500))
+            .unwrap();
+        set.insert_expiring("nano", "sk-n", second + Duration::from_nanos(1))
+            .unwrap();
+        set.insert_expiring("old", "sk-o", UNIX_EPOCH - Duration::from_secs(5))
+            .unwrap();
+        let json = serde_json::to_string(&set).unwrap();
+        let again: KeySet = serde_json::from_str(&json).unwrap();
+        let next = second + Duration::from_secs(1);
+        assert_eq!(
+            again.labels(),
+            vec![
+                ("half".to_owned(), Some(next)),
+                ("nano".to_owned(), Some(next)),
+                ("old".to_owned(), Some(UNIX_EPOCH)),
+                ("whole".to_owned(), Some(second)),
+            ]
+        );
+        // Each key lives at least as long as given, and at most a second more.
+        for ((label, before), (_, after)) in set.labels().into_iter().zip(again.labels()) {
+            let (before, after) = (before.unwrap(), after.unwrap());
+            let given = before.max(UNIX_EPOCH);
+            let later = after.duration_since(given);
+            assert!(later.is_ok_and(|d| d < Duration::from_secs(1)), "{label}");
+        }
+        // A second round trip changes nothing.
+        assert_eq!(serde_json::to_string(&again).unwrap(), json);
     }
 
     #[cfg(feature = "serde")]

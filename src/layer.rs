@@ -123,8 +123,18 @@ impl ProxyAuthLayer {
     /// Sets whether the `key` query parameter (`?key=...`, as Gemini's REST
     /// API sends it) is accepted as a last source, after the three headers
     /// (default: off). The first-present rule holds: a header, even a bad
-    /// one, is judged before the query; an empty or repeated `key` parameter
-    /// is refused. The value is compared as sent, not percent-decoded.
+    /// one, is judged before the query, and the query is not looked at.
+    ///
+    /// A parameter is the key parameter if its name, percent-decoded once,
+    /// is `key` in any ASCII case: `key`, `KEY`, `Key`, `k%65y` and
+    /// `%4B%45%59` all are; `keys`, `key%00`, `ke+y` and the double-encoded
+    /// `%2565y` are not. That way an upstream that decodes or case-folds
+    /// names cannot be handed a key parameter this layer did not judge. Two
+    /// or more key parameters, in any spellings (`?key=a&KEY=a`), are
+    /// refused as `invalid_key` with problem
+    /// [`Duplicate`](crate::KeyProblem::Duplicate), so parsers that would
+    /// pick different ones never disagree about which key was sent; so is
+    /// an empty one. The value is compared as sent, not percent-decoded.
     ///
     /// Keys in URLs end up in access logs, browser history and proxy logs
     /// along the way; prefer headers, and turn this on only for clients that
@@ -137,15 +147,26 @@ impl ProxyAuthLayer {
     }
 
     /// Sets whether an authenticated request has its credentials removed
-    /// before the inner service sees it (default: off): the
-    /// `Authorization`, `x-api-key` and `x-goog-api-key` headers, and the
-    /// `key` query parameter when [`query_key`](Self::query_key) is on. So
-    /// the proxy's own key is never forwarded to an upstream provider.
+    /// before the inner service sees it (default: off), so the proxy's own
+    /// key is never forwarded to an upstream provider. Removed are:
+    ///
+    /// - the `Authorization`, `x-api-key` and `x-goog-api-key` headers, all
+    ///   of them, not only the one the key was read from;
+    /// - `Proxy-Authorization`: it is addressed to a proxy (RFC 9110
+    ///   §11.7.2), never to an upstream API. The layer never reads a key
+    ///   from it; it is removed so a client that sends the proxy's key
+    ///   there too does not leak it;
+    /// - every key parameter of the query, as [`query_key`](Self::query_key)
+    ///   defines it (`key`, `KEY`, `k%65y`, ...), **whether or not
+    ///   `query_key` is on**: a copy of the key in the URI leaks as surely
+    ///   as a second key header. The other parameters keep their order and
+    ///   their exact bytes, and a URI without a key parameter is left as it
+    ///   is.
     ///
     /// Only requests authenticated by this layer are changed: in mode `off`,
-    /// for preflights and for exempt paths the headers are the client's
-    /// business and pass untouched. Removing the query parameter rebuilds
-    /// the URI, which allocates; removing headers does not.
+    /// for preflights and for exempt paths the headers and the query are the
+    /// client's business and pass untouched. Removing a query parameter
+    /// rebuilds the URI, which allocates; removing headers does not.
     #[must_use]
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.options_mut().strip_credentials = strip;

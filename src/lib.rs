@@ -122,20 +122,28 @@
 //!   [`Authenticated::label`].
 //! - `api_key` (and key set entries) may be a `sha256:<hex>` digest
 //!   ([`key_digest`]), so config files need not hold plaintext keys.
-//! - [`ProxyAuthLayer::query_key`]: accept `?key=` as a last source.
-//! - [`ProxyAuthLayer::strip_credentials`]: remove the key headers before the
-//!   inner service (your upstream client) sees the request.
+//! - [`ProxyAuthLayer::query_key`]: accept `?key=` (any ASCII case, name
+//!   percent-decoded once) as a last source.
+//! - [`ProxyAuthLayer::strip_credentials`]: remove the key headers,
+//!   `Proxy-Authorization` and any `?key=` before the inner service (your
+//!   upstream client) sees the request.
 //!
 //! # Security
 //!
 //! The comparison of a plaintext `api_key` takes time that depends only on
 //! the length of the key the client sent: not on how many leading bytes
-//! matched, nor on the configured key's length (`SECURITY.md` says how
-//! this is tested). Configuring a digest key or a
+//! matched, nor on the configured key's length, even with its memory out
+//! of cache (every plaintext key up to 4096 bytes lives in a buffer of the
+//! same size; a longer one counts as no key). `SECURITY.md` says how this
+//! is tested. Configuring a digest key or a
 //! [`KeySet`] adds one SHA-256 of the presented key per request, whose time
 //! likewise depends only on the presented length.
-//! `Debug` output of every type here redacts the key, and neither responses
-//! nor log lines ever contain a presented or configured key.
+//!
+//! Key material is wiped when dropped: the configured key ([`ApiKey`]) and
+//! its comparison buffer, key-set digests, the config a reload replaces and
+//! every copy the crate makes. `Debug` output of every type here redacts
+//! the key, and neither responses nor log lines ever contain a presented or
+//! configured key.
 //!
 //! # Many replicas, one key store
 //!
@@ -193,6 +201,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod api_key;
 mod body;
 mod compare;
 mod config;
@@ -218,6 +227,7 @@ pub mod watch;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
+pub use api_key::ApiKey;
 pub use body::ResponseBody;
 #[cfg(feature = "generate-key")]
 pub use config::{generate_api_key, try_generate_api_key, KeyGenError};

@@ -66,7 +66,7 @@ where
         match decision {
             Decision::Allow(Allowed::Key(identity)) => {
                 if options.strip_credentials {
-                    strip_credentials(&mut request, options.rules.query_key);
+                    strip_credentials(&mut request);
                 }
                 if options.insert_identity {
                     request.extensions_mut().insert(identity);

@@ -296,7 +296,7 @@ mod tests {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for _ in 0..250 {
-                        shared.update(|c| c.api_key.push('x'));
+                        shared.update(|c| c.api_key = format!("{}x", c.api_key.as_str()).into());
                     }
                 });
             }

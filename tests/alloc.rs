@@ -276,6 +276,52 @@ fn insert_identity_is_counted() {
 
 const IDENTITY_ALLOCATIONS: u64 = 3;
 
+/// Reading a key parameter in any spelling allocates nothing, and neither
+/// does stripping a request whose query holds no key parameter (headers
+/// and `Proxy-Authorization` are removed in place); only rebuilding a URI
+/// without its key parameter does, and the counter sees that.
+#[test]
+fn key_params_are_read_and_skipped_without_allocating() {
+    let bare = bare_count();
+    let with = |uri: &str, headers: &[(&'static str, &str)]| {
+        let mut request = request(Method::POST, uri, None);
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("valid value"));
+        }
+        request
+    };
+    let layer = ProxyAuthLayer::new(config());
+    for uri in [
+        format!("/v1?alt=sse&KEY={KEY}&keys=1"),
+        format!("/v1?k%65y={KEY}"),
+        format!("/v1?%4B%45%59={KEY}&monkey=2"),
+    ] {
+        let mut service = layer.clone().query_key(true).layer(Inner);
+        let (status, count) = serve_warm(&mut service, || with(&uri, &[]));
+        assert_eq!((status, count - bare), (StatusCode::OK, 0), "{uri}");
+    }
+    let headers = [
+        ("x-api-key", KEY),
+        ("proxy-authorization", "Basic dXNlcjpwYXNz"),
+    ];
+    for query_key in [false, true] {
+        let mut service = layer
+            .clone()
+            .query_key(query_key)
+            .strip_credentials(true)
+            .layer(Inner);
+        let uri = "/v1?alt=sse&keys=1&key%00=2&monkey=3&%2565y=4";
+        let (status, count) = serve_warm(&mut service, || with(uri, &headers));
+        assert_eq!((status, count - bare), (StatusCode::OK, 0), "{uri}");
+        let uri = "/v1?alt=sse&KEY=copy";
+        let (status, count) = serve_warm(&mut service, || with(uri, &headers));
+        assert_eq!(status, StatusCode::OK);
+        assert!(count > bare, "rebuilding {uri} allocates");
+    }
+}
+
 /// A rejection allocates exactly the 401's header map (its index table and
 /// its entries); the JSON bodies and header values are built once per
 /// process. Asserted exactly, for every reason, every API shape of the body

@@ -169,6 +169,23 @@ async fn in_mode_off_the_clients_key_is_still_replaced() {
     let seen = &upstream.requests()[0];
     assert_eq!(seen.headers["x-api-key"], UPSTREAM_KEY);
 
+    // Nor does any other copy of it go: `Proxy-Authorization` and the key
+    // parameter in every spelling the layer would read.
+    let reply = raw(
+        proxy,
+        "GET",
+        "/v1/messages?a=1&KEY=sk-own&k%65y=sk-own&keys=2&%4b%45%59=sk-own&monkey=3",
+        &[
+            ("x-api-key", "sk-clients-own"),
+            ("proxy-authorization", "Bearer sk-clients-own"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = &upstream.requests()[1];
+    assert_eq!(seen.path_and_query, "/v1/messages?a=1&keys=2&monkey=3");
+    assert!(!seen.headers.contains_key("proxy-authorization"));
+
     // No key header: nothing to say which API, so no key is added and the
     // upstream refuses, in its own words.
     let reply = raw(proxy, "GET", "/v1/messages", &[]).await;

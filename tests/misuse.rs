@@ -272,3 +272,25 @@ async fn keys_that_fill_the_comparison_buffer_work() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_configured_key_longer_than_4_kib_fails_closed_and_says_so() {
+    let logs = common::global_logs(tracing::Level::ERROR);
+    let longest = "k".repeat(4096);
+    let bearer = format!("Bearer {longest}");
+    assert_eq!(
+        status_and_reason(strict(&longest), get("/v1", &[("authorization", &bearer)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let too_long = "k".repeat(4097);
+    let bearer = format!("Bearer {too_long}");
+    assert_eq!(
+        status_and_reason(strict(&too_long), get("/v1", &[("authorization", &bearer)])).await,
+        (StatusCode::UNAUTHORIZED, Some("no_key_configured".into())),
+    );
+    let text = logs.text();
+    assert!(text.contains("longer than 4096 bytes"), "{text}");
+    assert!(!text.contains("kkkk"), "the key must not be logged: {text}");
+}

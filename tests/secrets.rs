@@ -250,6 +250,8 @@ fn debug_and_display_of_public_types_hide_keys() {
     );
     show(&mut text, &shared);
     show(&mut text, &shared.load());
+    show(&mut text, &shared.load().api_key);
+    show(&mut text, &proxy_auth::ApiKey::new(format!(" {PRESENTED}")));
     show(&mut text, &fixed_layer);
     show(&mut text, &shared_layer);
     show(&mut text, &service);

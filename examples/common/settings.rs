@@ -130,7 +130,10 @@ pub fn print_banner(example: &str, settings: &Settings) {
         config.effective_auth_mode()
     );
     if settings.generated_key {
-        println!("PROXY_API_KEY not set; generated key: {}", config.api_key);
+        println!(
+            "PROXY_API_KEY not set; generated key: {}",
+            config.api_key.as_str()
+        );
     } else if config.api_key.trim().is_empty() {
         println!("PROXY_API_KEY is empty: every request that needs a key will be refused");
     } else {

@@ -104,15 +104,16 @@ impl Upstream {
     }
 
     /// The upstream URI for a request's path and query: the base URL's
-    /// path, then the request's path, then its query minus any `key`
-    /// parameter (a client's key never goes upstream, whatever the mode).
+    /// path, then the request's path, then its query minus every key
+    /// parameter, however spelled (a client's key never goes upstream,
+    /// whatever the mode).
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let path = path_and_query.map_or("/", PathAndQuery::path);
         let mut target = format!("{}{path}", self.prefix);
         if let Some(query) = path_and_query.and_then(PathAndQuery::query) {
             let kept: Vec<&str> = query
                 .split('&')
-                .filter(|pair| pair.split('=').next() != Some("key"))
+                .filter(|pair| !is_key_param(pair.split('=').next().unwrap_or(pair)))
                 .collect();
             if !kept.is_empty() {
                 target.push('?');
@@ -144,6 +145,36 @@ impl Upstream {
     pub fn has_key(&self) -> bool {
         self.plain.is_some()
     }
+}
+
+/// Whether a query parameter `name` is the key parameter as
+/// `ProxyAuthLayer::query_key` defines it: percent-decoded once, `key` in
+/// any ASCII case (`KEY`, `k%65y`). In mode `off` the layer strips nothing,
+/// so the forwarder must drop the same spellings itself.
+fn is_key_param(name: &str) -> bool {
+    let hex = |b: &u8| char::from(*b).to_digit(16);
+    let mut decoded = Vec::with_capacity(3);
+    let mut rest = name.as_bytes();
+    while let [first, after @ ..] = rest {
+        match (
+            first,
+            after.first().and_then(hex),
+            after.get(1).and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push(u8::try_from(hi * 16 + lo).expect("two hex digits fit a byte"));
+                rest = &after[2..];
+            }
+            _ => {
+                decoded.push(*first);
+                rest = after;
+            }
+        }
+        if decoded.len() > 3 {
+            return false;
+        }
+    }
+    decoded.eq_ignore_ascii_case(b"key")
 }
 
 /// The base URL as configured; the key only as "set" or "none".

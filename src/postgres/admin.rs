@@ -84,12 +84,12 @@ impl KeyAdmin {
     ) -> Result<String, StoreError> {
         check_label(label)?;
         let key = crate::try_generate_api_key()?;
-        let digest = crate::key_digest(&key);
+        let digest = zeroize::Zeroizing::new(crate::key_digest(&key));
         let sql =
             format!("INSERT INTO {TABLE} (label, key_digest, expires_at) VALUES ($1, $2, $3)");
         match self
             .client
-            .execute(&sql, &[&label, &digest, &expires_at])
+            .execute(&sql, &[&label, &digest.as_str(), &expires_at])
             .await
         {
             Ok(_) => Ok(key),

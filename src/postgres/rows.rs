@@ -13,7 +13,8 @@ use crate::{KeySet, KeySetError};
 /// A row that passed the checks; its digest is well-formed.
 pub(crate) struct KeyRow {
     pub(crate) label: String,
-    digest: String,
+    // Wiped when the row is dropped.
+    digest: crate::ApiKey,
     expires_at: Option<SystemTime>,
 }
 
@@ -32,8 +33,8 @@ pub(crate) fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
     if label.trim() != label {
         return problem("its label has leading or trailing whitespace");
     }
-    let digest: String = match row.try_get::<_, Option<String>>(1) {
-        Ok(Some(digest)) => digest,
+    let digest = match row.try_get::<_, Option<String>>(1) {
+        Ok(Some(digest)) => crate::ApiKey::from(digest),
         _ => return problem("its key_digest is NULL or not text"),
     };
     // Without the prefix a value would be taken as a plaintext key by

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroizing;
+
 use crate::digest::{classify, sha256, KeyText};
 use crate::{KeySet, ProxyAuthMode, ProxySecurityConfig};
 
@@ -20,27 +22,26 @@ impl Change {
         old: (&ProxySecurityConfig, &KeySet),
         new: (&ProxySecurityConfig, &KeySet),
     ) -> Change {
-        let digests = |keys: &KeySet| serde_json::to_string(keys).unwrap_or_default();
         Change {
             auth_mode: (old.0.auth_mode, new.0.auth_mode),
             effective_mode: (old.0.effective_auth_mode(), new.0.effective_auth_mode()),
             allow_lan_access: (old.0.allow_lan_access, new.0.allow_lan_access),
             key_rotated: key_identity(&old.0.api_key) != key_identity(&new.0.api_key),
             named_keys: new.1.len(),
-            named_keys_changed: old.1.len() != new.1.len() || digests(old.1) != digests(new.1),
+            named_keys_changed: !old.1.same_keys(new.1),
         }
     }
 }
 
 /// The digest a configured key stands for, so writing a key as its own
 /// `sha256:` digest is not reported as a rotation.
-fn key_identity(api_key: &str) -> Option<[u8; 32]> {
+fn key_identity(api_key: &str) -> Option<Zeroizing<[u8; 32]>> {
     let trimmed = api_key.trim();
     match classify(trimmed) {
-        KeyText::Digest(digest) => Some(digest),
+        KeyText::Digest(digest) => Some(Zeroizing::new(digest)),
         KeyText::BadDigest => None,
         KeyText::Plain if trimmed.is_empty() => None,
-        KeyText::Plain => Some(sha256(trimmed.as_bytes())),
+        KeyText::Plain => Some(Zeroizing::new(sha256(trimmed.as_bytes()))),
     }
 }
 

@@ -11,8 +11,9 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::WatchError;
+use crate::compare::MAX_KEY_LEN;
 use crate::digest::{classify, KeyText};
-use crate::{KeySet, ProxyAuthMode, ProxySecurityConfig};
+use crate::{ApiKey, KeySet, ProxyAuthMode, ProxySecurityConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -41,7 +42,7 @@ struct FileConfig {
     #[serde(default)]
     auth_mode: ProxyAuthMode,
     #[serde(deserialize_with = "api_key")]
-    api_key: String,
+    api_key: ApiKey,
     #[serde(default)]
     allow_lan_access: bool,
     #[serde(default, deserialize_with = "key_list")]
@@ -172,9 +173,14 @@ fn scrub(message: &str) -> String {
     format!("{}({what} withheld){tail}", &message[..end])
 }
 
-fn api_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    let key = String::deserialize(deserializer)?;
+fn api_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ApiKey, D::Error> {
+    let key = ApiKey::deserialize(deserializer)?;
     let trimmed = key.trim();
+    if trimmed.len() > MAX_KEY_LEN {
+        return Err(de::Error::custom(format!(
+            "api_key is longer than {MAX_KEY_LEN} bytes, the longest key compared in constant time; use a shorter key or its sha256:<hex> digest"
+        )));
+    }
     if classify(trimmed) == KeyText::BadDigest {
         return Err(de::Error::custom(
             "api_key starts with \"sha256:\" but is not followed by 64 hex characters; produce the digest with `printf %s \"$KEY\" | sha256sum`",
@@ -196,7 +202,8 @@ fn api_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Erro
 #[serde(deny_unknown_fields)]
 struct KeyEntry {
     label: String,
-    key: String,
+    // Wiped when dropped: a plaintext key or a digest.
+    key: ApiKey,
     #[serde(default)]
     expires_at: Option<u64>,
 }
@@ -309,6 +316,12 @@ mod tests {
             position(toml("auth_mode = \"strict\"\n\napi_key = \"sha256:12\"\n"));
         assert_eq!((line, column), (3, 11), "{msg}");
         assert!(msg.contains("64 hex"), "{msg}");
+
+        let long = format!("{{\n\"api_key\": \"{}\"\n}}", "k".repeat(MAX_KEY_LEN + 1));
+        let (line, _, msg) = position(json(&long));
+        assert_eq!(line, 2, "{msg}");
+        assert!(msg.contains("longer than 4096 bytes"), "{msg}");
+        assert!(!msg.contains("kkk"), "{msg}");
 
         let (line, _, msg) = position(json("{\n \"auth_mode\": \"strict\"\n}"));
         assert_eq!(line, 3, "{msg}");

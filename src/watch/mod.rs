@@ -109,6 +109,7 @@ use std::time::Duration;
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::Notify;
+use zeroize::Zeroizing;
 
 use change::{transition, Change};
 pub use error::WatchError;
@@ -183,7 +184,7 @@ pub fn watch_file(
         shared,
         path,
         format,
-        seen: Seen::Bytes(bytes),
+        seen: Seen::of(&bytes),
         watched: HashSet::new(),
         names,
     };
@@ -272,19 +273,43 @@ fn about(event: &Event, names: &Mutex<HashSet<OsString>>) -> bool {
 /// or a binary at the configured path), refused before it fills memory.
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The file's bytes, in a buffer wiped when dropped (the file holds the
+/// key). Grown by hand: `Vec`'s own growth would free the smaller buffer
+/// with the bytes read so far still in it.
+fn read(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
     use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::FileTooLarge,
-            "the file is larger than 64 MiB; is the path right?",
-        ));
+    let mut file = std::fs::File::open(path)?;
+    let hint = file.metadata().map_or(0, |m| m.len()).min(MAX_FILE_BYTES);
+    // One byte over the size, so the read that finds the end needs no room.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(hint as usize + 1));
+    loop {
+        if bytes.len() == bytes.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * bytes.capacity() + 4096));
+            bigger.extend_from_slice(&bytes);
+            bytes = bigger;
+        }
+        let filled = bytes.len();
+        let room = bytes.capacity();
+        bytes.resize(room, 0);
+        let n = match file.read(&mut bytes[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                bytes.truncate(filled);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        bytes.truncate(filled + n);
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "the file is larger than 64 MiB; is the path right?",
+            ));
+        }
+        if n == 0 {
+            return Ok(bytes);
+        }
     }
-    Ok(bytes)
 }
 
 fn parent(path: &Path) -> PathBuf {
@@ -298,8 +323,16 @@ fn parent(path: &Path) -> PathBuf {
 /// applied or reported again.
 #[derive(PartialEq, Eq)]
 enum Seen {
-    Bytes(Vec<u8>),
+    /// The SHA-256 of the content: the file holds the key, so the content
+    /// itself is not kept between reads.
+    Content(Zeroizing<[u8; 32]>),
     Unreadable(std::io::ErrorKind),
+}
+
+impl Seen {
+    fn of(bytes: &[u8]) -> Seen {
+        Seen::Content(Zeroizing::new(crate::digest::sha256(bytes)))
+    }
 }
 
 enum Outcome {
@@ -342,19 +375,17 @@ impl Follower {
     /// retry that follows reports it.
     fn reload(&mut self, watcher: &mut notify::RecommendedWatcher, report: bool) -> Outcome {
         let outcome = match read(&self.path) {
-            Ok(bytes) if matches!(&self.seen, Seen::Bytes(seen) if *seen == bytes) => {
-                Outcome::Unchanged
-            }
+            Ok(bytes) if self.seen == Seen::of(&bytes) => Outcome::Unchanged,
             Ok(bytes) => match file::parse(&self.path, self.format, &bytes) {
                 Ok((config, keys)) => {
                     self.apply(config, keys, "config file reloaded");
-                    self.seen = Seen::Bytes(bytes);
+                    self.seen = Seen::of(&bytes);
                     Outcome::Applied
                 }
                 Err(error) => {
                     if report {
                         log_rejected(&error);
-                        self.seen = Seen::Bytes(bytes);
+                        self.seen = Seen::of(&bytes);
                     }
                     Outcome::Failed
                 }

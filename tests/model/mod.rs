@@ -172,17 +172,54 @@ fn trim_ows(mut value: &[u8]) -> &[u8] {
     value
 }
 
-/// The `key` query parameter's raw values.
+/// Whether a raw query parameter name is the key parameter: decoded once
+/// (`%` and two hex digits, anything else kept as it is), then `key` in any
+/// ASCII case.
+fn is_key_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let mut decoded = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escape {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    decoded.eq_ignore_ascii_case(b"key")
+}
+
+/// The raw values of every key parameter, whatever its spelling.
 fn query_keys(query: &str) -> Vec<&str> {
     query
         .split('&')
         .filter_map(|pair| match pair.split_once('=') {
-            Some(("key", value)) => Some(value),
-            None if pair == "key" => Some(""),
+            Some((name, value)) if is_key_name(name) => Some(value),
+            None if is_key_name(pair) => Some(""),
             _ => None,
         })
         .collect()
 }
+
+/// Headers that carry credentials: the three key headers, and
+/// `Proxy-Authorization`, which is never read but is stripped too.
+pub const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+];
 
 /// The model.
 pub fn model(
@@ -209,7 +246,8 @@ pub fn model(
     }
     // 4. The first present source, with all its values in order: the three
     //    headers (surrounding spaces and tabs are not part of a value),
-    //    then (if enabled) the `key` query parameter, as sent.
+    //    then (if enabled) the `key` query parameter, as sent: every
+    //    parameter whose name decodes once to `key` in any ASCII case.
     let mut first: Option<(KeySource, Vec<&[u8]>)> = None;
     for (source, name) in [
         (KeySource::Authorization, "authorization"),
@@ -329,7 +367,7 @@ pub fn model(
 
 /// An inner service that answers 200 and reports what it received: the
 /// `Authenticated` extension in `x-inner-auth` (`none` without one), and in
-/// the body `label|credential headers|uri`.
+/// the body `label|credential headers|uri` (a count of [`CREDENTIAL_HEADERS`]).
 #[derive(Clone, Debug)]
 pub struct Echo;
 
@@ -346,7 +384,7 @@ impl<B> Service<Request<B>> for Echo {
         let identity = request.extensions().get::<Authenticated>();
         let who = identity.map_or("none", |a| a.source.header_name());
         let label = identity.and_then(|a| a.label.as_deref()).unwrap_or("-");
-        let creds = ["authorization", "x-api-key", "x-goog-api-key"]
+        let creds = CREDENTIAL_HEADERS
             .iter()
             .map(|h| request.headers().get_all(*h).iter().count())
             .sum::<usize>();
@@ -441,18 +479,19 @@ pub fn build_request(
     Some(request)
 }
 
-/// The URI the inner service must see: with `strip_credentials` and
-/// `query_key`, an authenticated request loses its `key` parameters.
+/// The URI the inner service must see: with `strip_credentials`, an
+/// authenticated request loses its key parameters, whether or not
+/// `query_key` is on.
 fn expected_inner_uri(setup: &Setup, uri: &Uri, authenticated: bool) -> String {
     let Some(query) = uri.query() else {
         return uri.to_string();
     };
-    if !(setup.strip && setup.query_key && authenticated) || query_keys(query).is_empty() {
+    if !(setup.strip && authenticated) || query_keys(query).is_empty() {
         return uri.to_string();
     }
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) != "key")
+        .filter(|pair| !is_key_name(pair.split_once('=').map_or(*pair, |(name, _)| name)))
         .collect();
     let mut out = match (uri.scheme_str(), uri.authority()) {
         (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
@@ -503,7 +542,7 @@ pub fn check_against(model: Model, setup: &Setup, request: Request<()>) -> Resul
     } else {
         headers
             .iter()
-            .filter(|(n, _)| ["authorization", "x-api-key", "x-goog-api-key"].contains(&n.as_str()))
+            .filter(|(n, _)| CREDENTIAL_HEADERS.contains(&n.as_str()))
             .count()
     };
     // The default layer (no `Authenticated` extension) first: the same
@@ -615,7 +654,7 @@ pub fn presentable(choice: u8, configured: &str) -> String {
 pub const METHODS: [&str; 6] = ["GET", "POST", "OPTIONS", "options", "HEAD", "CONNECT"];
 
 /// URIs; `{k}` stands for a presentable key.
-pub const URIS: [&str; 20] = [
+pub const URIS: [&str; 27] = [
     "/healthz",
     "/healthz/",
     "/healthz?x=1",
@@ -636,6 +675,13 @@ pub const URIS: [&str; 20] = [
     "/v1?key",
     "/healthz?key={k}",
     "/v1?k%65y={k}",
+    "/v1?KEY={k}",
+    "/v1?alt=sse&%4b%45%59={k}&keys=1&key%00=2",
+    "/v1?key={k}&KEY={k}",
+    "/v1?Key&monkey={k}",
+    "/v1?%2565y={k}&ke%2By={k}",
+    "/v1?k%6={k}&k%zzy={k}&%",
+    "http://h/v1?%6B%65%79={k}&x",
 ];
 
 pub fn uri(choice: u8, key: &str) -> Vec<u8> {
@@ -644,9 +690,11 @@ pub fn uri(choice: u8, key: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-pub const HEADER_NAMES: [&str; 7] = [
+pub const HEADER_NAMES: [&str; 9] = [
     "authorization",
     "Authorization",
+    "proxy-authorization",
+    "Proxy-Authorization",
     "x-api-key",
     "X-API-KEY",
     "x-goog-api-key",

@@ -1,0 +1,167 @@
+//! [`ApiKey`]: the configured key as a string that is wiped when dropped.
+
+use std::fmt;
+use std::ops::Deref;
+
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
+
+/// The key in [`ProxySecurityConfig::api_key`](crate::ProxySecurityConfig::api_key):
+/// a string whose bytes are overwritten with zeros when it is dropped.
+///
+/// Every copy is wiped: a clone owns its own buffer and wipes it too, so the
+/// old config a hot reload replaces, the copy
+/// [`SharedSecurityConfig::load`](crate::SharedSecurityConfig::load) hands
+/// out and the one an `update` closure edits leave no key behind in freed
+/// memory. It cannot be changed in place (which could reallocate and leave
+/// the old buffer behind); assign a new one instead.
+///
+/// It reads as a `str` (through `Deref`), compares with strings, and its
+/// `Debug` shows only whether it is empty. It has no `Display`, so it does
+/// not end up in a log line by accident: write `key.as_str()` where the key
+/// is meant to be shown, as when printing a freshly generated one.
+///
+/// ```
+/// use proxy_auth::{ApiKey, ProxyAuthMode, ProxySecurityConfig};
+///
+/// let mut config = ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1");
+/// assert_eq!(config.api_key, "sk-1");
+/// config.api_key = "sk-2".into(); // the old key's buffer is wiped here
+/// assert!(config.api_key.starts_with("sk-"));
+/// assert_eq!(format!("{:?}", config.api_key), "ApiKey(<redacted>)");
+/// assert_eq!(format!("{:?}", ApiKey::default()), "ApiKey(<empty>)");
+/// ```
+///
+/// What it cannot wipe: the string it was made from if that was borrowed
+/// (`"sk-1".into()` copies it), and copies a deserializer made on the way
+/// (serde_json reads an unescaped string in place; an escaped one, and
+/// TOML's parser, go through buffers of their own).
+#[derive(Clone, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps `key`, taking over its buffer (no copy is made).
+    #[must_use]
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// The key.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for ApiKey {
+    fn drop(&mut self) {
+        // Wipes the whole allocation, spare capacity included.
+        self.0.zeroize();
+    }
+}
+
+impl Deref for ApiKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ApiKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> Self {
+        ApiKey(key)
+    }
+}
+
+impl From<&str> for ApiKey {
+    fn from(key: &str) -> Self {
+        ApiKey(key.to_owned())
+    }
+}
+
+impl From<&String> for ApiKey {
+    fn from(key: &String) -> Self {
+        ApiKey(key.clone())
+    }
+}
+
+/// Compares without an early exit on the first differing byte (the lengths
+/// may show), so comparing configs does not become a key oracle.
+impl PartialEq for ApiKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for ApiKey {}
+
+impl PartialEq<str> for ApiKey {
+    fn eq(&self, other: &str) -> bool {
+        self.0.as_bytes().ct_eq(other.as_bytes()).into()
+    }
+}
+
+impl PartialEq<&str> for ApiKey {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl PartialEq<String> for ApiKey {
+    fn eq(&self, other: &String) -> bool {
+        *self == **other
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "ApiKey(<empty>)"
+        } else {
+            "ApiKey(<redacted>)"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_with_strings_and_hides_itself() {
+        let key = ApiKey::new("sk-secret");
+        assert_eq!(key, "sk-secret");
+        assert_eq!(key, String::from("sk-secret"));
+        assert_ne!(key, "sk-secreT");
+        assert_ne!(key, "sk-secret ");
+        assert_eq!(key, ApiKey::from("sk-secret"));
+        assert_eq!(key.len(), 9);
+        assert!(!format!("{key:?}").contains("secret"));
+    }
+
+    #[test]
+    fn takes_over_a_string_without_copying_it() {
+        let owned = String::from("sk-moved");
+        let at = owned.as_ptr();
+        assert_eq!(ApiKey::from(owned).as_str().as_ptr(), at);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serializes_as_a_plain_string() {
+        let key: ApiKey = serde_json::from_str(r#""sk-json""#).unwrap();
+        assert_eq!(key, "sk-json");
+        assert_eq!(serde_json::to_string(&key).unwrap(), r#""sk-json""#);
+    }
+}
