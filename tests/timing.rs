@@ -18,12 +18,23 @@
 //! deliberately naive `==` comparisons to show it finds leaks, and on two
 //! identical classes (A/A) to show what it reports when there is nothing.
 //!
+//! Those runs keep the configured key in L1. The cold-pool rounds (see
+//! "Cold pools" below) ask the length question where a server's key lives:
+//! many long-lived instances per class, caches evicted before every call,
+//! a 4 KiB presented key against configured keys of different sizes. A
+//! round counts only if it catches both a naive `==` and a deliberately
+//! bucketed comparison (a key buffer sized after the key); if no round
+//! does, the test fails as inconclusive rather than passing.
+//!
 //! `cargo test` runs the `ci_` tests: a few seconds, built to be robust on a
-//! loaded 2-core machine (see the README's Security section). The full run,
-//! with 1,000,000 samples per test and a figures table, is ignored by default:
+//! loaded 2-core machine (see SECURITY.md, "Timing"). The full runs, with
+//! 1,000,000 samples per test (200,000 per cold-pool subject) and figures
+//! tables, are ignored by default:
 //!
 //! ```text
 //! cargo test --release --test timing -- --ignored --nocapture --test-threads 1
+//! # only the cold pools (about 3 minutes):
+//! cargo test --release --test timing -- full_cold_pool_run --ignored --nocapture --test-threads 1
 //! ```
 
 mod model;
