@@ -865,8 +865,9 @@ fn l2_bytes() -> Option<usize> {
 /// with the caches left warm counted once (bucketed 10.7 after 6.6): too
 /// weak a leak to vouch for ours. A control under the margin means the
 /// machine (or the build) hides a leak of this size, and the round says
-/// nothing about ours. Measured with eviction: 17.6 to 33 in a debug
-/// build at `CI_COLD_SAMPLES`, 60 to 230 in a release build.
+/// nothing about ours. Measured with eviction, debug build: 15.7 to 33 at
+/// 5,000 samples, 19.9 to 21.7 at 8,000 (`CI_COLD_SAMPLES`); release: 60
+/// to 230.
 const COLD_CONCLUSIVE: f64 = 3.0 * THRESHOLD;
 
 /// Rounds tried before the harness is declared blind.
@@ -1054,7 +1055,8 @@ fn ci_ours_shows_no_leak() {
 }
 
 /// CI sample count per subject of a cold round: three subjects, one call
-/// each per sample, about 6 s a round in a debug build (most of it the
+/// each per sample, about 8 s a round in a debug build on the 2-core build
+/// machine, 16 s with a busy loop on the other core (most of it the
 /// eviction walk).
 const CI_COLD_SAMPLES: usize = 8_000;
 
