@@ -573,8 +573,9 @@ fn naive_caught_in_ci() -> Vec<(&'static str, Run, Pair)> {
 // lines of a 4096-byte one, and out of cache the second costs more. So here:
 // - each class has `POOL` long-lived instances (layers, or control keys),
 //   allocated interleaved (A0, B0, A1, B1, ...) so that neither class sits
-//   at systematically different addresses; they are built afresh for each
-//   round, so one unlucky layout does not survive a retry;
+//   at systematically different addresses; each pair's order and a spacer
+//   before it are drawn at random, and the pools are rebuilt every
+//   `REBUILD_EVERY` samples, so no one layout decides a round;
 // - each sample draws the class at random, then an instance of that class
 //   at random (two independent draws);
 // - before the clock starts, the caches are evicted by walking a buffer
@@ -857,17 +858,17 @@ fn l2_bytes() -> Option<usize> {
 
 /// How far over the threshold both controls must be for a round to count.
 /// Our comparison before its fix was the bucketed control behind a longer
-/// path (header search, `is_key_text`), and measured at 0.7 to 0.8 of the
-/// control's |t| in the same rounds (debug 15.7-16.1 vs 19.3-23.5, release
-/// 51-58 vs 61-73). So a control at 13.5 stands for a leak that ours would
-/// show at about 9.5; the statistic wanders by a few units between runs
-/// (A/A rows reach 3.5), so such a leak stays over 4.5. At 9, a round
-/// with the caches left warm counted once (bucketed 10.7 after 6.6): too
-/// weak a leak to vouch for ours. A control under the margin means the
-/// machine (or the build) hides a leak of this size, and the round says
-/// nothing about ours. Measured with eviction, debug build: 15.7 to 33 at
-/// 5,000 samples, 19.9 to 21.7 at 8,000 (`CI_COLD_SAMPLES`); release: 60
-/// to 230.
+/// path (header search, `is_key_text`), and measured at 0.7 to 0.9 of the
+/// control's |t| in the same rounds (at 8,000 samples, debug 16.2-19.2 vs
+/// 22.7-24.7, release 38.6-45.9 vs 42.7-57.8). So a control at 13.5 stands
+/// for a leak ours would show at 9.5 or more; the statistic wanders by a
+/// few units between runs (A/A rows reach 3.5), so such a leak stays over
+/// 4.5. At 9, a round with the caches left warm counted once (bucketed
+/// 10.7 after 6.6): too weak a leak to vouch for ours. A control under the
+/// margin means the machine (or the build) hides a leak of this size, and
+/// the round says nothing about ours. Measured with eviction, debug build:
+/// 15.7 to 33 at 5,000 samples, 19.9 to 24.7 at 8,000 (`CI_COLD_SAMPLES`);
+/// release: 43 to 230.
 const COLD_CONCLUSIVE: f64 = 3.0 * THRESHOLD;
 
 /// Rounds tried before the harness is declared blind.
@@ -939,7 +940,7 @@ fn cold_verdict(
             continue;
         }
         let mut still = Vec::new();
-        for ((o, mut over), report) in pending.into_iter().zip(ours_reports) {
+        for ((subject, mut over), report) in pending.into_iter().zip(ours_reports) {
             if report.t_max < THRESHOLD {
                 continue;
             }
@@ -947,10 +948,10 @@ fn cold_verdict(
             if over.len() == 3 {
                 return Err(format!(
                     "{label}: {}: |t| over {THRESHOLD} in 3 conclusive rounds: {over:?}",
-                    o.0
+                    subject.0
                 ));
             }
-            still.push((o, over));
+            still.push((subject, over));
         }
         pending = still;
         if pending.is_empty() {
