@@ -35,9 +35,12 @@ use zeroize::Zeroize;
 /// ```
 ///
 /// What it cannot wipe: the string it was made from if that was borrowed
-/// (`"sk-1".into()` copies it), and copies a deserializer made on the way
-/// (serde_json reads an unescaped string in place; an escaped one, and
-/// TOML's parser, go through buffers of their own).
+/// (`"sk-1".into()` copies it), copies a deserializer made on the way
+/// (serde_json's `from_str` and `from_slice` read an unescaped string in
+/// place; an escaped one, `from_reader`, `from_value` and TOML's parser go
+/// through buffers of their own), and copies you make through `Deref`:
+/// `key.to_string()`, `key.to_owned()` or `String::from(&*key)` compile
+/// and give an ordinary `String`. Keep the key in an `ApiKey` instead.
 #[derive(Clone, Default)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
@@ -124,9 +127,28 @@ impl PartialEq<String> for ApiKey {
     }
 }
 
+impl PartialEq<ApiKey> for str {
+    fn eq(&self, other: &ApiKey) -> bool {
+        *other == *self
+    }
+}
+
+impl PartialEq<ApiKey> for &str {
+    fn eq(&self, other: &ApiKey) -> bool {
+        *other == **self
+    }
+}
+
+impl PartialEq<ApiKey> for String {
+    fn eq(&self, other: &ApiKey) -> bool {
+        *other == **self
+    }
+}
+
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
+        // Like the config's `Debug`: a blank key is no key.
+        f.write_str(if self.0.trim().is_empty() {
             "ApiKey(<empty>)"
         } else {
             "ApiKey(<redacted>)"
@@ -145,6 +167,9 @@ mod tests {
         assert_eq!(key, String::from("sk-secret"));
         assert_ne!(key, "sk-secreT");
         assert_ne!(key, "sk-secret ");
+        assert_eq!("sk-secret", key);
+        assert_eq!(String::from("sk-secret"), key);
+        assert_eq!(format!("{:?}", ApiKey::new(" \t")), "ApiKey(<empty>)");
         assert_eq!(key, ApiKey::from("sk-secret"));
         assert_eq!(key.len(), 9);
         assert!(!format!("{key:?}").contains("secret"));

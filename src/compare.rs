@@ -18,7 +18,7 @@
 //! cache lines. One size for all closes that.
 //!
 //! The key is wiped from the buffer (and a digest from its array) when the
-//! value is dropped, clones included.
+//! value is dropped.
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -28,16 +28,19 @@ use zeroize::Zeroize;
 /// giving them a larger buffer would tell their length class apart.
 pub(crate) const MAX_KEY_LEN: usize = 4096;
 
+// The wrap-around indexing masks offsets with `MAX_KEY_LEN - 1` and reads
+// whole 8-byte windows at multiples of 8.
+const _: () = assert!(MAX_KEY_LEN.is_power_of_two() && MAX_KEY_LEN >= 8);
+
 /// The padded key. Aligned so a key's first bytes sit in one cache line
 /// wherever the allocator puts the buffer.
-#[derive(Clone)]
 #[repr(C, align(64))]
 pub(crate) struct Padded([u8; MAX_KEY_LEN]);
 
 /// The configured key in the shape the comparison needs: the plaintext
 /// padded as described above, or only its SHA-256 digest when the config
 /// held `sha256:<hex>`. Holds the secret; its `Debug` does not show it.
-#[derive(Clone)]
+/// Not `Clone`: the one copy lives in the compiled config.
 pub(crate) enum ConfiguredKey {
     Plain {
         padded: Box<Padded>,

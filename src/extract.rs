@@ -221,8 +221,10 @@ pub(crate) const QUERY_KEY: &str = "key";
 /// and the double-encoded `%2565y` are not.
 ///
 /// The one predicate serves both reading ([`presented_key`]) and stripping
-/// ([`strip_credentials`]): an upstream that decodes or case-folds names
-/// must never be handed a key parameter this layer did not see, and a
+/// ([`strip_credentials`]): an upstream that percent-decodes names once or
+/// folds their ASCII case is never handed a key parameter this layer did
+/// not see (other dialects, such as PHP's `key[]` or `;` separators, are
+/// not covered), and a
 /// request must not carry two spellings that different parsers would pick
 /// differently. A `%` not followed by two hex digits is kept as the byte
 /// `%` (as WHATWG URL parsing does), and `+` is not decoded: neither can

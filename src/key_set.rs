@@ -322,9 +322,15 @@ impl Serialize for KeySet {
 #[cfg(feature = "serde")]
 fn unix_seconds_rounded_up(at: SystemTime) -> u64 {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    since
+    let up = since
         .as_secs()
-        .saturating_add(u64::from(since.subsec_nanos() > 0))
+        .saturating_add(u64::from(since.subsec_nanos() > 0));
+    // At the very end of what `SystemTime` holds, the next second may not
+    // be representable, and reading it back would fail: keep the second.
+    match UNIX_EPOCH.checked_add(Duration::from_secs(up)) {
+        Some(_) => up,
+        None => since.as_secs(),
+    }
 }
 
 #[cfg(feature = "serde")]

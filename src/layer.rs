@@ -128,8 +128,10 @@ impl ProxyAuthLayer {
     /// A parameter is the key parameter if its name, percent-decoded once,
     /// is `key` in any ASCII case: `key`, `KEY`, `Key`, `k%65y` and
     /// `%4B%45%59` all are; `keys`, `key%00`, `ke+y` and the double-encoded
-    /// `%2565y` are not. That way an upstream that decodes or case-folds
-    /// names cannot be handed a key parameter this layer did not judge. Two
+    /// `%2565y` are not. That way an upstream that percent-decodes names
+    /// once or folds their ASCII case cannot be handed a key parameter this
+    /// layer did not judge (other dialects, such as PHP's `key[]` or `;`
+    /// as a separator, are not covered). Two
     /// or more key parameters, in any spellings (`?key=a&KEY=a`), are
     /// refused as `invalid_key` with problem
     /// [`Duplicate`](crate::KeyProblem::Duplicate), so parsers that would

@@ -134,14 +134,16 @@
 //! the length of the key the client sent: not on how many leading bytes
 //! matched, nor on the configured key's length, even with its memory out
 //! of cache (every plaintext key up to 4096 bytes lives in a buffer of the
-//! same size; a longer one counts as no key). `SECURITY.md` says how this
+//! same size; a longer one counts as no `api_key`). `SECURITY.md` says how this
 //! is tested. Configuring a digest key or a
 //! [`KeySet`] adds one SHA-256 of the presented key per request, whose time
 //! likewise depends only on the presented length.
 //!
 //! Key material is wiped when dropped: the configured key ([`ApiKey`]) and
 //! its comparison buffer, key-set digests, the config a reload replaces and
-//! every copy the crate makes. `Debug` output of every type here redacts
+//! the heap copies the crate makes on the way (`SECURITY.md` lists what
+//! is out of its reach: the request's own buffers, parsers' scratch
+//! buffers, stack temporaries). `Debug` output of every type here redacts
 //! the key, and neither responses nor log lines ever contain a presented or
 //! configured key.
 //!

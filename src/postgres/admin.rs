@@ -83,7 +83,9 @@ impl KeyAdmin {
         expires_at: Option<SystemTime>,
     ) -> Result<String, StoreError> {
         check_label(label)?;
-        let key = crate::try_generate_api_key()?;
+        // Wiped if the insert fails or this future is dropped half-way;
+        // handed over only on success.
+        let mut key = zeroize::Zeroizing::new(crate::try_generate_api_key()?);
         let digest = zeroize::Zeroizing::new(crate::key_digest(&key));
         let sql =
             format!("INSERT INTO {TABLE} (label, key_digest, expires_at) VALUES ($1, $2, $3)");
@@ -92,7 +94,7 @@ impl KeyAdmin {
             .execute(&sql, &[&label, &digest.as_str(), &expires_at])
             .await
         {
-            Ok(_) => Ok(key),
+            Ok(_) => Ok(std::mem::take(&mut *key)),
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 Err(StoreError::LabelTaken(label.to_owned()))
             }

@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use super::WatchError;
 use crate::compare::MAX_KEY_LEN;
@@ -107,17 +108,31 @@ fn invalid(path: &Path, line: usize, column: usize, message: String) -> WatchErr
 }
 
 trait WithoutPosition {
-    fn to_string_without_position(&self) -> String;
+    fn to_string_without_position(&self) -> Zeroizing<String>;
 }
 
 impl WithoutPosition for serde_json::Error {
     /// serde_json appends " at line L column C"; the error carries those.
-    fn to_string_without_position(&self) -> String {
-        let full = self.to_string();
-        match full.rfind(" at line ") {
-            Some(at) => full[..at].to_owned(),
-            None => full,
+    /// The message may quote a misplaced value (a key in the wrong field),
+    /// so it is written once into a buffer of its exact size (no growth
+    /// leaving copies behind) that is wiped when dropped.
+    fn to_string_without_position(&self) -> Zeroizing<String> {
+        use std::fmt::Write;
+        struct Len(usize);
+        impl Write for Len {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 += s.len();
+                Ok(())
+            }
         }
+        let mut len = Len(0);
+        let _ = write!(len, "{self}");
+        let mut full = Zeroizing::new(String::with_capacity(len.0));
+        let _ = write!(full, "{self}");
+        if let Some(at) = full.rfind(" at line ") {
+            full.truncate(at);
+        }
+        full
     }
 }
 
