@@ -1096,8 +1096,20 @@ fn controls() -> Vec<(&'static str, Run, Pair)> {
     };
     vec![
         ("A/A control: check", ours_check as Run, same(KEY_LEN)),
+        ("A/A control: check, 1 KiB", ours_check, same(LONG)),
         ("A/A control: layer 401", ours_layer, same(KEY_LEN)),
     ]
+}
+
+/// The A/A control measured like `row`: same subject, same key size.
+fn control_for(row: &str) -> &'static str {
+    if row.starts_with("ours layer") || row.starts_with("A/A control: layer") {
+        "A/A control: layer 401"
+    } else if row.contains("1 KiB") {
+        "A/A control: check, 1 KiB"
+    } else {
+        "A/A control: check"
+    }
 }
 
 /// Every pair at `PROXY_AUTH_TIMING_SAMPLES` (default 1,000,000) samples:
@@ -1149,7 +1161,43 @@ fn full_dudect_run() {
         n,
     ));
     print(&naive);
-    assert!(leaks.is_empty(), "leaks found: {leaks:?}");
+    // A flagged row is reported with the largest |t| its own A/A control
+    // (two identical classes, same subject and key size) reached in this
+    // run: when that too is over the threshold, the harness could not
+    // tell this row's classes from noise here, which the report says
+    // instead of passing the row.
+    let worst_control = |row: &str| {
+        let control = control_for(row);
+        reports
+            .iter()
+            .filter(|r| r.name == control)
+            .map(|r| r.t_max)
+            .fold(0.0, f64::max)
+    };
+    let verdicts: Vec<String> = leaks
+        .iter()
+        .map(|attempts| {
+            let name = &attempts[0].name;
+            let t: Vec<String> = attempts.iter().map(|r| format!("{:.1}", r.t_max)).collect();
+            let control = worst_control(name);
+            let kind = if name.starts_with("A/A") {
+                "the harness flags identical classes"
+            } else if control > THRESHOLD {
+                "inconclusive: its A/A control is over the threshold too"
+            } else {
+                "LEAK"
+            };
+            format!(
+                "{name}: |t| max {} ({kind}; A/A control up to {control:.1})",
+                t.join(", ")
+            )
+        })
+        .collect();
+    assert!(
+        verdicts.is_empty(),
+        "rows over {THRESHOLD} in 3 runs:\n{}",
+        verdicts.join("\n")
+    );
     for r in &naive[..caught] {
         assert!(r.t_max > THRESHOLD, "{} not detected: {r:?}", r.name);
     }
