@@ -1115,7 +1115,8 @@ fn control_for(row: &str) -> &'static str {
 /// Every pair at `PROXY_AUTH_TIMING_SAMPLES` (default 1,000,000) samples:
 /// ours and the A/A controls must stay under 4.5 (three-runs rule), the
 /// naive comparisons CI relies on must be over it, and the naive ones at the
-/// real key length are reported.
+/// real key length are reported. A failure names each flagged row as a leak
+/// or, when its own A/A control went over too, as inconclusive.
 #[test]
 #[ignore = "minutes long; run with --release, see the module docs"]
 fn full_dudect_run() {
