@@ -374,18 +374,18 @@ impl Follower {
     /// `report` off, a failure is neither logged nor remembered, so the
     /// retry that follows reports it.
     fn reload(&mut self, watcher: &mut notify::RecommendedWatcher, report: bool) -> Outcome {
-        let outcome = match read(&self.path) {
-            Ok(bytes) if self.seen == Seen::of(&bytes) => Outcome::Unchanged,
-            Ok(bytes) => match file::parse(&self.path, self.format, &bytes) {
+        let outcome = match read(&self.path).map(|bytes| (Seen::of(&bytes), bytes)) {
+            Ok((seen, _)) if self.seen == seen => Outcome::Unchanged,
+            Ok((seen, bytes)) => match file::parse(&self.path, self.format, &bytes) {
                 Ok((config, keys)) => {
                     self.apply(config, keys, "config file reloaded");
-                    self.seen = Seen::of(&bytes);
+                    self.seen = seen;
                     Outcome::Applied
                 }
                 Err(error) => {
                     if report {
                         log_rejected(&error);
-                        self.seen = Seen::of(&bytes);
+                        self.seen = seen;
                     }
                     Outcome::Failed
                 }
