@@ -6,6 +6,7 @@
 //! and OpenAI SDK tests, which run the built binary, are in
 //! `tests/forward_process.rs`.
 
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/forward.rs"]
 mod forward_example;
@@ -20,9 +21,9 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use common::{http1_within, Reply};
 use upstream::{UPSTREAM_401, UPSTREAM_KEY};
 
 const PROXY_KEY: &str = "sk-proxy-fedcba9876543210";
@@ -45,41 +46,10 @@ fn upstream_at(base: &str, key: &str) -> forward_example::Upstream {
     forward_example::Upstream::new(base, Some(key)).unwrap()
 }
 
-struct Reply {
-    status: u16,
-    /// Lowercased, so header checks do not depend on the server's casing.
-    head: String,
-    body: String,
-}
-
 /// One HTTP/1.1 request on a fresh connection, written byte for byte as
 /// given (so hop-by-hop headers reach the proxy exactly), read to EOF.
 async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-    if !headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
-    {
-        request.push_str("Connection: close\r\n");
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("the proxy answered and closed within 20 s")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    Reply {
-        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
+    http1_within(addr, method, path, headers, Duration::from_secs(20)).await
 }
 
 fn has_header(reply: &Reply, name: &str) -> bool {
