@@ -49,19 +49,19 @@ mod common;
 #[allow(dead_code)]
 #[path = "../examples/forward.rs"]
 mod forward_example;
+// Only for its channel-fed body; this bench runs its own, lighter upstream.
+#[path = "../tests/upstream/mod.rs"]
+mod upstream;
 
 use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::process::Command;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
@@ -93,7 +93,7 @@ async fn upstream(request: Request<Incoming>) -> Result<Response<UpstreamBody>, 
             tokio::time::sleep(Duration::from_millis(2)).await;
             let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
         });
-        let body = Channel(rx).boxed_unsync();
+        let body = upstream::ChannelBody(rx).boxed_unsync();
         return Ok(Response::builder()
             .header("content-type", "text/event-stream")
             .body(body)
@@ -103,21 +103,6 @@ async fn upstream(request: Request<Incoming>) -> Result<Response<UpstreamBody>, 
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(br#"{"ok":true}"#)).boxed_unsync())
         .expect("static response"))
-}
-
-/// A body fed by a channel: each message one frame, sent when it comes.
-struct Channel(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for Channel {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
-    }
 }
 
 async fn serve_upstream(listener: TcpListener) {
