@@ -288,12 +288,7 @@ fn main() {
     let mut ratios = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for n in 1..=rounds {
         let r = round(&proxies, secs, connections, pinned);
-        let this = [
-            r[1].0 / r[0].0,
-            r[2].0 / r[0].0,
-            r[0].1 / r[1].1,
-            r[0].1 / r[2].1,
-        ];
+        let this = common::versus_first(&r);
         for (all, x) in ratios.iter_mut().zip(this) {
             all.push(x);
         }

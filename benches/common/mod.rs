@@ -127,6 +127,19 @@ pub struct Target<'a> {
     pub tid: Option<&'a str>,
 }
 
+/// One round's figures against its first server: throughput of the second
+/// and third over the first, then CPU per request of the first over the
+/// second and third (so above 1 means "cheaper", like the throughput
+/// ratios). `round` holds (requests per second, CPU per request) each.
+pub fn versus_first(round: &[(f64, f64)]) -> [f64; 4] {
+    [
+        round[1].0 / round[0].0,
+        round[2].0 / round[0].0,
+        round[0].1 / round[1].1,
+        round[0].1 / round[2].1,
+    ]
+}
+
 /// One round: every target loaded at once by its own `wrk` on `path` with
 /// `headers` for `secs`. Per target: requests per second, and the serving
 /// thread's CPU µs per request (`NaN` without `/proc`). See [`wrk_result`]
