@@ -185,7 +185,7 @@ async fn run(server: &pg::PgServer, keys: u64, changes: u64) {
         let label = format!("change-{i}");
         let sent = Instant::now();
         let key = admin.add(&label, None).await.expect("add");
-        while !accepts(&b, &key) {
+        while !accepts(&b, key.expose_secret()) {
             assert!(
                 sent.elapsed() < Duration::from_secs(10),
                 "{label} never arrived"
@@ -195,7 +195,7 @@ async fn run(server: &pg::PgServer, keys: u64, changes: u64) {
         added.push(sent.elapsed());
         let sent = Instant::now();
         admin.revoke(&label).await.expect("revoke");
-        while accepts(&b, &key) {
+        while accepts(&b, key.expose_secret()) {
             assert!(
                 sent.elapsed() < Duration::from_secs(10),
                 "{label} never revoked"

@@ -96,7 +96,7 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
     let authenticated_by = request
         .extensions()
         .get::<Authenticated>()
-        .map(|auth| auth.source.header_name());
+        .map(|auth| auth.source.as_str());
     json!({
         "method": request.method().as_str(),
         "path": request.uri().path(),

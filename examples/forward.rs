@@ -205,7 +205,7 @@ impl Forward {
             KeySource::XGoogApiKey,
         ]
         .into_iter()
-        .find(|source| headers.contains_key(source.header_name()))
+        .find(|source| headers.contains_key(source.as_str()))
     }
 
     async fn forward<B>(self, request: Request<B>) -> Response<ProxyBody>

@@ -37,7 +37,7 @@ async fn handle(
             "method": request.method().as_str(),
             "path": request.uri().path(),
             "effective_auth_mode": shared.effective_auth_mode(),
-            "authenticated_by": request.extensions().get::<Authenticated>().map(|a| a.source.header_name()),
+            "authenticated_by": request.extensions().get::<Authenticated>().map(|a| a.source.as_str()),
         })
     };
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));

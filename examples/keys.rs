@@ -105,7 +105,7 @@ async fn run(url: &str, command: Command) -> Result<(), String> {
                 format!("expires {}", utc(at))
             });
             println!("added {label:?} ({until}); its key, shown only now:");
-            println!("{key}");
+            println!("{}", key.expose_secret());
         }
         Command::Revoke { label } => {
             let revoked = admin.revoke(&label).await.map_err(|e| e.to_string())?;

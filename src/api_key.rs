@@ -1,15 +1,17 @@
 //! [`ApiKey`]: the configured key as a string that is wiped when dropped.
 
 use std::fmt;
-use std::ops::Deref;
 
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-/// The key in [`ProxySecurityConfig::api_key`](crate::ProxySecurityConfig::api_key):
-/// a string whose bytes are overwritten with zeros when it is dropped.
+/// A secret key: the configured [`api_key`](crate::ProxySecurityConfig::api_key),
+/// a key from [`generate_api_key`](crate::generate_api_key) or from the
+/// key store's admin. Its bytes are overwritten with zeros when it is
+/// dropped, and the only way to read them is the explicit, greppable
+/// [`expose_secret`](Self::expose_secret).
 ///
 /// Every copy is wiped: a clone owns its own buffer and wipes it too, so the
 /// old config a hot reload replaces, the copy
@@ -18,10 +20,11 @@ use zeroize::Zeroize;
 /// memory. It cannot be changed in place (which could reallocate and leave
 /// the old buffer behind); assign a new one instead.
 ///
-/// It reads as a `str` (through `Deref`), compares with strings, and its
-/// `Debug` shows only whether it is empty. It has no `Display`, so it does
-/// not end up in a log line by accident: write `key.as_str()` where the key
-/// is meant to be shown, as when printing a freshly generated one.
+/// It compares with strings (without an early exit), its `Debug` shows only
+/// whether it is empty, and it has no `Display` and no `Deref`, so it ends
+/// up in a log line or an ordinary `String` only where the code says
+/// `expose_secret()`. It (de)serializes as a plain string: serializing a
+/// config writes its key.
 ///
 /// ```
 /// use proxy_auth::{ApiKey, ProxyAuthMode, ProxySecurityConfig};
@@ -29,7 +32,7 @@ use zeroize::Zeroize;
 /// let mut config = ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1");
 /// assert_eq!(config.api_key, "sk-1");
 /// config.api_key = "sk-2".into(); // the old key's buffer is wiped here
-/// assert!(config.api_key.starts_with("sk-"));
+/// assert!(config.api_key.expose_secret().starts_with("sk-"));
 /// assert_eq!(format!("{:?}", config.api_key), "ApiKey(<redacted>)");
 /// assert_eq!(format!("{:?}", ApiKey::default()), "ApiKey(<empty>)");
 /// ```
@@ -38,9 +41,8 @@ use zeroize::Zeroize;
 /// (`"sk-1".into()` copies it), copies a deserializer made on the way
 /// (serde_json's `from_str` and `from_slice` read an unescaped string in
 /// place; an escaped one, `from_reader`, `from_value` and TOML's parser go
-/// through buffers of their own), and copies you make through `Deref`:
-/// `key.to_string()`, `key.to_owned()` or `String::from(&*key)` compile
-/// and give an ordinary `String`. Keep the key in an `ApiKey` instead.
+/// through buffers of their own), and copies made from `expose_secret()`
+/// (`key.expose_secret().to_owned()` is an ordinary `String`).
 #[derive(Clone, Default)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
@@ -53,10 +55,18 @@ impl ApiKey {
         ApiKey(key.into())
     }
 
-    /// The key.
+    /// The key itself. Every place that reads a secret says so with this
+    /// call: printing a generated key for its owner, handing it to a client.
     #[must_use]
-    pub fn as_str(&self) -> &str {
+    pub fn expose_secret(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the key is empty or only whitespace (what the layer treats as
+    /// no key), without exposing it.
+    #[must_use]
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
     }
 }
 
@@ -64,20 +74,6 @@ impl Drop for ApiKey {
     fn drop(&mut self) {
         // Wipes the whole allocation, spare capacity included.
         self.0.zeroize();
-    }
-}
-
-impl Deref for ApiKey {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for ApiKey {
-    fn as_ref(&self) -> &str {
-        &self.0
     }
 }
 
@@ -148,7 +144,7 @@ impl PartialEq<ApiKey> for String {
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Like the config's `Debug`: a blank key is no key.
-        f.write_str(if self.0.trim().is_empty() {
+        f.write_str(if self.is_blank() {
             "ApiKey(<empty>)"
         } else {
             "ApiKey(<redacted>)"
@@ -171,7 +167,8 @@ mod tests {
         assert_eq!(String::from("sk-secret"), key);
         assert_eq!(format!("{:?}", ApiKey::new(" \t")), "ApiKey(<empty>)");
         assert_eq!(key, ApiKey::from("sk-secret"));
-        assert_eq!(key.len(), 9);
+        assert_eq!(key.expose_secret().len(), 9);
+        assert!(ApiKey::new(" \t").is_blank() && !key.is_blank());
         assert!(!format!("{key:?}").contains("secret"));
     }
 
@@ -179,7 +176,7 @@ mod tests {
     fn takes_over_a_string_without_copying_it() {
         let owned = String::from("sk-moved");
         let at = owned.as_ptr();
-        assert_eq!(ApiKey::from(owned).as_str().as_ptr(), at);
+        assert_eq!(ApiKey::from(owned).expose_secret().as_ptr(), at);
     }
 
     #[cfg(feature = "serde")]

@@ -9,8 +9,10 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// The body of a response from [`ProxyAuth`](crate::ProxyAuth): the inner
-    /// service's body, passed through untouched, or the JSON of a 401 the
-    /// layer answered itself.
+    /// service's body, passed through untouched, or the body of a refusal
+    /// the layer answered itself (its JSON, or what
+    /// [`rejection_response`](crate::ProxyAuthLayer::rejection_response)
+    /// returned).
     ///
     /// Wrapping (instead of requiring `B: Default` or `B: From<String>`)
     /// keeps the layer usable with any body whose data is [`Bytes`]-like,
@@ -25,7 +27,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Rejection { json: Option<&'static [u8]> },
+        Rejection { data: Option<Bytes> },
     }
 }
 
@@ -36,9 +38,11 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn rejection(json: &'static [u8]) -> Self {
+    /// A refusal's body; `Bytes::from_static` for the prebuilt ones, so it
+    /// costs no allocation.
+    pub(crate) fn rejection(data: Bytes) -> Self {
         ResponseBody {
-            kind: Kind::Rejection { json: Some(json) },
+            kind: Kind::Rejection { data: Some(data) },
         }
     }
 
@@ -75,25 +79,24 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Rejection { json } => Poll::Ready(
-                json.take()
-                    .map(|json| Ok(Frame::data(Bytes::from_static(json).into()))),
-            ),
+            KindProj::Rejection { data } => {
+                Poll::Ready(data.take().map(|data| Ok(Frame::data(data.into()))))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Rejection { json } => json.is_none(),
+            Kind::Rejection { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Rejection { json } => {
-                SizeHint::with_exact(json.as_ref().map_or(0, |j| j.len() as u64))
+            Kind::Rejection { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
     }
@@ -103,9 +106,9 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
             Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
-            Kind::Rejection { json } => f
+            Kind::Rejection { data } => f
                 .debug_tuple("ResponseBody::Rejection")
-                .field(&json.map(String::from_utf8_lossy))
+                .field(&data.as_deref().map(String::from_utf8_lossy))
                 .finish(),
         }
     }

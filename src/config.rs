@@ -149,23 +149,9 @@ impl fmt::Debug for ProxySecurityConfig {
         f.debug_struct("ProxySecurityConfig")
             .field("auth_mode", &self.auth_mode)
             .field("effective_auth_mode", &self.effective_auth_mode())
-            .field("api_key", &Redacted(&self.api_key))
+            .field("api_key", &self.api_key)
             .field("allow_lan_access", &self.allow_lan_access)
             .finish()
-    }
-}
-
-/// Shows whether a secret is set, never what it is (not even its length,
-/// which would narrow a brute-force search).
-pub(crate) struct Redacted<'a>(pub(crate) &'a str);
-
-impl fmt::Debug for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.trim().is_empty() {
-            f.write_str("<empty>")
-        } else {
-            f.write_str("<redacted>")
-        }
     }
 }
 
@@ -178,7 +164,9 @@ pub struct KeyGenError(getrandom::Error);
 
 /// A new random key: `sk-` followed by 32 lowercase hex characters (128 bits
 /// from the operating system's CSPRNG), the format Antigravity Tools users
-/// already have in their configs.
+/// already have in their configs. It comes as an [`ApiKey`], wiped when
+/// dropped; show it to its owner with
+/// [`expose_secret`](ApiKey::expose_secret).
 ///
 /// # Panics
 ///
@@ -188,7 +176,7 @@ pub struct KeyGenError(getrandom::Error);
 #[cfg(feature = "generate-key")]
 #[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
 #[must_use]
-pub fn generate_api_key() -> String {
+pub fn generate_api_key() -> ApiKey {
     try_generate_api_key()
         .expect("the OS random number generator must be available to generate an API key")
 }
@@ -196,13 +184,14 @@ pub fn generate_api_key() -> String {
 /// Like [`generate_api_key`], returning an error instead of panicking.
 #[cfg(feature = "generate-key")]
 #[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
-pub fn try_generate_api_key() -> Result<String, KeyGenError> {
+pub fn try_generate_api_key() -> Result<ApiKey, KeyGenError> {
     let mut random = zeroize::Zeroizing::new([0u8; 16]);
     getrandom::fill(&mut random[..]).map_err(KeyGenError)?;
+    // Sized once, so no smaller buffer is freed with part of the key in it.
     let mut key = String::with_capacity(3 + 32);
     key.push_str("sk-");
     crate::digest::push_hex(&mut key, &random[..]);
-    Ok(key)
+    Ok(ApiKey::new(key))
 }
 
 #[cfg(test)]
@@ -314,7 +303,7 @@ mod tests {
         let debug = format!("{config:?} {config:#?}");
         assert!(!debug.contains("super-secret"), "{debug}");
         assert!(
-            debug.contains("<redacted>") && debug.contains("Strict"),
+            debug.contains("ApiKey(<redacted>)") && debug.contains("Strict"),
             "{debug}"
         );
         let empty = format!(
@@ -330,6 +319,7 @@ mod tests {
         let a = generate_api_key();
         let b = generate_api_key();
         for key in [&a, &b] {
+            let key = key.expose_secret();
             assert_eq!(key.len(), 35, "{key}");
             assert!(key.starts_with("sk-"));
             assert!(key[3..]
@@ -340,6 +330,7 @@ mod tests {
         let default = ProxySecurityConfig::default();
         assert_eq!(default.auth_mode, ProxyAuthMode::Auto);
         assert!(!default.allow_lan_access);
-        assert!(default.api_key.starts_with("sk-") && default.api_key.len() == 35);
+        let key = default.api_key.expose_secret();
+        assert!(key.starts_with("sk-") && key.len() == 35);
     }
 }

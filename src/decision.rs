@@ -1,5 +1,5 @@
-//! The verdict: a compiled config ([`Policy`]) plus the layer's rules judge
-//! one request, and say why.
+//! The decision: a compiled config ([`Policy`]) plus the layer's options
+//! judge one request, and say why.
 //!
 //! Everything a request's fate depends on is here, in the order it is
 //! checked; the service, [`ProxyAuthLayer::check`], the tests and the fuzzer
@@ -14,110 +14,16 @@ use http::{Method, Request};
 
 use crate::compare::{ConfiguredKey, MAX_KEY_LEN};
 use crate::digest::{classify, KeyText};
-use crate::extract::{is_key_text, presented_key, KeyProblem, KeySource, Presented};
+use crate::extract::{is_key_text, presented_key, Presented};
+use crate::layer::Options;
 #[cfg(feature = "key-set")]
 use crate::{digest::sha256, KeySet};
-use crate::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
+use crate::{
+    Allowed, Authenticated, Decision, KeyProblem, ProxyAuthMode, ProxySecurityConfig,
+    RejectReason, Rejection, SharedSecurityConfig,
+};
 #[cfg(feature = "key-set")]
 use zeroize::{Zeroize, Zeroizing};
-
-/// The verdict on one request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// The request goes to the inner service.
-    Allow(Allowed),
-    /// The request is answered with a 401 by the layer.
-    Reject(Rejection),
-}
-
-impl Decision {
-    /// Whether the request goes to the inner service.
-    #[must_use]
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow(_))
-    }
-}
-
-/// Why a request was let through.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Allowed {
-    /// An `OPTIONS` request (CORS preflight), which passes in every mode.
-    Preflight,
-    /// The effective mode is `off`.
-    AuthOff,
-    /// The effective mode is `all_except_health` and the path is exempt.
-    ExemptPath,
-    /// A key matched: the config's `api_key` or a [`KeySet`](crate::KeySet)
-    /// entry.
-    Key(Authenticated),
-}
-
-/// Who authenticated a request: where the key was read from and, for a
-/// [`KeySet`](crate::KeySet) key, its label.
-///
-/// Found in [`Allowed::Key`], and as a request extension when the layer is
-/// built with [`insert_identity(true)`](crate::ProxyAuthLayer::insert_identity):
-/// read it in a handler with `request.extensions().get::<Authenticated>()`
-/// (or axum's `Extension<Authenticated>` extractor).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct Authenticated {
-    /// Where the matching key was read from.
-    pub source: KeySource,
-    /// The [`KeySet`](crate::KeySet) label of the key, or `None` for the
-    /// config's `api_key`.
-    pub label: Option<Arc<str>>,
-}
-
-/// Why a request was refused, without the key itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct Rejection {
-    /// The machine-readable reason, also sent as the `x-proxy-auth-error`
-    /// response header.
-    pub reason: RejectReason,
-    /// Where the key was read from, if a key header (or the query key) was
-    /// present.
-    pub source: Option<KeySource>,
-    /// Set when the key could not be compared at all (empty, duplicated,
-    /// not ASCII) or has expired.
-    pub problem: Option<KeyProblem>,
-    /// The effective mode that required the key: `strict` or
-    /// `all_except_health`.
-    pub mode: ProxyAuthMode,
-}
-
-/// The machine-readable reason for a 401.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RejectReason {
-    /// None of `Authorization`, `x-api-key`, `x-goog-api-key` was sent.
-    MissingKey,
-    /// A key was sent but is wrong, empty, duplicated, malformed or expired.
-    InvalidKey,
-    /// Auth is enabled but the proxy has no key configured, so nothing can
-    /// match. The operator must set `api_key`.
-    NoKeyConfigured,
-}
-
-impl RejectReason {
-    /// `"missing_key"`, `"invalid_key"` or `"no_key_configured"`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::MissingKey => "missing_key",
-            RejectReason::InvalidKey => "invalid_key",
-            RejectReason::NoKeyConfigured => "no_key_configured",
-        }
-    }
-}
-
-impl fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A mode that needs no more resolving: `auto` cannot reach a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,13 +35,12 @@ pub(crate) enum Enforced {
 
 impl Enforced {
     fn of(config: &ProxySecurityConfig) -> Self {
-        match config.effective_auth_mode() {
-            ProxyAuthMode::Strict => Enforced::Strict,
-            ProxyAuthMode::AllExceptHealth => Enforced::AllExceptHealth,
-            // `effective_auth_mode` never returns `Auto`; were it ever to,
-            // the safe reading of an unresolved mode is the stricter one.
-            ProxyAuthMode::Auto => Enforced::AllExceptHealth,
-            ProxyAuthMode::Off => Enforced::Off,
+        match (config.auth_mode, config.allow_lan_access) {
+            (ProxyAuthMode::Off, _) | (ProxyAuthMode::Auto, false) => Enforced::Off,
+            (ProxyAuthMode::AllExceptHealth, _) | (ProxyAuthMode::Auto, true) => {
+                Enforced::AllExceptHealth
+            }
+            (ProxyAuthMode::Strict, _) => Enforced::Strict,
         }
     }
 
@@ -176,7 +81,7 @@ impl Policy {
         // A header value cannot start or end with whitespace once an HTTP
         // parser has read it, so a key pasted with a trailing newline could
         // never match; trimming makes it work as meant.
-        let trimmed = config.api_key.trim();
+        let trimmed = config.api_key.expose_secret().trim();
         let key = match classify(trimmed) {
             KeyText::Plain if is_key_text(trimmed.as_bytes()) => {
                 ConfiguredKey::new(trimmed.as_bytes()).unwrap_or_else(|| {
@@ -237,19 +142,19 @@ impl Policy {
     /// Judges a request. The order is the Antigravity one: preflight, then
     /// mode, then exempt paths, then the configured key, then the presented
     /// key.
-    fn decide<B>(&self, rules: &Rules, request: &Request<B>) -> Decision {
+    fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
         if request.method() == Method::OPTIONS {
             return Decision::Allow(Allowed::Preflight);
         }
         let uri = request.uri();
         match self.mode {
             Enforced::Off => return Decision::Allow(Allowed::AuthOff),
-            Enforced::AllExceptHealth if rules.is_exempt(uri.path()) => {
+            Enforced::AllExceptHealth if options.is_exempt(uri.path()) => {
                 return Decision::Allow(Allowed::ExemptPath);
             }
             Enforced::AllExceptHealth | Enforced::Strict => {}
         }
-        let query = if rules.query_key { uri.query() } else { None };
+        let query = if options.query_key { uri.query() } else { None };
         let presented = presented_key(request.headers(), query);
         let reject = |reason, source, problem| {
             Decision::Reject(Rejection {
@@ -335,22 +240,6 @@ impl fmt::Debug for Policy {
     }
 }
 
-/// The layer's own settings that take part in the decision.
-#[derive(Clone, Debug)]
-pub(crate) struct Rules {
-    pub(crate) exempt_paths: Arc<[Box<str>]>,
-    pub(crate) query_key: bool,
-}
-
-impl Rules {
-    /// Exact comparison with the request's path. Only origin-form paths
-    /// (starting with `/`) can be exempt: an authority-form (`CONNECT
-    /// host:443`) or asterisk-form (`OPTIONS *`) target never is.
-    fn is_exempt(&self, path: &str) -> bool {
-        path.starts_with('/') && self.exempt_paths.iter().any(|p| **p == *path)
-    }
-}
-
 /// Where a layer reads its config: a fixed snapshot or a reloadable handle.
 #[derive(Clone, Debug)]
 pub(crate) enum PolicySource {
@@ -362,10 +251,10 @@ impl PolicySource {
     /// One config snapshot per decision, released before the inner service
     /// runs: a request sees the old config or the new one, never a mix.
     #[inline]
-    pub(crate) fn decide<B>(&self, rules: &Rules, request: &Request<B>) -> Decision {
+    pub(crate) fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
         match self {
-            PolicySource::Fixed(policy) => policy.decide(rules, request),
-            PolicySource::Shared(shared) => shared.policy().decide(rules, request),
+            PolicySource::Fixed(policy) => policy.decide(options, request),
+            PolicySource::Shared(shared) => shared.policy().decide(options, request),
         }
     }
 }
@@ -373,6 +262,7 @@ impl PolicySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::KeySource;
 
     fn judge(
         mode: ProxyAuthMode,
@@ -382,15 +272,11 @@ mod tests {
         headers: &[(&'static str, &str)],
     ) -> Decision {
         let policy = Policy::new(ProxySecurityConfig::new(mode, key));
-        let rules = Rules {
-            exempt_paths: Arc::new(["/healthz".into()]),
-            query_key: false,
-        };
         let mut request = Request::builder().method(method).uri(path);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        policy.decide(&rules, &request.body(()).unwrap())
+        policy.decide(&Options::default(), &request.body(()).unwrap())
     }
 
     #[test]
@@ -449,30 +335,14 @@ mod tests {
     }
 
     #[test]
-    fn auto_is_resolved_before_any_decision() {
-        for lan in [false, true] {
-            let config = ProxySecurityConfig::new(ProxyAuthMode::Auto, "k").allow_lan_access(lan);
-            let enforced = Policy::new(config.clone()).mode;
-            assert_eq!(enforced.mode(), config.effective_auth_mode());
-            assert_ne!(enforced.mode(), ProxyAuthMode::Auto);
+    fn the_enforced_mode_is_the_effective_one_and_never_auto() {
+        for mode in ProxyAuthMode::ALL {
+            for lan in [false, true] {
+                let config = ProxySecurityConfig::new(mode, "k").allow_lan_access(lan);
+                let enforced = Policy::new(config.clone()).mode;
+                assert_eq!(enforced.mode(), config.effective_auth_mode());
+                assert_ne!(enforced.mode(), ProxyAuthMode::Auto);
+            }
         }
-    }
-
-    #[test]
-    fn only_origin_form_paths_can_be_exempt() {
-        let rules = Rules {
-            exempt_paths: Arc::new(["/healthz".into()]),
-            query_key: false,
-        };
-        assert!(rules.is_exempt("/healthz"));
-        assert!(!rules.is_exempt(""));
-        assert!(!rules.is_exempt("*"));
-    }
-
-    #[test]
-    fn reason_strings() {
-        assert_eq!(RejectReason::MissingKey.to_string(), "missing_key");
-        assert_eq!(RejectReason::InvalidKey.as_str(), "invalid_key");
-        assert_eq!(RejectReason::NoKeyConfigured.as_str(), "no_key_configured");
     }
 }

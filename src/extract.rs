@@ -11,92 +11,10 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, PROXY_AUTH
 use http::uri::{PathAndQuery, Uri};
 use http::Request;
 
-/// The header an API key was read from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum KeySource {
-    /// `Authorization`, with or without a `Bearer ` scheme (OpenAI style).
-    Authorization,
-    /// `x-api-key` (Anthropic style).
-    XApiKey,
-    /// `x-goog-api-key` (Gemini style).
-    XGoogApiKey,
-    /// The `key` query parameter (Gemini REST style), in any ASCII case and
-    /// with its name percent-decoded once (`KEY`, `k%65y`); only read when
-    /// [`ProxyAuthLayer::query_key`](crate::ProxyAuthLayer::query_key) is on.
-    QueryKey,
-}
+use crate::{KeyProblem, KeySource};
 
 pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub(crate) const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
-
-impl KeySource {
-    /// The header's name, lowercase as HTTP/2 sends it: `"authorization"`,
-    /// `"x-api-key"` or `"x-goog-api-key"`; `"?key"` for the query parameter.
-    #[must_use]
-    pub const fn header_name(self) -> &'static str {
-        match self {
-            KeySource::Authorization => "authorization",
-            KeySource::XApiKey => "x-api-key",
-            KeySource::XGoogApiKey => "x-goog-api-key",
-            KeySource::QueryKey => "?key",
-        }
-    }
-
-    /// "the x-api-key header" / "the key query parameter", for messages.
-    pub(crate) fn describe(self) -> &'static str {
-        match self {
-            KeySource::Authorization => "the authorization header",
-            KeySource::XApiKey => "the x-api-key header",
-            KeySource::XGoogApiKey => "the x-goog-api-key header",
-            KeySource::QueryKey => "the key query parameter",
-        }
-    }
-}
-
-impl std::fmt::Display for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.header_name())
-    }
-}
-
-/// Why a present key header could not even be compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum KeyProblem {
-    /// The header (or what followed `Bearer `) was empty.
-    Empty,
-    /// The header appeared more than once. `Authorization` is a singleton
-    /// field (RFC 9110 §11.6.2) and so are the API-key headers; picking one
-    /// of several values would let a request smuggle a second credential
-    /// past whatever checked the first, so the request is refused.
-    Duplicate,
-    /// The value has bytes outside visible ASCII, space and tab, which no
-    /// API key contains.
-    NotAscii,
-    /// The key is one of a [`KeySet`](crate::KeySet)'s and its expiry has
-    /// passed. Only a holder of a real (former) key can get this answer.
-    Expired,
-}
-
-impl KeyProblem {
-    /// `"empty"`, `"duplicate"`, `"not_ascii"` or `"expired"`, as logged.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            KeyProblem::Empty => "empty",
-            KeyProblem::Duplicate => "duplicate",
-            KeyProblem::NotAscii => "not_ascii",
-            KeyProblem::Expired => "expired",
-        }
-    }
-}
-
-impl std::fmt::Display for KeyProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What the request presented, before comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

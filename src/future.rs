@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: the inner service's future, or a ready 401.
+//! [`ResponseFuture`]: the inner service's future, or the layer's ready answer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +11,7 @@ use crate::ResponseBody;
 
 pin_project! {
     /// Response future of [`ProxyAuth`](crate::ProxyAuth).
+    #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F, B> {
         #[pin]
         kind: Kind<F, B>,

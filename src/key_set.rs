@@ -57,13 +57,28 @@ pub enum KeySetError {
     },
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct Entry {
+/// What a [`KeySet`] knows of one key, without the key: its label and its
+/// expiry. See [`KeySet::entries`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyEntry {
     pub(crate) label: Arc<str>,
     pub(crate) expires_at: Option<SystemTime>,
 }
 
-impl Entry {
+impl KeyEntry {
+    /// The key's label.
+    #[must_use]
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// When the key stops being accepted, if ever.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
     pub(crate) fn is_expired(&self) -> bool {
         self.expires_at.is_some_and(|at| at <= SystemTime::now())
     }
@@ -95,7 +110,7 @@ impl Entry {
 /// ```
 #[derive(Clone, Default)]
 pub struct KeySet {
-    by_digest: HashMap<StoredDigest, Entry>,
+    by_digest: HashMap<StoredDigest, KeyEntry>,
     // So replacing or removing a label is O(1), not a scan of every key.
     by_label: HashMap<Arc<str>, StoredDigest>,
 }
@@ -206,7 +221,7 @@ impl KeySet {
         self.remove(&label);
         let label: Arc<str> = label.into();
         self.by_label.insert(Arc::clone(&label), digest.clone());
-        self.by_digest.insert(digest, Entry { label, expires_at });
+        self.by_digest.insert(digest, KeyEntry { label, expires_at });
         Ok(())
     }
 
@@ -247,43 +262,49 @@ impl KeySet {
         self.by_digest.is_empty()
     }
 
-    /// The labels, sorted, with each key's expiry.
+    /// Every key's entry (label and expiry, never the key), sorted by
+    /// label.
     #[must_use]
-    pub fn labels(&self) -> Vec<(String, Option<SystemTime>)> {
-        let mut labels: Vec<_> = self
-            .by_digest
-            .values()
-            .map(|e| (e.label.to_string(), e.expires_at))
-            .collect();
-        labels.sort();
-        labels
+    pub fn entries(&self) -> Vec<&KeyEntry> {
+        let mut entries: Vec<_> = self.by_digest.values().collect();
+        entries.sort_by(|a, b| a.label.cmp(&b.label));
+        entries
     }
 
-    /// Whether both sets hold the same keys under the same labels and
-    /// expiries (what a reload log reports as "changed").
-    #[cfg(feature = "watch")]
-    pub(crate) fn same_keys(&self, other: &KeySet) -> bool {
-        self.len() == other.len()
-            && self.by_digest.iter().all(|(digest, entry)| {
-                other.by_digest.get(digest).is_some_and(|theirs| {
-                    theirs.label == entry.label && theirs.expires_at == entry.expires_at
-                })
-            })
+    /// The entry with this label.
+    #[must_use]
+    pub fn get(&self, label: &str) -> Option<&KeyEntry> {
+        self.by_label
+            .get(label)
+            .and_then(|digest| self.by_digest.get(digest))
     }
 
     /// The entry whose digest equals `digest`. The map's own probing and
     /// key comparison are not constant-time; what they could reveal is how
     /// the SHA-256 of the attacker's own input relates to stored digests,
     /// which does not help find a key (that would take a preimage).
-    pub(crate) fn lookup(&self, digest: &[u8; 32]) -> Option<&Entry> {
+    pub(crate) fn lookup(&self, digest: &[u8; 32]) -> Option<&KeyEntry> {
         self.by_digest.get(digest)
     }
 }
 
+/// Equal when both hold the same keys under the same labels and expiries.
+impl PartialEq for KeySet {
+    fn eq(&self, other: &KeySet) -> bool {
+        self.len() == other.len()
+            && self
+                .by_digest
+                .iter()
+                .all(|(digest, entry)| other.by_digest.get(digest) == Some(entry))
+    }
+}
+
+impl Eq for KeySet {}
+
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set()
-            .entries(self.labels().into_iter().map(|(label, _)| label))
+            .entries(self.entries().into_iter().map(KeyEntry::label))
             .finish()
     }
 }
@@ -354,7 +375,7 @@ impl<'de> Deserialize<'de> for KeySet {
                     spec.label.trim().to_owned(),
                 )));
             }
-            set.insert_entry(spec.label, &spec.key, expires_at)
+            set.insert_entry(spec.label, spec.key.expose_secret(), expires_at)
                 .map_err(serde::de::Error::custom)?;
         }
         Ok(set)
@@ -364,6 +385,33 @@ impl<'de> Deserialize<'de> for KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Labels and expiries, sorted: the entries as plain values.
+    fn labels(set: &KeySet) -> Vec<(String, Option<SystemTime>)> {
+        set.entries()
+            .into_iter()
+            .map(|e| (e.label().to_owned(), e.expires_at()))
+            .collect()
+    }
+
+    #[test]
+    fn equal_sets_hold_the_same_keys_labels_and_expiries() {
+        let mut a = KeySet::new();
+        a.insert("alice", "sk-a").unwrap();
+        let mut b = KeySet::new();
+        b.insert("alice", &crate::key_digest("sk-a")).unwrap();
+        assert_eq!(a, b, "a key and its digest are the same key");
+        b.insert("alice", "sk-other").unwrap();
+        assert_ne!(a, b, "same label, another key");
+        let mut c = KeySet::new();
+        c.insert("bob", "sk-a").unwrap();
+        assert_ne!(a, c, "same key, another label");
+        let mut d = KeySet::new();
+        d.insert_expiring("alice", "sk-a", SystemTime::now()).unwrap();
+        assert_ne!(a, d, "same key and label, an expiry");
+        assert_eq!(a.get("alice").map(KeyEntry::label), Some("alice"));
+        assert!(a.get("bob").is_none());
+    }
     use crate::key_digest;
 
     #[test]
@@ -407,7 +455,7 @@ mod tests {
             .unwrap();
         set.insert("forever", "sk-f").unwrap();
         assert_eq!(set.remove_expired(now), 1);
-        assert_eq!(set.labels().len(), 2);
+        assert_eq!(labels(&set).len(), 2);
     }
 
     #[test]
@@ -447,7 +495,7 @@ mod tests {
             "{json}"
         );
         let again: KeySet = serde_json::from_str(&json).unwrap();
-        assert_eq!(again.labels(), set.labels());
+        assert_eq!(labels(&again), labels(&set));
         assert!(again.lookup(&sha256(b"sk-ci")).is_some());
         let err = serde_json::from_str::<KeySet>(r#"[{"label":"x","key":""}]"#).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
@@ -469,7 +517,7 @@ mod tests {
         let again: KeySet = serde_json::from_str(&json).unwrap();
         let next = second + Duration::from_secs(1);
         assert_eq!(
-            again.labels(),
+            labels(&again),
             vec![
                 ("half".to_owned(), Some(next)),
                 ("nano".to_owned(), Some(next)),
@@ -478,7 +526,7 @@ mod tests {
             ]
         );
         // Each key lives at least as long as given, and at most a second more.
-        for ((label, before), (_, after)) in set.labels().into_iter().zip(again.labels()) {
+        for ((label, before), (_, after)) in labels(&set).into_iter().zip(labels(&again)) {
             let (before, after) = (before.unwrap(), after.unwrap());
             let given = before.max(UNIX_EPOCH);
             let later = after.duration_since(given);

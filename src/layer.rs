@@ -1,14 +1,17 @@
 //! [`ProxyAuthLayer`]: the configuration holder that wraps services.
 
+use std::fmt;
 use std::sync::Arc;
 
-use http::Request;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
 use tower_layer::Layer;
 
-use crate::decision::{Policy, PolicySource, Rules};
+use crate::decision::{Policy, PolicySource};
 #[cfg(feature = "key-set")]
 use crate::KeySet;
-use crate::{Decision, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
+use crate::{Decision, ProxyAuth, ProxySecurityConfig, Rejection, SharedSecurityConfig};
 
 /// Applies [`ProxyAuth`] to a service: requires an API key according to a
 /// [`ProxySecurityConfig`].
@@ -18,26 +21,74 @@ use crate::{Decision, ProxyAuth, ProxySecurityConfig, SharedSecurityConfig};
 ///
 /// See the [crate documentation](crate) for the rules and an example.
 #[derive(Clone, Debug)]
+#[must_use = "a layer does nothing until it wraps a service (`.layer(...)`, `ServiceBuilder::layer`)"]
 pub struct ProxyAuthLayer {
     pub(crate) policy: PolicySource,
     pub(crate) options: Options,
 }
 
 /// Settings that belong to the layer rather than to the reloadable config.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Options {
-    pub(crate) rules: Rules,
+    pub(crate) exempt_paths: Arc<[Box<str>]>,
+    pub(crate) query_key: bool,
     pub(crate) insert_identity: bool,
     pub(crate) strip_credentials: bool,
+    pub(crate) rejection_response: Option<RejectionResponse>,
     // Feature `metrics`: the per-key switch and the layer's counter handles.
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::LayerMetrics,
 }
 
+/// The author's answer to a refused request; see
+/// [`ProxyAuthLayer::rejection_response`].
+pub(crate) type RejectionResponse =
+    Arc<dyn Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static>;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            exempt_paths: Arc::new([Box::from("/healthz")]),
+            query_key: false,
+            insert_identity: false,
+            strip_credentials: true,
+            rejection_response: None,
+            #[cfg(feature = "metrics")]
+            metrics: Default::default(),
+        }
+    }
+}
+
+impl Options {
+    /// Exact comparison with the request's path. Only origin-form paths
+    /// (starting with `/`) can be exempt: an authority-form (`CONNECT
+    /// host:443`) or asterisk-form (`OPTIONS *`) target never is.
+    pub(crate) fn is_exempt(&self, path: &str) -> bool {
+        path.starts_with('/') && self.exempt_paths.iter().any(|p| **p == *path)
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Options");
+        debug
+            .field("exempt_paths", &self.exempt_paths)
+            .field("query_key", &self.query_key)
+            .field("insert_identity", &self.insert_identity)
+            .field("strip_credentials", &self.strip_credentials)
+            .field(
+                "rejection_response",
+                &self.rejection_response.as_ref().map(|_| "<fn>"),
+            );
+        #[cfg(feature = "metrics")]
+        debug.field("metrics", &self.metrics);
+        debug.finish()
+    }
+}
+
 impl ProxyAuthLayer {
     /// A layer enforcing a fixed config. To change the key or mode while
     /// serving, use [`from_shared`](Self::from_shared).
-    #[must_use]
     pub fn new(config: ProxySecurityConfig) -> Self {
         Self::with_source(PolicySource::Fixed(Arc::new(Policy::new(config))))
     }
@@ -47,14 +98,12 @@ impl ProxyAuthLayer {
     /// [`SharedSecurityConfig::with_keys`] and [`from_shared`](Self::from_shared).
     #[cfg(feature = "key-set")]
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
-    #[must_use]
     pub fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
         Self::with_source(PolicySource::Fixed(Arc::new(Policy::build(config, keys))))
     }
 
     /// A layer that reads the config from `shared` on every request, so a
     /// [`SharedSecurityConfig::store`] is in force from the next request on.
-    #[must_use]
     pub fn from_shared(shared: SharedSecurityConfig) -> Self {
         Self::with_source(PolicySource::Shared(shared))
     }
@@ -62,21 +111,8 @@ impl ProxyAuthLayer {
     fn with_source(policy: PolicySource) -> Self {
         ProxyAuthLayer {
             policy,
-            options: Options {
-                rules: Rules {
-                    exempt_paths: Arc::new([Box::from("/healthz")]),
-                    query_key: false,
-                },
-                insert_identity: false,
-                strip_credentials: false,
-                #[cfg(feature = "metrics")]
-                metrics: Default::default(),
-            },
+            options: Options::default(),
         }
-    }
-
-    pub(crate) fn options_mut(&mut self) -> &mut Options {
-        &mut self.options
     }
 
     /// Sets the paths that pass without a key in `all_except_health` mode
@@ -89,14 +125,13 @@ impl ProxyAuthLayer {
     /// If a path does not start with `/`, naming it. An empty entry (say,
     /// from splitting `"/healthz,"` on commas) would otherwise equal the
     /// path of every `CONNECT host:443` request and let it through.
-    #[must_use]
     #[track_caller]
     pub fn exempt_paths<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,
         P: Into<String>,
     {
-        self.options_mut().rules.exempt_paths = paths
+        self.options.exempt_paths = paths
             .into_iter()
             .map(|path| {
                 let path = path.into();
@@ -114,9 +149,8 @@ impl ProxyAuthLayer {
     /// extension naming the source and label of its key (default: off,
     /// because inserting an extension allocates on every authenticated
     /// request).
-    #[must_use]
     pub fn insert_identity(mut self, insert: bool) -> Self {
-        self.options_mut().insert_identity = insert;
+        self.options.insert_identity = insert;
         self
     }
 
@@ -140,17 +174,18 @@ impl ProxyAuthLayer {
     ///
     /// Keys in URLs end up in access logs, browser history and proxy logs
     /// along the way; prefer headers, and turn this on only for clients that
-    /// cannot send one. Combine with [`strip_credentials`](Self::strip_credentials)
-    /// so the inner service never sees the key in the URI.
-    #[must_use]
+    /// cannot send one. [`strip_credentials`](Self::strip_credentials) (on by
+    /// default) keeps the key in the URI from the inner service.
     pub fn query_key(mut self, accept: bool) -> Self {
-        self.options_mut().rules.query_key = accept;
+        self.options.query_key = accept;
         self
     }
 
     /// Sets whether an authenticated request has its credentials removed
-    /// before the inner service sees it (default: off), so the proxy's own
-    /// key is never forwarded to an upstream provider. Removed are:
+    /// before the inner service sees it (default: **on**), so the proxy's
+    /// own key is never forwarded to an upstream provider. Turn it off only
+    /// when the inner service must see the key (say, to check it again
+    /// itself). Removed are:
     ///
     /// - the `Authorization`, `x-api-key` and `x-goog-api-key` headers, all
     ///   of them, not only the one the key was read from;
@@ -169,9 +204,55 @@ impl ProxyAuthLayer {
     /// for preflights and for exempt paths the headers and the query are the
     /// client's business and pass untouched. Removing a query parameter
     /// rebuilds the URI, which allocates; removing headers does not.
-    #[must_use]
     pub fn strip_credentials(mut self, strip: bool) -> Self {
-        self.options_mut().strip_credentials = strip;
+        self.options.strip_credentials = strip;
+        self
+    }
+
+    /// Answers refused requests with `respond(&rejection, &parts)` instead of
+    /// the default JSON in the client's API error shape: for proxies whose
+    /// clients expect an error format of their own.
+    ///
+    /// Whatever `respond` returns, the layer then sets
+    /// [`x-proxy-auth-error`](crate::REJECTION_HEADER) to the reason and puts
+    /// the [`Rejection`] in the response's extensions, as it does for its own
+    /// answers, so an operator can still tell whose refusal it was. The
+    /// status code and every other header are `respond`'s choice
+    /// ([`Rejection::status`] is the layer's). The request's body is dropped
+    /// unread; `parts` has its method, URI, headers and extensions (an
+    /// `x-request-id`, axum's `OriginalUri`). Never put the presented key in
+    /// the response: `parts.headers` still holds it.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Response, StatusCode};
+    /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, Rejection};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), std::convert::Infallible> {
+    /// let layer = ProxyAuthLayer::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1"))
+    ///     .rejection_response(|rejection, _parts| {
+    ///         let body = format!(r#"{{"ok":false,"why":"{}"}}"#, rejection.reason);
+    ///         let mut response = Response::new(Bytes::from(body));
+    ///         *response.status_mut() = rejection.status();
+    ///         response
+    ///     });
+    /// let service = layer.layer(service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    /// }));
+    /// let response = service.oneshot(http::Request::new(())).await?;
+    /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    /// assert_eq!(response.headers()["x-proxy-auth-error"], "missing_key");
+    /// assert!(response.extensions().get::<Rejection>().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rejection_response<F>(mut self, respond: F) -> Self
+    where
+        F: Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.options.rejection_response = Some(Arc::new(respond));
         self
     }
 
@@ -179,7 +260,7 @@ impl ProxyAuthLayer {
     /// and without logging: for "why was I rejected?" diagnostics and tests.
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
-        self.policy.decide(&self.options.rules, request)
+        self.policy.decide(&self.options, request)
     }
 }
 

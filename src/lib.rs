@@ -221,6 +221,7 @@ mod mode;
 mod response;
 mod service;
 mod shared;
+mod verdict;
 #[cfg(feature = "watch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
 pub mod watch;
@@ -234,18 +235,17 @@ pub use body::ResponseBody;
 #[cfg(feature = "generate-key")]
 pub use config::{generate_api_key, try_generate_api_key, KeyGenError};
 pub use config::{ExposedWithoutAuth, ProxySecurityConfig};
-pub use decision::{Allowed, Authenticated, Decision, RejectReason, Rejection};
 #[cfg(feature = "key-set")]
 pub use digest::key_digest;
-pub use extract::{KeyProblem, KeySource};
 pub use future::ResponseFuture;
 #[cfg(feature = "key-set")]
-pub use key_set::{KeySet, KeySetError};
+pub use key_set::{KeyEntry, KeySet, KeySetError};
 pub use layer::ProxyAuthLayer;
 pub use mode::{ParseModeError, ProxyAuthMode};
 pub use response::REJECTION_HEADER;
 pub use service::ProxyAuth;
 pub use shared::SharedSecurityConfig;
+pub use verdict::{Allowed, Authenticated, Decision, KeyProblem, KeySource, RejectReason, Rejection};
 
 // The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

@@ -75,7 +75,7 @@ use std::sync::{Arc, OnceLock};
 
 use ::metrics::{Counter, Key, Label, Level, Metadata, SharedString, Unit};
 
-use crate::{Allowed, Decision, KeySource, ProxyAuthLayer};
+use crate::{Allowed, Authenticated, Decision, KeySource, ProxyAuthLayer, RejectReason};
 
 /// `proxy_auth_requests_total{outcome, reason, source}`: one per judged request.
 pub const REQUESTS_TOTAL: &str = "proxy_auth_requests_total";
@@ -87,130 +87,98 @@ pub const KEY_REQUESTS_TOTAL: &str = "proxy_auth_key_requests_total";
 
 static METADATA: Metadata<'static> = Metadata::new("proxy_auth", Level::INFO, Some(module_path!()));
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reason {
-    Preflight,
-    AuthOff,
-    ExemptPath,
-    Key,
-    MissingKey,
-    InvalidKey,
-    NoKeyConfigured,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    Authorization,
-    XApiKey,
-    XGoogApiKey,
-    Query,
+/// The `source` label's values, in table order: `KeySource::as_str`, and
+/// `none` when no key was looked at or none was present.
+const SOURCES: [Option<KeySource>; 5] = [
+    Some(KeySource::Authorization),
+    Some(KeySource::XApiKey),
+    Some(KeySource::XGoogApiKey),
+    Some(KeySource::QueryKey),
     None,
-}
-
-const REASONS: [Reason; 7] = [
-    Reason::Preflight,
-    Reason::AuthOff,
-    Reason::ExemptPath,
-    Reason::Key,
-    Reason::MissingKey,
-    Reason::InvalidKey,
-    Reason::NoKeyConfigured,
 ];
 
-const SOURCES: [Source; 5] = [
-    Source::Authorization,
-    Source::XApiKey,
-    Source::XGoogApiKey,
-    Source::Query,
-    Source::None,
+/// The `reason` label's rows: the four reasons a request is allowed for,
+/// then the reject reasons.
+const ALLOWED_ROWS: usize = 4;
+const REJECT_REASONS: [RejectReason; 3] = [
+    RejectReason::MissingKey,
+    RejectReason::InvalidKey,
+    RejectReason::NoKeyConfigured,
 ];
+const ROWS: usize = ALLOWED_ROWS + REJECT_REASONS.len();
 
-impl Reason {
-    const fn outcome(self) -> &'static str {
-        match self {
-            Reason::Preflight | Reason::AuthOff | Reason::ExemptPath | Reason::Key => "allowed",
-            Reason::MissingKey | Reason::InvalidKey | Reason::NoKeyConfigured => "rejected",
-        }
-    }
-
-    const fn as_str(self) -> &'static str {
-        match self {
-            Reason::Preflight => "preflight",
-            Reason::AuthOff => "auth_off",
-            Reason::ExemptPath => "exempt_path",
-            Reason::Key => "key",
-            Reason::MissingKey => "missing_key",
-            Reason::InvalidKey => "invalid_key",
-            Reason::NoKeyConfigured => "no_key_configured",
-        }
-    }
-
-    /// Whether the decision function can produce this reason with `source`;
-    /// only those series are registered.
-    const fn has(self, source: Source) -> bool {
-        match self {
-            Reason::Preflight | Reason::AuthOff | Reason::ExemptPath | Reason::MissingKey => {
-                matches!(source, Source::None)
-            }
-            Reason::Key | Reason::InvalidKey => !matches!(source, Source::None),
-            Reason::NoKeyConfigured => true,
-        }
+/// The row of an allowed decision. The only place here that knows
+/// `Allowed`'s variants.
+fn allowed_row(allowed: &Allowed) -> usize {
+    match allowed {
+        Allowed::Preflight => 0,
+        Allowed::AuthOff => 1,
+        Allowed::ExemptPath => 2,
+        Allowed::Key(_) => 3,
     }
 }
 
-impl Source {
-    const fn from_key_source(source: KeySource) -> Source {
-        match source {
-            KeySource::Authorization => Source::Authorization,
-            KeySource::XApiKey => Source::XApiKey,
-            KeySource::XGoogApiKey => Source::XGoogApiKey,
-            KeySource::QueryKey => Source::Query,
-        }
-    }
-
-    const fn as_str(self) -> &'static str {
-        match self {
-            Source::Authorization => "authorization",
-            Source::XApiKey => "x-api-key",
-            Source::XGoogApiKey => "x-goog-api-key",
-            Source::Query => "query",
-            Source::None => "none",
-        }
+/// An allowed decision of each row, for its label.
+fn allowed_of_row(row: usize) -> Allowed {
+    match row {
+        0 => Allowed::Preflight,
+        1 => Allowed::AuthOff,
+        2 => Allowed::ExemptPath,
+        _ => Allowed::Key(Authenticated {
+            source: KeySource::Authorization,
+            label: None,
+        }),
     }
 }
 
-/// The labels of a decision, and the [`KeySet`](crate::KeySet) label of the
-/// key that was accepted, if any.
-///
-/// The only place here that knows `Allowed`'s variants, so a change to them
-/// is a change to this function alone.
-fn classify(decision: &Decision) -> (Reason, Source, Option<&Arc<str>>) {
-    match decision {
-        Decision::Allow(Allowed::Preflight) => (Reason::Preflight, Source::None, None),
-        Decision::Allow(Allowed::AuthOff) => (Reason::AuthOff, Source::None, None),
-        Decision::Allow(Allowed::ExemptPath) => (Reason::ExemptPath, Source::None, None),
-        Decision::Allow(Allowed::Key(who)) => (
-            Reason::Key,
-            Source::from_key_source(who.source),
-            who.label.as_ref(),
-        ),
-        Decision::Reject(rejection) => {
-            let reason = match rejection.reason {
-                crate::RejectReason::MissingKey => Reason::MissingKey,
-                crate::RejectReason::InvalidKey => Reason::InvalidKey,
-                crate::RejectReason::NoKeyConfigured => Reason::NoKeyConfigured,
+/// `outcome` and `reason` labels of a row.
+fn row_labels(row: usize) -> (&'static str, &'static str) {
+    match row.checked_sub(ALLOWED_ROWS) {
+        None => ("allowed", allowed_of_row(row).as_str()),
+        Some(r) => ("rejected", REJECT_REASONS[r].as_str()),
+    }
+}
+
+/// Whether the decision function can produce a row with a source; only
+/// those series are registered.
+fn row_has(row: usize, source: Option<KeySource>) -> bool {
+    match row_labels(row).1 {
+        "preflight" | "auth_off" | "exempt_path" | "missing_key" => source.is_none(),
+        "key" | "invalid_key" => source.is_some(),
+        _ => true,
+    }
+}
+
+fn source_label(source: Option<KeySource>) -> &'static str {
+    source.map_or("none", KeySource::as_str)
+}
+
+/// The table index of a decision, and the [`KeySet`](crate::KeySet) label
+/// of the key that was accepted, if any.
+fn classify(decision: &Decision) -> (usize, Option<&Arc<str>>) {
+    let (row, source, label) = match decision {
+        Decision::Allow(allowed) => {
+            let (source, label) = match allowed {
+                Allowed::Key(who) => (Some(who.source), who.label.as_ref()),
+                _ => (None, None),
             };
-            let source = rejection
-                .source
-                .map_or(Source::None, Source::from_key_source);
-            (reason, source, None)
+            (allowed_row(allowed), source, label)
         }
-    }
+        Decision::Reject(rejection) => {
+            let reason = REJECT_REASONS
+                .iter()
+                .position(|&r| r == rejection.reason)
+                .unwrap_or(0);
+            (ALLOWED_ROWS + reason, rejection.source, None)
+        }
+    };
+    let column = source.map_or(SOURCES.len() - 1, |s| s as usize);
+    (row * SOURCES.len() + column, label)
 }
 
-/// One handle per (reason, source), indexed `reason * 5 + source`; the
+/// One handle per (reason, source), indexed `row * 5 + source`; the
 /// combinations that cannot happen hold a no-op handle.
-struct Handles([Counter; REASONS.len() * SOURCES.len()]);
+struct Handles([Counter; ROWS * SOURCES.len()]);
 
 impl Handles {
     fn register() -> Handles {
@@ -223,16 +191,17 @@ impl Handles {
                 ),
             );
             Handles(std::array::from_fn(|i| {
-                let (reason, source) = (REASONS[i / SOURCES.len()], SOURCES[i % SOURCES.len()]);
-                if !reason.has(source) {
+                let (row, source) = (i / SOURCES.len(), SOURCES[i % SOURCES.len()]);
+                if !row_has(row, source) {
                     return Counter::noop();
                 }
+                let (outcome, reason) = row_labels(row);
                 let key = Key::from_parts(
                     REQUESTS_TOTAL,
                     vec![
-                        Label::from_static_parts("outcome", reason.outcome()),
-                        Label::from_static_parts("reason", reason.as_str()),
-                        Label::from_static_parts("source", source.as_str()),
+                        Label::from_static_parts("outcome", outcome),
+                        Label::from_static_parts("reason", reason),
+                        Label::from_static_parts("source", source_label(source)),
                     ],
                 );
                 recorder.register_counter(&key, &METADATA)
@@ -241,8 +210,8 @@ impl Handles {
     }
 
     #[inline]
-    fn get(&self, reason: Reason, source: Source) -> &Counter {
-        &self.0[reason as usize * SOURCES.len() + source as usize]
+    fn get(&self, index: usize) -> &Counter {
+        &self.0[index]
     }
 }
 
@@ -267,11 +236,11 @@ impl fmt::Debug for LayerMetrics {
 /// after the decision.
 #[inline]
 pub(crate) fn record(decision: &Decision, metrics: &LayerMetrics) {
-    let (reason, source, label) = classify(decision);
+    let (index, label) = classify(decision);
     metrics
         .handles
         .get_or_init(Handles::register)
-        .get(reason, source)
+        .get(index)
         .increment(1);
     if let (true, Some(label)) = (metrics.key_labels, label) {
         record_key_label(label);
@@ -295,9 +264,8 @@ impl ProxyAuthLayer {
     /// (default: off, because each label is a series, and key sets may hold
     /// 100,000 keys). See [`crate::metrics`].
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-    #[must_use]
     pub fn metrics_key_labels(mut self, count: bool) -> Self {
-        self.options_mut().metrics.key_labels = count;
+        self.options.metrics.key_labels = count;
         self
     }
 }
@@ -305,14 +273,20 @@ impl ProxyAuthLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ProxyAuthMode, ProxySecurityConfig, RejectReason};
+    use crate::{ProxyAuthMode, ProxySecurityConfig};
+
+    /// The labels of a decision's series.
+    fn labels(decision: &Decision) -> (&'static str, &'static str, &'static str) {
+        let (index, _) = classify(decision);
+        let (outcome, reason) = row_labels(index / SOURCES.len());
+        (outcome, reason, source_label(SOURCES[index % SOURCES.len()]))
+    }
 
     #[test]
     fn every_combination_the_decision_can_make_is_registered() {
-        let count = REASONS
-            .iter()
-            .flat_map(|r| SOURCES.iter().map(move |s| (r, s)))
-            .filter(|(r, s)| r.has(**s))
+        let count = (0..ROWS)
+            .flat_map(|row| SOURCES.iter().map(move |&source| (row, source)))
+            .filter(|&(row, source)| row_has(row, source))
             .count();
         assert_eq!(count, 17);
     }
@@ -327,10 +301,6 @@ mod tests {
                 builder = builder.header(*name, *value);
             }
             builder.body(()).unwrap()
-        };
-        let labels = |decision: &Decision| {
-            let (reason, source, _) = classify(decision);
-            (reason.outcome(), reason.as_str(), source.as_str())
         };
         let cases: [(&[(&str, &str)], _); 4] = [
             (&[], ("rejected", "missing_key", "none")),
@@ -350,19 +320,21 @@ mod tests {
         for (headers, expected) in cases {
             assert_eq!(labels(&layer.check(&request(headers))), expected);
         }
-        // Every reject reason maps to the header value it is sent as.
-        for reason in [
-            RejectReason::MissingKey,
-            RejectReason::InvalidKey,
-            RejectReason::NoKeyConfigured,
-        ] {
+        // Every reject reason maps to the header value it is sent as, and
+        // every allowed reason to its own name.
+        for reason in REJECT_REASONS {
             let decision = Decision::Reject(crate::Rejection {
                 reason,
                 source: None,
                 problem: None,
                 mode: ProxyAuthMode::Strict,
             });
-            assert_eq!(classify(&decision).0.as_str(), reason.as_str());
+            assert_eq!(labels(&decision).1, reason.as_str());
+        }
+        for row in 0..ALLOWED_ROWS {
+            let allowed = allowed_of_row(row);
+            assert_eq!(allowed_row(&allowed), row);
+            assert_eq!(labels(&Decision::Allow(allowed.clone())).1, allowed.as_str());
         }
     }
 }

@@ -10,15 +10,21 @@
 
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response};
 
-use crate::extract::{api_key_headers, KeyProblem, KeySource};
-use crate::{RejectReason, Rejection};
+use crate::extract::api_key_headers;
+use crate::layer::Options;
+use crate::{KeyProblem, KeySource, RejectReason, Rejection};
 
-/// Response header on every 401 the layer sends, naming the reason
-/// (`missing_key`, `invalid_key`, `no_key_configured`). An upstream's own 401
-/// never carries it, so `curl -i` tells at once who refused the request.
+/// Response header on every refusal the layer sends, naming the reason
+/// (`missing_key`, `invalid_key`, `no_key_configured`), also when the
+/// response comes from
+/// [`rejection_response`](crate::ProxyAuthLayer::rejection_response). An
+/// upstream's own 401 never carries it, so `curl -i` tells at once who
+/// refused the request.
 pub const REJECTION_HEADER: HeaderName = HeaderName::from_static("x-proxy-auth-error");
 
 /// The API family whose error shape a rejection body takes.
@@ -200,26 +206,38 @@ fn headers(reason: RejectReason) -> &'static HeaderMap {
     }]
 }
 
-/// Logs the rejection and builds the 401 for `request`; `wrap` turns the
-/// JSON into the response's body type.
-pub(crate) fn unauthorized<B, R>(
-    rejection: &Rejection,
-    request: &Request<B>,
-    wrap: impl FnOnce(&'static [u8]) -> R,
-) -> Response<R> {
-    log(rejection, request);
-    let protocol = Protocol::detect(rejection, request.uri().path(), request.headers());
-    build(rejection, protocol, wrap)
+/// Logs the rejection and answers `request` with the prebuilt response, or
+/// with the author's; either way with the marker header and the
+/// [`Rejection`] in the extensions. The request's body is dropped unread.
+pub(crate) fn respond<B>(
+    rejection: Rejection,
+    request: Request<B>,
+    options: &Options,
+) -> Response<Bytes> {
+    let (parts, _body) = request.into_parts();
+    log(&rejection, &parts);
+    let mut response = match &options.rejection_response {
+        None => build(
+            &rejection,
+            Protocol::detect(&rejection, parts.uri.path(), &parts.headers),
+        ),
+        Some(respond) => {
+            let mut response = respond(&rejection, &parts);
+            response.headers_mut().insert(
+                REJECTION_HEADER,
+                HeaderValue::from_static(rejection.reason.as_str()),
+            );
+            response
+        }
+    };
+    response.extensions_mut().insert(rejection);
+    response
 }
 
-fn build<R>(
-    rejection: &Rejection,
-    protocol: Protocol,
-    wrap: impl FnOnce(&'static [u8]) -> R,
-) -> Response<R> {
+fn build(rejection: &Rejection, protocol: Protocol) -> Response<Bytes> {
     let index = protocol as usize * EXPLANATIONS + explanation(rejection);
-    let mut response = Response::new(wrap(bodies()[index].as_bytes()));
-    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    let mut response = Response::new(Bytes::from_static(bodies()[index].as_bytes()));
+    *response.status_mut() = rejection.status();
     *response.headers_mut() = headers(rejection.reason).clone();
     response
 }
@@ -229,24 +247,24 @@ fn build<R>(
 /// there). Out of line: the two `tracing` call sites are large, and the
 /// accept path's code stays smaller without them.
 #[inline(never)]
-fn log<B>(rejection: &Rejection, request: &Request<B>) {
+fn log(rejection: &Rejection, request: &Parts) {
     if rejection.reason == RejectReason::NoKeyConfigured {
         tracing::error!(
             target: "proxy_auth",
             mode = %rejection.mode,
-            method = %request.method(),
-            path = request.uri().path(),
+            method = %request.method,
+            path = request.uri.path(),
             "proxy auth is enabled but the api key is empty; denying request (set api_key, or turn auth off)"
         );
     } else {
         tracing::warn!(
             target: "proxy_auth",
             reason = rejection.reason.as_str(),
-            header = rejection.source.map_or("none", KeySource::header_name),
+            header = rejection.source.map_or("none", KeySource::as_str),
             problem = rejection.problem.map(KeyProblem::as_str),
             mode = %rejection.mode,
-            method = %request.method(),
-            path = request.uri().path(),
+            method = %request.method,
+            path = request.uri.path(),
             "proxy auth rejected request with 401"
         );
     }
@@ -345,8 +363,8 @@ mod tests {
         ];
         for r in all_rejections {
             for protocol in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Gemini] {
-                let response = build(&r, protocol, |b| b);
-                assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+                let response = build(&r, protocol);
+                assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
                 assert_eq!(response.headers()[WWW_AUTHENTICATE], "Bearer");
                 assert_eq!(response.headers()[REJECTION_HEADER], r.reason.as_str());
                 let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
@@ -387,8 +405,8 @@ mod tests {
             let mut r = example_of(n);
             r.mode = crate::ProxyAuthMode::AllExceptHealth;
             for protocol in PROTOCOLS {
-                let response = build(&r, protocol, |b| b);
-                assert_eq!(response.body(), &body(protocol, &r).as_bytes());
+                let response = build(&r, protocol);
+                assert_eq!(response.body().as_ref(), body(protocol, &r).as_bytes());
             }
         }
     }

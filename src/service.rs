@@ -7,16 +7,16 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::extract::strip_credentials;
-use crate::response::unauthorized;
+use crate::response::respond;
 use crate::{Allowed, Decision, ProxyAuthLayer, ResponseBody, ResponseFuture};
 
 /// Middleware that requires an API key; built by [`ProxyAuthLayer`].
 ///
-/// Accepted requests reach the inner service unchanged (but for what
-/// [`insert_identity`](ProxyAuthLayer::insert_identity) and
-/// [`strip_credentials`](ProxyAuthLayer::strip_credentials) ask for);
-/// rejected ones are answered with a 401 without calling it. `poll_ready` is
-/// the inner service's.
+/// Accepted requests reach the inner service unchanged but for what
+/// [`strip_credentials`](ProxyAuthLayer::strip_credentials) (on by default)
+/// and [`insert_identity`](ProxyAuthLayer::insert_identity) ask for;
+/// refused ones are answered by the layer without calling it. `poll_ready`
+/// is the inner service's.
 #[derive(Clone, Debug)]
 pub struct ProxyAuth<S> {
     inner: S,
@@ -59,7 +59,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let decision = self.layer.policy.decide(&options.rules, &request);
+        let decision = self.layer.policy.decide(options, &request);
         // Feature `metrics`: the one place a decision is counted.
         #[cfg(feature = "metrics")]
         crate::metrics::record(&decision, &options.metrics);
@@ -74,11 +74,9 @@ where
                 ResponseFuture::inner(self.inner.call(request))
             }
             Decision::Allow(_) => ResponseFuture::inner(self.inner.call(request)),
-            Decision::Reject(rejection) => ResponseFuture::rejected(unauthorized(
-                &rejection,
-                &request,
-                ResponseBody::rejection,
-            )),
+            Decision::Reject(rejection) => ResponseFuture::rejected(
+                respond(rejection, request, options).map(ResponseBody::rejection),
+            ),
         }
     }
 }

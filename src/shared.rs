@@ -1,6 +1,5 @@
 //! [`SharedSecurityConfig`]: the hot-reload handle.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -22,15 +21,11 @@ use crate::{ProxyAuthMode, ProxySecurityConfig};
 /// while the inner service runs, so a slow upstream never delays a reload.
 ///
 /// Writers ([`store`](Self::store), [`update`](Self::update) and the key-set
-/// methods) take turns, so concurrent `update`s never lose each other's
-/// changes; readers never wait for them. A write made from inside an
-/// `update` closure, on the same thread and the same handle, is applied at
-/// once and then replaced by the `update`'s own result, which was computed
-/// from the config as it was before the closure ran: the outer `update`
-/// wins, and nothing spins. Like any lock, a closure must not *wait* for
-/// another writer: not for another thread writing this handle, and not for
-/// a thread that writes two handles in the opposite order. Compute the
-/// change in the closure and do the waiting outside it.
+/// methods) take turns behind a mutex, so concurrent `update`s never lose
+/// each other's changes; readers never wait for them. As with any mutex,
+/// an `update` closure must not write to the same handle (that waits for
+/// the lock its own thread holds: a deadlock) nor wait for another writer;
+/// compute the change in the closure and do anything else outside it.
 ///
 /// ```
 /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
@@ -53,12 +48,6 @@ struct Inner {
     current: ArcSwap<Policy>,
     /// Serializes writers; readers never touch it.
     writer: Mutex<()>,
-}
-
-thread_local! {
-    /// The handles this thread is writing, so a nested write on one of them
-    /// does not wait for a lock its own thread holds.
-    static WRITING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 impl SharedSecurityConfig {
@@ -142,11 +131,13 @@ impl SharedSecurityConfig {
         outcome
     }
 
-    /// Replaces the config and the key set in one step. Feature `watch`: a
-    /// config file holds both, and a request must see the old pair or the
-    /// new one, never a mix.
-    #[cfg(feature = "watch")]
-    pub(crate) fn store_with_keys(&self, config: ProxySecurityConfig, keys: KeySet) {
+    /// Replaces the config and the key set in one step: every request sees
+    /// the old pair or the new one, never one's mode with the other's keys.
+    /// For a proxy that reloads its own config file (which holds both) and
+    /// feeds the layer from its reload path.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    pub fn store_with_keys(&self, config: ProxySecurityConfig, keys: KeySet) {
         self.write(|_| Some(Policy::build(config, keys)));
     }
 
@@ -178,43 +169,17 @@ impl SharedSecurityConfig {
     /// Runs one writer at a time; `f` returns the new policy, or `None` to
     /// keep the current one.
     fn write(&self, f: impl FnOnce(&Policy) -> Option<Policy>) {
-        let id = Arc::as_ptr(&self.inner) as usize;
-        let nested = WRITING.with(|w| w.borrow().contains(&id));
         // A panic in `f` leaves the config as it was, so a poisoned lock
         // guards nothing broken.
-        let _lock = (!nested).then(|| {
-            self.inner
-                .writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        });
-        let _writing = WritingGuard::enter(id);
+        let _lock = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = self.inner.current.load_full();
         if let Some(next) = f(&current) {
             self.inner.current.store(Arc::new(next));
         }
-    }
-}
-
-/// Marks a handle as being written by this thread until dropped, also when
-/// the writer's closure panics.
-struct WritingGuard(usize);
-
-impl WritingGuard {
-    fn enter(id: usize) -> Self {
-        WRITING.with(|w| w.borrow_mut().push(id));
-        WritingGuard(id)
-    }
-}
-
-impl Drop for WritingGuard {
-    fn drop(&mut self) {
-        WRITING.with(|w| {
-            let mut w = w.borrow_mut();
-            if let Some(at) = w.iter().rposition(|&id| id == self.0) {
-                w.remove(at);
-            }
-        });
     }
 }
 
@@ -261,47 +226,18 @@ mod tests {
     }
 
     #[test]
-    fn a_store_inside_update_terminates_and_the_update_wins() {
-        let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "a"));
-        let inner = shared.clone();
-        let mut runs = 0;
-        shared.update(|config| {
-            runs += 1;
-            inner.store(ProxySecurityConfig::new(
-                ProxyAuthMode::Strict,
-                "from-store",
-            ));
-            assert_eq!(
-                inner.load().api_key,
-                "from-store",
-                "the nested store is applied"
-            );
-            config.api_key = "from-update".into();
-        });
-        assert_eq!(runs, 1);
-        let now = shared.load();
-        assert_eq!(
-            (now.api_key.as_str(), now.auth_mode),
-            ("from-update", ProxyAuthMode::Off)
-        );
-        // The handle is usable afterwards: the lock and the marker are gone.
-        shared.store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "after"));
-        assert_eq!(shared.load().api_key, "after");
-    }
-
-    #[test]
     fn concurrent_updates_lose_nothing() {
         let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, ""));
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for _ in 0..250 {
-                        shared.update(|c| c.api_key = format!("{}x", c.api_key.as_str()).into());
+                        shared.update(|c| c.api_key = format!("{}x", c.api_key.expose_secret()).into());
                     }
                 });
             }
         });
-        assert_eq!(shared.load().api_key.len(), 1000);
+        assert_eq!(shared.load().api_key.expose_secret().len(), 1000);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod cors;
 
 use std::net::SocketAddr;
 
-use proxy_auth::{generate_api_key, ProxyAuthMode, ProxySecurityConfig};
+use proxy_auth::{generate_api_key, ApiKey, ProxyAuthMode, ProxySecurityConfig};
 
 pub struct Settings {
     pub listen: SocketAddr,
@@ -50,7 +50,7 @@ pub fn from_env() -> Result<Settings, String> {
     // An explicitly empty PROXY_API_KEY is kept, to show what the layer does
     // with auth on and no key; only an unset variable gets a generated key.
     let (api_key, generated_key) = match std::env::var("PROXY_API_KEY") {
-        Ok(key) => (key, false),
+        Ok(key) => (ApiKey::new(key), false),
         Err(std::env::VarError::NotPresent) => (generate_api_key(), true),
         Err(std::env::VarError::NotUnicode(_)) => {
             return Err("PROXY_API_KEY is not valid UTF-8; API keys are ASCII".into())
@@ -132,9 +132,9 @@ pub fn print_banner(example: &str, settings: &Settings) {
     if settings.generated_key {
         println!(
             "PROXY_API_KEY not set; generated key: {}",
-            config.api_key.as_str()
+            config.api_key.expose_secret()
         );
-    } else if config.api_key.trim().is_empty() {
+    } else if config.api_key.is_blank() {
         println!("PROXY_API_KEY is empty: every request that needs a key will be refused");
     } else {
         println!("api key: from PROXY_API_KEY (not printed)");

@@ -9,6 +9,7 @@ use tokio_postgres::{Client, Socket};
 
 use super::schema::{self, TABLE};
 use super::{db_error, PgKeyStore, StoreError};
+use crate::ApiKey;
 
 /// Labels travel in `NOTIFY` payloads (at most 8000 bytes) and in logs.
 const MAX_LABEL_BYTES: usize = 256;
@@ -81,12 +82,12 @@ impl KeyAdmin {
         &self,
         label: &str,
         expires_at: Option<SystemTime>,
-    ) -> Result<String, StoreError> {
+    ) -> Result<ApiKey, StoreError> {
         check_label(label)?;
-        // Wiped if the insert fails or this future is dropped half-way;
-        // handed over only on success.
-        let mut key = zeroize::Zeroizing::new(crate::try_generate_api_key()?);
-        let digest = zeroize::Zeroizing::new(crate::key_digest(&key));
+        // Wiped if the insert fails or this future is dropped half-way
+        // (an `ApiKey` wipes itself); handed over only on success.
+        let key = crate::try_generate_api_key()?;
+        let digest = zeroize::Zeroizing::new(crate::key_digest(key.expose_secret()));
         let sql =
             format!("INSERT INTO {TABLE} (label, key_digest, expires_at) VALUES ($1, $2, $3)");
         match self
@@ -94,7 +95,7 @@ impl KeyAdmin {
             .execute(&sql, &[&label, &digest.as_str(), &expires_at])
             .await
         {
-            Ok(_) => Ok(std::mem::take(&mut *key)),
+            Ok(_) => Ok(key),
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 Err(StoreError::LabelTaken(label.to_owned()))
             }

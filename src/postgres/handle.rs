@@ -8,7 +8,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The running store of one replica. Dropping it stops the store as well
-/// (without waiting); the key set stays as last loaded.
+/// (without waiting); the key set stays as last loaded. Keep it for as long
+/// as the server runs.
+#[must_use = "dropping the handle stops following the key table; keep it while the server runs"]
 pub struct KeyStoreHandle {
     pub(crate) stop: oneshot::Sender<()>,
     pub(crate) task: JoinHandle<()>,

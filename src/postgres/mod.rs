@@ -25,7 +25,7 @@
 //! // accepts it within a second.
 //! let admin = store.admin().await?;
 //! let key = admin.add("alice", None).await?;
-//! println!("give this to alice once: {key}");
+//! println!("give this to alice once: {}", key.expose_secret());
 //! admin.revoke("alice").await?;
 //! # drop(layer);
 //! handle.stop().await;
@@ -46,7 +46,7 @@
 //!    insert adds the key, a revoke, delete or expiry in the past removes it,
 //!    an expiry change replaces it. Notifications that arrive together are
 //!    applied with one query and one swap of the key set; a burst of more
-//!    than [`BATCH_LIMIT`] rows (a bulk import) becomes one full reload,
+//!    than 1,000 rows (a bulk import) becomes one full reload,
 //! 4. reloads the whole table every [`reload_interval`](PgKeyStore::reload_interval)
 //!    (60 s by default), a safety net should a notification ever be lost.
 //!
@@ -178,12 +178,10 @@ use handle::Status;
 pub use admin::{KeyAdmin, KeyInfo};
 pub use error::StoreError;
 pub use handle::{KeyStoreHandle, KeyStoreStatus};
-/// The client library, for naming its TLS connector traits.
-pub use tokio_postgres;
 
 /// More distinct labels than this in one burst of notifications are applied
 /// by a full reload instead of row by row.
-pub const BATCH_LIMIT: usize = 1000;
+pub(crate) const BATCH_LIMIT: usize = 1000;
 
 /// How the replicas' connections appear in `pg_stat_activity`.
 const APPLICATION_NAME: &str = "proxy-auth key store";
@@ -254,7 +252,8 @@ impl PgKeyStore<NoTls> {
 impl<T> PgKeyStore<T> {
     /// Connects through `tls` (any tokio-postgres TLS connector, such as
     /// `postgres-native-tls`'s `MakeTlsConnector` or
-    /// `tokio-postgres-rustls`'s `MakeRustlsConnect`); `sslmode` in the
+    /// `tokio-postgres-rustls`'s `MakeRustlsConnect`, for tokio-postgres
+    /// 0.7, the version this crate uses); `sslmode` in the
     /// connection string then decides whether TLS is required.
     #[must_use]
     pub fn tls<U>(self, tls: U) -> PgKeyStore<U> {

@@ -39,7 +39,7 @@ pub(crate) fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
     };
     // Without the prefix a value would be taken as a plaintext key by
     // `KeySet::insert`: refuse it instead.
-    if !matches!(classify(digest.trim()), KeyText::Digest(_)) {
+    if !matches!(classify(digest.expose_secret().trim()), KeyText::Digest(_)) {
         return problem("its key_digest is not \"sha256:\" followed by 64 hex characters");
     }
     let expires_at = match row.try_get::<_, Option<SystemTime>>(2) {
@@ -55,8 +55,8 @@ pub(crate) fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
 
 pub(crate) fn insert(keys: &mut KeySet, row: &KeyRow) -> Result<(), KeySetError> {
     match row.expires_at {
-        None => keys.insert(row.label.as_str(), &row.digest),
-        Some(at) => keys.insert_expiring(row.label.as_str(), &row.digest, at),
+        None => keys.insert(row.label.as_str(), row.digest.expose_secret()),
+        Some(at) => keys.insert_expiring(row.label.as_str(), row.digest.expose_secret(), at),
     }
 }
 

@@ -26,9 +26,10 @@ impl Change {
             auth_mode: (old.0.auth_mode, new.0.auth_mode),
             effective_mode: (old.0.effective_auth_mode(), new.0.effective_auth_mode()),
             allow_lan_access: (old.0.allow_lan_access, new.0.allow_lan_access),
-            key_rotated: key_identity(&old.0.api_key) != key_identity(&new.0.api_key),
+            key_rotated: key_identity(old.0.api_key.expose_secret())
+                != key_identity(new.0.api_key.expose_secret()),
             named_keys: new.1.len(),
-            named_keys_changed: !old.1.same_keys(new.1),
+            named_keys_changed: old.1 != new.1,
         }
     }
 }

@@ -84,7 +84,7 @@ pub(crate) fn parse(
             invalid(path, line, column, scrub(e.message().trim()))
         })?,
     };
-    if file.api_key.trim().is_empty() && file.keys.is_empty() {
+    if file.api_key.is_blank() && file.keys.is_empty() {
         let (line, column) = find(text, "api_key");
         return Err(invalid(
             path,
@@ -190,7 +190,7 @@ fn scrub(message: &str) -> String {
 
 fn api_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ApiKey, D::Error> {
     let key = ApiKey::deserialize(deserializer)?;
-    let trimmed = key.trim();
+    let trimmed = key.expose_secret().trim();
     if trimmed.len() > MAX_KEY_LEN {
         return Err(de::Error::custom(format!(
             "api_key is longer than {MAX_KEY_LEN} bytes, the longest key compared in constant time; use a shorter key or its sha256:<hex> digest"
@@ -246,7 +246,7 @@ fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Err
                     )));
                 }
                 let inserted = match entry.expires_at {
-                    None => keys.insert(label, &entry.key),
+                    None => keys.insert(label, entry.key.expose_secret()),
                     Some(secs) => {
                         let at = UNIX_EPOCH
                             .checked_add(Duration::from_secs(secs))
@@ -255,7 +255,7 @@ fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Err
                                     "expires_at {secs} of the key labelled {label:?} is out of range; give Unix seconds, e.g. 1767225600"
                                 ))
                             })?;
-                        keys.insert_expiring(label, &entry.key, at)
+                        keys.insert_expiring(label, entry.key.expose_secret(), at)
                     }
                 };
                 inserted.map_err(de::Error::custom)?;
@@ -298,7 +298,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config2, config);
-        assert_eq!(keys2.labels(), keys.labels());
+        assert_eq!(keys2, keys);
         // Defaults as in the `security` section.
         let (config, keys) = toml("api_key = \"sk-1\"").unwrap();
         assert_eq!(

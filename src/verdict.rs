@@ -1,0 +1,297 @@
+//! The verdict on one request, as code reads it: [`Decision`], and the
+//! types it is made of.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use crate::ProxyAuthMode;
+
+/// The verdict on one request.
+///
+/// [`ProxyAuthLayer::check`](crate::ProxyAuthLayer::check) returns it; a
+/// refused request's response carries its [`Rejection`] in its extensions,
+/// and an accepted one carries its [`Authenticated`] when the layer is built
+/// with [`insert_identity`](crate::ProxyAuthLayer::insert_identity).
+///
+/// # Matching on a decision
+///
+/// Every refusal is a [`Decision::Reject`], whatever its status code:
+/// [`Rejection::status`] says which (401 today), and [`RejectReason`] why.
+/// `RejectReason`, [`Allowed`], [`KeySource`] and [`KeyProblem`] are
+/// `#[non_exhaustive]`: new reasons arrive as new variants, so a `match`
+/// on them needs a `_` arm, and code that only cares whether a request
+/// passed uses [`Decision::is_allowed`] or [`Rejection::status`].
+///
+/// ```
+/// use http::StatusCode;
+/// use proxy_auth::{Decision, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, RejectReason};
+///
+/// let layer = ProxyAuthLayer::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1"));
+/// let request = http::Request::get("/v1/models").body(()).unwrap();
+/// match layer.check(&request) {
+///     Decision::Allow(_) => unreachable!("no key was sent"),
+///     Decision::Reject(rejection) => {
+///         assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
+///         match rejection.reason {
+///             RejectReason::MissingKey => {}
+///             RejectReason::InvalidKey | RejectReason::NoKeyConfigured => unreachable!(),
+///             _ => {} // reasons added later
+///         }
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The request goes to the inner service.
+    Allow(Allowed),
+    /// The request is answered by the layer.
+    Reject(Rejection),
+}
+
+impl Decision {
+    /// Whether the request goes to the inner service.
+    #[must_use]
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+/// Why a request was let through.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Allowed {
+    /// An `OPTIONS` request (CORS preflight), which passes in every mode.
+    Preflight,
+    /// The effective mode is `off`.
+    AuthOff,
+    /// The effective mode is `all_except_health` and the path is exempt.
+    ExemptPath,
+    /// A key matched: the config's `api_key` or a [`KeySet`](crate::KeySet)
+    /// entry.
+    Key(Authenticated),
+}
+
+impl Allowed {
+    /// `"preflight"`, `"auth_off"`, `"exempt_path"` or `"key"`, as the
+    /// metrics label it.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Allowed::Preflight => "preflight",
+            Allowed::AuthOff => "auth_off",
+            Allowed::ExemptPath => "exempt_path",
+            Allowed::Key(_) => "key",
+        }
+    }
+}
+
+/// Who authenticated a request: where the key was read from and, for a
+/// [`KeySet`](crate::KeySet) key, its label.
+///
+/// Found in [`Allowed::Key`], and as a request extension when the layer is
+/// built with [`insert_identity(true)`](crate::ProxyAuthLayer::insert_identity):
+/// read it in a handler with `request.extensions().get::<Authenticated>()`
+/// (or axum's `Extension<Authenticated>` extractor).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// Where the matching key was read from.
+    pub source: KeySource,
+    /// The [`KeySet`](crate::KeySet) label of the key, or `None` for the
+    /// config's `api_key`.
+    pub label: Option<Arc<str>>,
+}
+
+/// Why a request was refused, without the key itself.
+///
+/// The layer puts it in the extensions of the response it answers with, so
+/// an outer layer (tracing, an audit log, an error mapper) can read it:
+/// `response.extensions().get::<Rejection>()`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Rejection {
+    /// The machine-readable reason, also sent as the `x-proxy-auth-error`
+    /// response header.
+    pub reason: RejectReason,
+    /// Where the key was read from, if a key header (or the query key) was
+    /// present.
+    pub source: Option<KeySource>,
+    /// Set when the key could not be compared at all (empty, duplicated,
+    /// not ASCII) or has expired.
+    pub problem: Option<KeyProblem>,
+    /// The effective mode that required the key: `strict` or
+    /// `all_except_health`.
+    pub mode: ProxyAuthMode,
+}
+
+impl Rejection {
+    /// The status code the layer answers with: see [`RejectReason::status`].
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.reason.status()
+    }
+}
+
+/// The machine-readable reason for a refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// None of `Authorization`, `x-api-key`, `x-goog-api-key` was sent.
+    MissingKey,
+    /// A key was sent but is wrong, empty, duplicated, malformed or expired.
+    InvalidKey,
+    /// Auth is enabled but the proxy has no key configured, so nothing can
+    /// match. The operator must set `api_key`.
+    NoKeyConfigured,
+}
+
+impl RejectReason {
+    /// `"missing_key"`, `"invalid_key"` or `"no_key_configured"`: the
+    /// `x-proxy-auth-error` header's value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MissingKey => "missing_key",
+            RejectReason::InvalidKey => "invalid_key",
+            RejectReason::NoKeyConfigured => "no_key_configured",
+        }
+    }
+
+    /// The status code of the layer's answer: `401 Unauthorized` for every
+    /// reason about the key itself.
+    #[must_use]
+    pub const fn status(self) -> StatusCode {
+        match self {
+            RejectReason::MissingKey | RejectReason::InvalidKey | RejectReason::NoKeyConfigured => {
+                StatusCode::UNAUTHORIZED
+            }
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an API key was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// `Authorization`, with or without a `Bearer ` scheme (OpenAI style).
+    Authorization,
+    /// `x-api-key` (Anthropic style).
+    XApiKey,
+    /// `x-goog-api-key` (Gemini style).
+    XGoogApiKey,
+    /// The `key` query parameter (Gemini REST style), in any ASCII case and
+    /// with its name percent-decoded once (`KEY`, `k%65y`); only read when
+    /// [`ProxyAuthLayer::query_key`](crate::ProxyAuthLayer::query_key) is on.
+    QueryKey,
+}
+
+impl KeySource {
+    /// `"authorization"`, `"x-api-key"`, `"x-goog-api-key"` (the header
+    /// names, lowercase as HTTP/2 sends them) or `"query"`: the one spelling
+    /// the logs, the metrics and the examples use.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Authorization => "authorization",
+            KeySource::XApiKey => "x-api-key",
+            KeySource::XGoogApiKey => "x-goog-api-key",
+            KeySource::QueryKey => "query",
+        }
+    }
+
+    /// "the x-api-key header" / "the key query parameter", for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            KeySource::Authorization => "the authorization header",
+            KeySource::XApiKey => "the x-api-key header",
+            KeySource::XGoogApiKey => "the x-goog-api-key header",
+            KeySource::QueryKey => "the key query parameter",
+        }
+    }
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a present key could not even be compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The header (or what followed `Bearer `) was empty.
+    Empty,
+    /// The header appeared more than once. `Authorization` is a singleton
+    /// field (RFC 9110 §11.6.2) and so are the API-key headers; picking one
+    /// of several values would let a request smuggle a second credential
+    /// past whatever checked the first, so the request is refused.
+    Duplicate,
+    /// The value has bytes outside visible ASCII, space and tab, which no
+    /// API key contains.
+    NotAscii,
+    /// The key is one of a [`KeySet`](crate::KeySet)'s and its expiry has
+    /// passed. Only a holder of a real (former) key can get this answer.
+    Expired,
+}
+
+impl KeyProblem {
+    /// `"empty"`, `"duplicate"`, `"not_ascii"` or `"expired"`, as logged.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyProblem::Empty => "empty",
+            KeyProblem::Duplicate => "duplicate",
+            KeyProblem::NotAscii => "not_ascii",
+            KeyProblem::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_strings_and_statuses() {
+        assert_eq!(RejectReason::MissingKey.to_string(), "missing_key");
+        assert_eq!(RejectReason::InvalidKey.as_str(), "invalid_key");
+        assert_eq!(RejectReason::NoKeyConfigured.as_str(), "no_key_configured");
+        for reason in [
+            RejectReason::MissingKey,
+            RejectReason::InvalidKey,
+            RejectReason::NoKeyConfigured,
+        ] {
+            assert_eq!(reason.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[test]
+    fn one_spelling_per_source() {
+        let all = [
+            KeySource::Authorization,
+            KeySource::XApiKey,
+            KeySource::XGoogApiKey,
+            KeySource::QueryKey,
+        ];
+        let names: Vec<_> = all.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            names,
+            ["authorization", "x-api-key", "x-goog-api-key", "query"]
+        );
+    }
+}
