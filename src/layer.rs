@@ -28,7 +28,7 @@ pub struct ProxyAuthLayer {
 }
 
 /// Settings that belong to the layer rather than to the reloadable config.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub(crate) exempt_paths: Arc<[Box<str>]>,
     pub(crate) query_key: bool,
@@ -42,8 +42,16 @@ pub(crate) struct Options {
 
 /// The author's answer to a refused request; see
 /// [`ProxyAuthLayer::rejection_response`].
-pub(crate) type RejectionResponse =
-    Arc<dyn Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static>;
+#[derive(Clone)]
+pub(crate) struct RejectionResponse(
+    pub(crate) Arc<dyn Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static>,
+);
+
+impl fmt::Debug for RejectionResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RejectionResponse(<fn>)")
+    }
+}
 
 impl Default for Options {
     fn default() -> Self {
@@ -65,24 +73,6 @@ impl Options {
     /// host:443`) or asterisk-form (`OPTIONS *`) target never is.
     pub(crate) fn is_exempt(&self, path: &str) -> bool {
         path.starts_with('/') && self.exempt_paths.iter().any(|p| **p == *path)
-    }
-}
-
-impl fmt::Debug for Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut debug = f.debug_struct("Options");
-        debug
-            .field("exempt_paths", &self.exempt_paths)
-            .field("query_key", &self.query_key)
-            .field("insert_identity", &self.insert_identity)
-            .field("strip_credentials", &self.strip_credentials)
-            .field(
-                "rejection_response",
-                &self.rejection_response.as_ref().map(|_| "<fn>"),
-            );
-        #[cfg(feature = "metrics")]
-        debug.field("metrics", &self.metrics);
-        debug.finish()
     }
 }
 
@@ -252,7 +242,7 @@ impl ProxyAuthLayer {
     where
         F: Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static,
     {
-        self.options.rejection_response = Some(Arc::new(respond));
+        self.options.rejection_response = Some(RejectionResponse(Arc::new(respond)));
         self
     }
 

@@ -222,7 +222,7 @@ pub(crate) fn respond<B>(
             Protocol::detect(&rejection, parts.uri.path(), &parts.headers),
         ),
         Some(respond) => {
-            let mut response = respond(&rejection, &parts);
+            let mut response = (respond.0)(&rejection, &parts);
             response.headers_mut().insert(
                 REJECTION_HEADER,
                 HeaderValue::from_static(rejection.reason.as_str()),
