@@ -43,9 +43,9 @@ pub(crate) struct Options {
 /// The author's answer to a refused request; see
 /// [`ProxyAuthLayer::rejection_response`].
 #[derive(Clone)]
-pub(crate) struct RejectionResponse(
-    pub(crate) Arc<dyn Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static>,
-);
+pub(crate) struct RejectionResponse(pub(crate) Arc<RespondFn>);
+
+type RespondFn = dyn Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static;
 
 impl fmt::Debug for RejectionResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
