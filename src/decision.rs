@@ -12,14 +12,16 @@ use std::sync::Arc;
 
 use http::{Method, Request};
 
+use crate::client_uri::client_path;
 use crate::compare::{ConfiguredKey, MAX_KEY_LEN};
 use crate::digest::{classify, KeyText};
 use crate::extract::{is_key_text, presented_key, Presented};
 use crate::layer::Options;
+use crate::sources::{scheme, Scheme};
 #[cfg(feature = "key-set")]
 use crate::{digest::sha256, KeySet};
 use crate::{
-    Allowed, Authenticated, Decision, KeyProblem, ProxyAuthMode, ProxySecurityConfig,
+    Allowed, Authenticated, Decision, KeyProblem, KeySource, ProxyAuthMode, ProxySecurityConfig,
     RejectReason, Rejection, SharedSecurityConfig,
 };
 #[cfg(feature = "key-set")]
@@ -146,33 +148,37 @@ impl Policy {
         if request.method() == Method::OPTIONS {
             return Decision::Allow(Allowed::Preflight);
         }
-        let uri = request.uri();
         match self.mode {
             Enforced::Off => return Decision::Allow(Allowed::AuthOff),
-            Enforced::AllExceptHealth if options.is_exempt(uri.path()) => {
+            Enforced::AllExceptHealth
+                if options.is_exempt(client_path(request.extensions(), request.uri())) =>
+            {
                 return Decision::Allow(Allowed::ExemptPath);
             }
             Enforced::AllExceptHealth | Enforced::Strict => {}
         }
-        let query = if options.query_key { uri.query() } else { None };
-        let presented = presented_key(request.headers(), query);
+        let headers = request.headers();
+        let query = request.uri().query();
+        let presented = presented_key(headers, query, &options.sources);
         let reject = |reason, source, problem| {
             Decision::Reject(Rejection {
                 reason,
                 source,
                 problem,
                 mode: self.mode.mode(),
+                configured_mode: self.config.auth_mode,
+                ignored: options.sources.ignored(headers, query, source),
             })
         };
         if !self.has_key {
             return reject(RejectReason::NoKeyConfigured, presented.source(), None);
         }
-        let (source, key) = match presented {
+        let (source, key, raw) = match presented {
             Presented::Missing => return reject(RejectReason::MissingKey, None, None),
             Presented::Unusable { source, problem } => {
                 return reject(RejectReason::InvalidKey, Some(source), Some(problem))
             }
-            Presented::Key { source, key } => (source, key),
+            Presented::Key { source, key, raw } => (source, key, raw),
         };
         let default_matches = self.key.matches(key);
         #[cfg(feature = "key-set")]
@@ -207,12 +213,28 @@ impl Policy {
                 label: None,
             }))
         } else {
-            // Asked only now: the configured key is key text, so a key that
-            // matched needs no such pass (its time depends only on the
-            // presented key, like everything here).
-            let problem = (!is_key_text(key)).then_some(KeyProblem::NotAscii);
-            reject(RejectReason::InvalidKey, Some(source), problem)
+            reject(
+                RejectReason::InvalidKey,
+                Some(source),
+                mismatch(source, key, raw),
+            )
         }
+    }
+}
+
+/// Why a key that matched nothing is not even shaped like a key, if it is
+/// not. Asked only now: the configured key is key text, so a key that
+/// matched needs no such pass, and the time of these passes depends only
+/// on the presented key, like everything here.
+#[inline(never)]
+fn mismatch(source: KeySource, key: &[u8], raw: &[u8]) -> Option<KeyProblem> {
+    if !is_key_text(key) {
+        return Some(KeyProblem::NotAscii);
+    }
+    match (source, scheme(raw)) {
+        (KeySource::Authorization, Scheme::MalformedBearer) => Some(KeyProblem::MalformedBearer),
+        (KeySource::Authorization, Scheme::Other) => Some(KeyProblem::OtherScheme),
+        _ => None,
     }
 }
 
@@ -262,7 +284,6 @@ impl PolicySource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::KeySource;
 
     fn judge(
         mode: ProxyAuthMode,

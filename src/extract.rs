@@ -11,6 +11,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, PROXY_AUTH
 use http::uri::{PathAndQuery, Uri};
 use http::Request;
 
+use crate::sources::{scheme, Scheme, Sources};
 use crate::{KeyProblem, KeySource};
 
 pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -19,11 +20,16 @@ pub(crate) const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-ap
 /// What the request presented, before comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Presented<'a> {
-    /// None of the three headers is present.
+    /// None of the sources read is present.
     Missing,
-    /// A key to compare, and where it came from.
-    Key { source: KeySource, key: &'a [u8] },
-    /// The first present header cannot hold a valid key.
+    /// A key to compare, where it came from, and the whole (trimmed) value
+    /// it was cut out of, for explaining a mismatch.
+    Key {
+        source: KeySource,
+        key: &'a [u8],
+        raw: &'a [u8],
+    },
+    /// The first present source cannot hold a valid key.
     Unusable {
         source: KeySource,
         problem: KeyProblem,
@@ -40,10 +46,23 @@ impl Presented<'_> {
     }
 }
 
-/// Reads the key from the first present header, then (if `query` is given,
-/// i.e. query keys are enabled) from the key parameter ([`is_key_param`]):
-/// two of those, in whatever spellings, are a duplicate.
-pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
+/// Reads the key from the first present of `sources`: a header, or the key
+/// parameter of `query` ([`is_key_param`]). Two values of the first present
+/// source, in whatever spellings, are a duplicate.
+pub(crate) fn presented_key<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    sources: &Sources,
+) -> Presented<'a> {
+    match sources.is_standard() {
+        (true, with_query) => standard(headers, query.filter(|_| with_query)),
+        (false, _) => in_order(headers, query, sources),
+    }
+}
+
+/// The rules' own order, `Authorization`, `x-api-key`, `x-goog-api-key`
+/// (then the query), on the fast path.
+fn standard<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
     // `Authorization` is a standard header, so its lookup hashes one byte.
     // The two custom names would each be hashed byte by byte, which costs
     // more than comparing them with every header of a typical request, so
@@ -62,26 +81,60 @@ pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) 
                 .or(goog.map(|(value, repeated)| (KeySource::XGoogApiKey, value, repeated)))
         }
     };
-    if let Some((source, value, repeated)) = found {
-        if repeated {
-            return Presented::Unusable {
-                source,
-                problem: KeyProblem::Duplicate,
-            };
-        }
-        // Surrounding spaces and tabs are not part of a field value (RFC
-        // 9110 §5.5). HTTP/1 parsers drop them, HTTP/2 delivers them: trim
-        // so both give the same verdict.
-        let raw = value.as_bytes().trim_ascii();
-        let key = match source {
-            KeySource::Authorization => strip_bearer(raw),
-            _ => raw,
-        };
-        return judge(source, key);
+    match found {
+        Some((source, value, repeated)) => header_key(source, value, repeated),
+        None => query.map_or(Presented::Missing, query_key),
     }
-    let Some(query) = query else {
-        return Presented::Missing;
+}
+
+/// Any list of sources, in its order.
+fn in_order<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    sources: &Sources,
+) -> Presented<'a> {
+    for &source in sources.list() {
+        let Some(name) = header_of(source) else {
+            match query.map(query_key) {
+                None | Some(Presented::Missing) => continue,
+                Some(presented) => return presented,
+            }
+        };
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else { continue };
+        let repeated = values.next().is_some();
+        if source == KeySource::Authorization
+            && sources.other_schemes_absent
+            && !repeated
+            && scheme(value.as_bytes().trim_ascii()) == Scheme::Other
+        {
+            // Meant for another layer: not a key for this one.
+            continue;
+        }
+        return header_key(source, value, repeated);
+    }
+    Presented::Missing
+}
+
+fn header_key(source: KeySource, value: &HeaderValue, repeated: bool) -> Presented<'_> {
+    if repeated {
+        return Presented::Unusable {
+            source,
+            problem: KeyProblem::Duplicate,
+        };
+    }
+    // Surrounding spaces and tabs are not part of a field value (RFC
+    // 9110 §5.5). HTTP/1 parsers drop them, HTTP/2 delivers them: trim
+    // so both give the same verdict.
+    let raw = value.as_bytes().trim_ascii();
+    let key = match source {
+        KeySource::Authorization => strip_bearer(raw),
+        _ => raw,
     };
+    judge(source, key, raw)
+}
+
+fn query_key(query: &str) -> Presented<'_> {
     let mut found = None;
     for value in key_param_values(query) {
         if found.is_some() {
@@ -93,7 +146,7 @@ pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) 
         found = Some(value);
     }
     match found {
-        Some(value) => judge(KeySource::QueryKey, value.as_bytes()),
+        Some(value) => judge(KeySource::QueryKey, value.as_bytes(), value.as_bytes()),
         None => Presented::Missing,
     }
 }
@@ -109,6 +162,16 @@ pub(crate) static HEADER_SOURCES: [(KeySource, &HeaderName); 3] = [
     (KeySource::XApiKey, &X_API_KEY_NAME),
     (KeySource::XGoogApiKey, &X_GOOG_API_KEY_NAME),
 ];
+
+/// The header a source is read from; `None` for the query key.
+pub(crate) fn header_of(source: KeySource) -> Option<&'static HeaderName> {
+    match source {
+        KeySource::Authorization => Some(&AUTHORIZATION_NAME),
+        KeySource::XApiKey => Some(&X_API_KEY_NAME),
+        KeySource::XGoogApiKey => Some(&X_GOOG_API_KEY_NAME),
+        KeySource::QueryKey => None,
+    }
+}
 
 /// The first value of `x-api-key` and of `x-goog-api-key`, each with
 /// whether it was repeated, in one pass over the headers.
@@ -209,14 +272,14 @@ pub(crate) fn is_key_text(key: &[u8]) -> bool {
 /// only of keys that did not match ([`is_key_text`]): a configured key is
 /// always key text (see `Policy::build`), so one that matched is too, and
 /// the accept path skips a pass over the key.
-fn judge(source: KeySource, key: &[u8]) -> Presented<'_> {
+fn judge<'a>(source: KeySource, key: &'a [u8], raw: &'a [u8]) -> Presented<'a> {
     if key.is_empty() {
         Presented::Unusable {
             source,
             problem: KeyProblem::Empty,
         }
     } else {
-        Presented::Key { source, key }
+        Presented::Key { source, key, raw }
     }
 }
 
@@ -286,6 +349,19 @@ fn strip_key_params(uri: &mut Uri) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key as the standard sources (and the query key) read it; `raw`
+    /// left out of the comparison.
+    fn read<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
+        match presented_key(headers, query, &Sources::default().with_query(true)) {
+            Presented::Key { source, key, .. } => Presented::Key {
+                source,
+                key,
+                raw: b"",
+            },
+            other => other,
+        }
+    }
     use http::HeaderValue;
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
@@ -324,31 +400,34 @@ mod tests {
             ("authorization", b"Bearer z"),
         ]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Key {
                 source: KeySource::Authorization,
-                key: b"z"
+                key: b"z",
+                raw: b""
             }
         );
         let h = headers(&[("x-goog-api-key", b"g"), ("x-api-key", b"a")]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Key {
                 source: KeySource::XApiKey,
-                key: b"a"
+                key: b"a",
+                raw: b""
             }
         );
         let h = headers(&[("x-goog-api-key", b"g")]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Key {
                 source: KeySource::XGoogApiKey,
-                key: b"g"
+                key: b"g",
+                raw: b""
             }
         );
         let h = headers(&[("authorization", b""), ("x-api-key", b"good")]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Unusable {
                 source: KeySource::Authorization,
                 problem: KeyProblem::Empty
@@ -358,13 +437,14 @@ mod tests {
         // skipped for the good x-api-key.
         let h = headers(&[("authorization", "ключ".as_bytes()), ("x-api-key", b"good")]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Key {
                 source: KeySource::Authorization,
-                key: "ключ".as_bytes()
+                key: "ключ".as_bytes(),
+                raw: b""
             }
         );
-        assert_eq!(presented_key(&HeaderMap::new(), None), Presented::Missing);
+        assert_eq!(read(&HeaderMap::new(), None), Presented::Missing);
     }
 
     #[test]
@@ -379,10 +459,11 @@ mod tests {
     fn header_names_are_case_insensitive() {
         let h = headers(&[("X-Goog-Api-Key", b"g")]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Key {
                 source: KeySource::XGoogApiKey,
-                key: b"g"
+                key: b"g",
+                raw: b""
             }
         );
     }
@@ -391,23 +472,24 @@ mod tests {
     fn query_key_is_the_last_source() {
         let none = HeaderMap::new();
         assert_eq!(
-            presented_key(&none, Some("alt=json&key=k1")),
+            read(&none, Some("alt=json&key=k1")),
             Presented::Key {
                 source: KeySource::QueryKey,
-                key: b"k1"
+                key: b"k1",
+                raw: b""
             }
         );
-        assert_eq!(presented_key(&none, Some("alt=json")), Presented::Missing);
-        assert_eq!(presented_key(&none, None), Presented::Missing);
+        assert_eq!(read(&none, Some("alt=json")), Presented::Missing);
+        assert_eq!(read(&none, None), Presented::Missing);
         assert_eq!(
-            presented_key(&none, Some("key=")),
+            read(&none, Some("key=")),
             Presented::Unusable {
                 source: KeySource::QueryKey,
                 problem: KeyProblem::Empty
             }
         );
         assert_eq!(
-            presented_key(&none, Some("key=a&key=a")),
+            read(&none, Some("key=a&key=a")),
             Presented::Unusable {
                 source: KeySource::QueryKey,
                 problem: KeyProblem::Duplicate
@@ -416,7 +498,7 @@ mod tests {
         // A header, even a bad one, comes first.
         let h = headers(&[("x-goog-api-key", b"")]);
         assert_eq!(
-            presented_key(&h, Some("key=k1")),
+            read(&h, Some("key=k1")),
             Presented::Unusable {
                 source: KeySource::XGoogApiKey,
                 problem: KeyProblem::Empty
@@ -424,7 +506,7 @@ mod tests {
         );
         // Only names that decode to `key` count.
         assert_eq!(
-            presented_key(
+            read(
                 &none,
                 Some("apikey=k&xkey=k&key_=k&keys=k&key%00=k&%2565y=k")
             ),
@@ -525,20 +607,22 @@ mod tests {
             "%4b%45%59=k1",
         ] {
             assert_eq!(
-                presented_key(&none, Some(query)),
+                read(&none, Some(query)),
                 Presented::Key {
                     source: KeySource::QueryKey,
-                    key: b"k1"
+                    key: b"k1",
+                    raw: b""
                 },
                 "{query}"
             );
         }
         // The value is compared as sent, not decoded.
         assert_eq!(
-            presented_key(&none, Some("KEY=k%31")),
+            read(&none, Some("KEY=k%31")),
             Presented::Key {
                 source: KeySource::QueryKey,
-                key: b"k%31"
+                key: b"k%31",
+                raw: b""
             }
         );
         for query in [
@@ -548,7 +632,7 @@ mod tests {
             "%6b%65%79=&kEy=x",
         ] {
             assert_eq!(
-                presented_key(&none, Some(query)),
+                read(&none, Some(query)),
                 Presented::Unusable {
                     source: KeySource::QueryKey,
                     problem: KeyProblem::Duplicate
@@ -598,7 +682,7 @@ mod tests {
     fn duplicates_are_refused() {
         let h = headers(&[("x-api-key", b"a"), ("x-api-key", b"a")]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Unusable {
                 source: KeySource::XApiKey,
                 problem: KeyProblem::Duplicate
@@ -621,21 +705,25 @@ mod tests {
                 _ => KeySource::Authorization,
             };
             assert_eq!(
-                presented_key(&headers(&[(name, value)]), None),
-                Presented::Key { source, key },
+                read(&headers(&[(name, value)]), None),
+                Presented::Key {
+                    source,
+                    key,
+                    raw: b""
+                },
                 "{name}: {value:?}"
             );
         }
         // Inside the value, whitespace still counts: these keep failing.
         for value in [&b"Bearer  k"[..], b"Bearer\tk"] {
             let map = headers(&[("authorization", value)]);
-            let Presented::Key { key, .. } = presented_key(&map, None) else {
+            let Presented::Key { key, .. } = read(&map, None) else {
                 panic!("{value:?} is a key to compare");
             };
             assert_ne!(key, b"k", "{value:?}");
         }
         assert_eq!(
-            presented_key(&headers(&[("x-api-key", b" \t ")]), None),
+            read(&headers(&[("x-api-key", b" \t ")]), None),
             Presented::Unusable {
                 source: KeySource::XApiKey,
                 problem: KeyProblem::Empty
@@ -647,7 +735,7 @@ mod tests {
     fn bearer_without_key_is_empty() {
         let h = headers(&[("authorization", b"Bearer ")]);
         assert_eq!(
-            presented_key(&h, None),
+            read(&h, None),
             Presented::Unusable {
                 source: KeySource::Authorization,
                 problem: KeyProblem::Empty

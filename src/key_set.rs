@@ -221,7 +221,8 @@ impl KeySet {
         self.remove(&label);
         let label: Arc<str> = label.into();
         self.by_label.insert(Arc::clone(&label), digest.clone());
-        self.by_digest.insert(digest, KeyEntry { label, expires_at });
+        self.by_digest
+            .insert(digest, KeyEntry { label, expires_at });
         Ok(())
     }
 
@@ -407,7 +408,8 @@ mod tests {
         c.insert("bob", "sk-a").unwrap();
         assert_ne!(a, c, "same key, another label");
         let mut d = KeySet::new();
-        d.insert_expiring("alice", "sk-a", SystemTime::now()).unwrap();
+        d.insert_expiring("alice", "sk-a", SystemTime::now())
+            .unwrap();
         assert_ne!(a, d, "same key and label, an expiry");
         assert_eq!(a.get("alice").map(KeyEntry::label), Some("alice"));
         assert!(a.get("bob").is_none());

@@ -9,9 +9,13 @@ use http::{Request, Response};
 use tower_layer::Layer;
 
 use crate::decision::{Policy, PolicySource};
+use crate::response::Bodies;
+use crate::sources::Sources;
 #[cfg(feature = "key-set")]
 use crate::KeySet;
-use crate::{Decision, ProxyAuth, ProxySecurityConfig, Rejection, SharedSecurityConfig};
+use crate::{
+    ApiShape, Decision, KeySource, ProxyAuth, ProxySecurityConfig, Rejection, SharedSecurityConfig,
+};
 
 /// Applies [`ProxyAuth`] to a service: requires an API key according to a
 /// [`ProxySecurityConfig`].
@@ -31,10 +35,13 @@ pub struct ProxyAuthLayer {
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub(crate) exempt_paths: Arc<[Box<str>]>,
-    pub(crate) query_key: bool,
+    pub(crate) sources: Sources,
+    pub(crate) shape: Option<ApiShape>,
     pub(crate) insert_identity: bool,
     pub(crate) strip_credentials: bool,
     pub(crate) rejection_response: Option<RejectionResponse>,
+    /// The refusal bodies written so far; they depend on `sources`.
+    pub(crate) bodies: Arc<Bodies>,
     // Feature `metrics`: the per-key switch and the layer's counter handles.
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::LayerMetrics,
@@ -57,10 +64,12 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             exempt_paths: Arc::new([Box::from("/healthz")]),
-            query_key: false,
+            sources: Sources::default(),
+            shape: None,
             insert_identity: false,
             strip_credentials: true,
             rejection_response: None,
+            bodies: Arc::default(),
             #[cfg(feature = "metrics")]
             metrics: Default::default(),
         }
@@ -68,7 +77,15 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Exact comparison with the request's path. Only origin-form paths
+    /// The refusal bodies name the sources, so a layer with other sources
+    /// (a clone reconfigured) writes its own.
+    fn set_sources(&mut self, sources: Sources) {
+        self.sources = sources;
+        self.bodies = Arc::default();
+    }
+
+    /// Exact comparison with the path the client sent ([`crate::ClientUri`]).
+    /// Only origin-form paths
     /// (starting with `/`) can be exempt: an authority-form (`CONNECT
     /// host:443`) or asterisk-form (`OPTIONS *`) target never is.
     pub(crate) fn is_exempt(&self, path: &str) -> bool {
@@ -167,7 +184,71 @@ impl ProxyAuthLayer {
     /// cannot send one. [`strip_credentials`](Self::strip_credentials) (on by
     /// default) keeps the key in the URI from the inner service.
     pub fn query_key(mut self, accept: bool) -> Self {
-        self.options.query_key = accept;
+        self.options
+            .set_sources(self.options.sources.with_query(accept));
+        self
+    }
+
+    /// Sets which key sources are read, in which order (default:
+    /// `Authorization`, `x-api-key`, `x-goog-api-key`; then the query key
+    /// with [`query_key`](Self::query_key), which puts it last or removes
+    /// it). For a proxy whose clients use only some of them, or that must
+    /// read `x-api-key` before `Authorization`.
+    ///
+    /// The rules hold for any list: the key is read from the **first
+    /// present** source in it, and a present source that is empty, wrong,
+    /// repeated or not ASCII is judged as it is, never skipped for a later
+    /// one. A header left out of the list is never read; a refusal names it
+    /// as sent but not read ([`Rejection::ignored`]). What
+    /// [`strip_credentials`](Self::strip_credentials) removes does not
+    /// change: every key header, whether read or not.
+    ///
+    /// ```
+    /// use proxy_auth::{KeySource, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
+    ///
+    /// // An Anthropic-only proxy: x-api-key first, then a Bearer token.
+    /// let layer = ProxyAuthLayer::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1"))
+    ///     .key_sources([KeySource::XApiKey, KeySource::Authorization]);
+    /// let request = http::Request::get("/v1/messages")
+    ///     .header("x-api-key", "sk-1")
+    ///     .header("authorization", "Bearer stale")
+    ///     .body(())
+    ///     .unwrap();
+    /// assert!(layer.check(&request).is_allowed());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the list is empty or names a source twice, saying so.
+    #[track_caller]
+    pub fn key_sources(mut self, sources: impl IntoIterator<Item = KeySource>) -> Self {
+        let other_schemes_absent = self.options.sources.other_schemes_absent;
+        let sources = Sources::new(sources, other_schemes_absent)
+            .unwrap_or_else(|why| panic!("ProxyAuthLayer::key_sources: {why}"));
+        self.options.set_sources(sources);
+        self
+    }
+
+    /// Sets whether an `Authorization` value of another scheme than
+    /// `Bearer` (`Basic dXNl...`, `Token ...`: a word, a space, the rest)
+    /// counts as absent rather than as a wrong key (default: off), for a
+    /// proxy where another layer reads such headers. The next source in the
+    /// list is then read. A bare value (one word, no space) and anything
+    /// starting with `Bearer` are still read as keys, and an `Authorization`
+    /// sent twice is still refused as a duplicate.
+    pub fn other_schemes_absent(mut self, absent: bool) -> Self {
+        let mut sources = self.options.sources;
+        sources.other_schemes_absent = absent;
+        self.options.set_sources(sources);
+        self
+    }
+
+    /// Pins the error shape of every refusal's body to one API's (default:
+    /// chosen per request from its key header and path; see [`ApiShape`]).
+    /// For a proxy that speaks one API, whose clients must see its error
+    /// format whatever header they send.
+    pub fn error_shape(mut self, shape: ApiShape) -> Self {
+        self.options.shape = Some(shape);
         self
     }
 

@@ -205,6 +205,7 @@
 
 mod api_key;
 mod body;
+mod client_uri;
 mod compare;
 mod config;
 mod decision;
@@ -221,6 +222,7 @@ mod mode;
 mod response;
 mod service;
 mod shared;
+mod sources;
 mod verdict;
 #[cfg(feature = "watch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
@@ -232,6 +234,7 @@ pub mod postgres;
 
 pub use api_key::ApiKey;
 pub use body::ResponseBody;
+pub use client_uri::ClientUri;
 #[cfg(feature = "generate-key")]
 pub use config::{generate_api_key, try_generate_api_key, KeyGenError};
 pub use config::{ExposedWithoutAuth, ProxySecurityConfig};
@@ -242,10 +245,13 @@ pub use future::ResponseFuture;
 pub use key_set::{KeyEntry, KeySet, KeySetError};
 pub use layer::ProxyAuthLayer;
 pub use mode::{ParseModeError, ProxyAuthMode};
-pub use response::REJECTION_HEADER;
+pub use response::{ApiShape, MODE_HEADER, REJECTION_HEADER};
 pub use service::ProxyAuth;
 pub use shared::SharedSecurityConfig;
-pub use verdict::{Allowed, Authenticated, Decision, KeyProblem, KeySource, RejectReason, Rejection};
+pub use sources::KeySources;
+pub use verdict::{
+    Allowed, Authenticated, Decision, KeyProblem, KeySource, RejectReason, Rejection,
+};
 
 // The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

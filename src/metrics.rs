@@ -279,7 +279,11 @@ mod tests {
     fn labels(decision: &Decision) -> (&'static str, &'static str, &'static str) {
         let (index, _) = classify(decision);
         let (outcome, reason) = row_labels(index / SOURCES.len());
-        (outcome, reason, source_label(SOURCES[index % SOURCES.len()]))
+        (
+            outcome,
+            reason,
+            source_label(SOURCES[index % SOURCES.len()]),
+        )
     }
 
     #[test]
@@ -328,13 +332,18 @@ mod tests {
                 source: None,
                 problem: None,
                 mode: ProxyAuthMode::Strict,
+                configured_mode: ProxyAuthMode::Strict,
+                ignored: Default::default(),
             });
             assert_eq!(labels(&decision).1, reason.as_str());
         }
         for row in 0..ALLOWED_ROWS {
             let allowed = allowed_of_row(row);
             assert_eq!(allowed_row(&allowed), row);
-            assert_eq!(labels(&Decision::Allow(allowed.clone())).1, allowed.as_str());
+            assert_eq!(
+                labels(&Decision::Allow(allowed.clone())).1,
+                allowed.as_str()
+            );
         }
     }
 }

@@ -232,7 +232,9 @@ mod tests {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for _ in 0..250 {
-                        shared.update(|c| c.api_key = format!("{}x", c.api_key.expose_secret()).into());
+                        shared.update(|c| {
+                            c.api_key = format!("{}x", c.api_key.expose_secret()).into()
+                        });
                     }
                 });
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use crate::ProxyAuthMode;
+use crate::{KeySources, ProxyAuthMode};
 
 /// The verdict on one request.
 ///
@@ -119,11 +119,20 @@ pub struct Rejection {
     /// present.
     pub source: Option<KeySource>,
     /// Set when the key could not be compared at all (empty, duplicated,
-    /// not ASCII) or has expired.
+    /// not ASCII), has expired, or did not match and is not shaped like a
+    /// key (`Bearer<key>`, another auth scheme).
     pub problem: Option<KeyProblem>,
     /// The effective mode that required the key: `strict` or
     /// `all_except_health`.
     pub mode: ProxyAuthMode,
+    /// The mode as configured: `auto` when `mode` is what `auto` resolved
+    /// to (with `allow_lan_access`), otherwise `mode` itself.
+    pub configured_mode: ProxyAuthMode,
+    /// Key headers (or the key query parameter) the request sent that were
+    /// not read: after the one read in the layer's order, not in its list
+    /// of sources at all, or an `Authorization` of another scheme that the
+    /// layer counts as absent.
+    pub ignored: KeySources,
 }
 
 impl Rejection {
@@ -206,16 +215,6 @@ impl KeySource {
             KeySource::QueryKey => "query",
         }
     }
-
-    /// "the x-api-key header" / "the key query parameter", for messages.
-    pub(crate) fn describe(self) -> &'static str {
-        match self {
-            KeySource::Authorization => "the authorization header",
-            KeySource::XApiKey => "the x-api-key header",
-            KeySource::XGoogApiKey => "the x-goog-api-key header",
-            KeySource::QueryKey => "the key query parameter",
-        }
-    }
 }
 
 impl fmt::Display for KeySource {
@@ -241,10 +240,19 @@ pub enum KeyProblem {
     /// The key is one of a [`KeySet`](crate::KeySet)'s and its expiry has
     /// passed. Only a holder of a real (former) key can get this answer.
     Expired,
+    /// An `Authorization` value that starts with `Bearer` but not with
+    /// `Bearer <key>` (exactly one space): `Bearer<key>`, `Bearer  <key>`,
+    /// `Bearer<TAB><key>`. Read whole as the key, it did not match.
+    MalformedBearer,
+    /// An `Authorization` value of the form `<scheme> <credentials>` with a
+    /// scheme other than `Bearer` (`Basic ...`). Read whole as the key, it
+    /// did not match.
+    OtherScheme,
 }
 
 impl KeyProblem {
-    /// `"empty"`, `"duplicate"`, `"not_ascii"` or `"expired"`, as logged.
+    /// `"empty"`, `"duplicate"`, `"not_ascii"`, `"expired"`,
+    /// `"malformed_bearer"` or `"other_scheme"`, as logged.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -252,6 +260,8 @@ impl KeyProblem {
             KeyProblem::Duplicate => "duplicate",
             KeyProblem::NotAscii => "not_ascii",
             KeyProblem::Expired => "expired",
+            KeyProblem::MalformedBearer => "malformed_bearer",
+            KeyProblem::OtherScheme => "other_scheme",
         }
     }
 }
