@@ -87,7 +87,9 @@ impl Storage for Swap {
         self.1.check(request).is_allowed()
     }
     fn store(&self, config: ProxySecurityConfig) -> bool {
-        self.0.store(config);
+        self.0
+            .store(config)
+            .expect("no listen-address guard is set");
         true
     }
     fn layer(&self) -> Option<&ProxyAuthLayer> {

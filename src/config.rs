@@ -117,7 +117,7 @@ impl ProxySecurityConfig {
 
 /// Why [`ProxySecurityConfig::check_listen_addr`] refused an address.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("refusing to listen on {addr} with auth off: auth_mode is auto and allow_lan_access is false, so every request from the network would pass without a key. Set allow_lan_access=true (auth becomes all_except_health), set auth_mode to strict or all_except_health, listen on 127.0.0.1, or set auth_mode=off explicitly to serve without auth")]
+#[error("refusing to serve {addr} with auth off: auth_mode is auto and allow_lan_access is false, so every request from the network would pass without a key. Set allow_lan_access=true (auth becomes all_except_health), set auth_mode to strict or all_except_health, listen on 127.0.0.1, or set auth_mode=off explicitly to serve without auth")]
 pub struct ExposedWithoutAuth {
     addr: SocketAddr,
 }

@@ -72,7 +72,7 @@
 //! assert_eq!(service.clone().oneshot(request()).await?.status(), StatusCode::OK);
 //!
 //! // Rotate the key: the next request is judged against the new one.
-//! shared.update(|config| config.api_key = "sk-2".into());
+//! shared.update(|config| config.api_key = "sk-2".into()).expect("no listen-address guard is set");
 //! let response = service.clone().oneshot(request()).await?;
 //! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 //! assert_eq!(response.headers()["x-proxy-auth-error"], "invalid_key");

@@ -1,14 +1,15 @@
 //! [`SharedSecurityConfig`]: the hot-reload handle.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::{ArcSwap, Guard};
 
 use crate::decision::Policy;
+use crate::{ExposedWithoutAuth, ProxyAuthMode, ProxySecurityConfig};
 #[cfg(feature = "key-set")]
 use crate::{KeySet, KeySetError};
-use crate::{ProxyAuthMode, ProxySecurityConfig};
 
 /// A cheaply clonable handle to a [`ProxySecurityConfig`] (and, with the
 /// `key-set` feature, a [`KeySet`]) that can be replaced while the proxy
@@ -27,6 +28,16 @@ use crate::{ProxyAuthMode, ProxySecurityConfig};
 /// the lock its own thread holds: a deadlock) nor wait for another writer;
 /// compute the change in the closure and do anything else outside it.
 ///
+/// # The listen-address guard
+///
+/// [`guard_listen_addr`](Self::guard_listen_addr) tells the handle the
+/// address the server listens on. From then on every write, from code, a
+/// watched file ([`watch`](crate::watch)) or anything else, is checked as
+/// [`ProxySecurityConfig::check_listen_addr`] checks one config: a config
+/// that would serve that address with auth silently off (`auto` without
+/// `allow_lan_access` on a non-loopback address) is refused, and the one in
+/// force stays.
+///
 /// ```
 /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 ///
@@ -34,10 +45,17 @@ use crate::{ProxyAuthMode, ProxySecurityConfig};
 /// let layer = ProxyAuthLayer::from_shared(shared.clone());
 ///
 /// // Later, from an admin endpoint or a file watcher:
-/// shared.store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-new"));
-/// shared.update(|config| config.auth_mode = ProxyAuthMode::AllExceptHealth);
+/// shared.store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-new"))?;
+/// shared.update(|config| config.auth_mode = ProxyAuthMode::AllExceptHealth)?;
 /// assert_eq!(shared.load().api_key, "sk-new");
+///
+/// // Serving the LAN: a config that turns auth off there is refused.
+/// shared.guard_listen_addr("0.0.0.0:8045".parse().unwrap())?;
+/// let refused = shared.update(|config| config.auth_mode = ProxyAuthMode::Auto);
+/// assert!(refused.is_err());
+/// assert_eq!(shared.effective_auth_mode(), ProxyAuthMode::AllExceptHealth);
 /// # drop(layer);
+/// # Ok::<(), proxy_auth::ExposedWithoutAuth>(())
 /// ```
 #[derive(Clone)]
 pub struct SharedSecurityConfig {
@@ -46,8 +64,18 @@ pub struct SharedSecurityConfig {
 
 struct Inner {
     current: ArcSwap<Policy>,
-    /// Serializes writers; readers never touch it.
-    writer: Mutex<()>,
+    /// Serializes writers and holds what they are checked against; readers
+    /// never touch it.
+    writer: Mutex<Writer>,
+}
+
+#[derive(Default)]
+struct Writer {
+    /// The address the server listens on, once [`guard_listen_addr`]
+    /// was called.
+    ///
+    /// [`guard_listen_addr`]: SharedSecurityConfig::guard_listen_addr
+    listen: Option<SocketAddr>,
 }
 
 impl SharedSecurityConfig {
@@ -70,32 +98,58 @@ impl SharedSecurityConfig {
         SharedSecurityConfig {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(policy),
-                writer: Mutex::new(()),
+                writer: Mutex::default(),
             }),
         }
     }
 
     /// Replaces the config (the key set is kept); requests that have not
-    /// been decided yet use the new one.
-    pub fn store(&self, config: ProxySecurityConfig) {
-        self.write(|policy| Some(policy.with_config(config)));
+    /// been decided yet use the new one. Refused, leaving the config in
+    /// force, if it fails the [listen-address guard](Self#the-listen-address-guard).
+    pub fn store(&self, config: ProxySecurityConfig) -> Result<(), ExposedWithoutAuth> {
+        self.write_config(|policy| policy.with_config(config))
     }
 
     /// Changes the config in place, as one step with respect to other
-    /// writers.
-    pub fn update(&self, f: impl FnOnce(&mut ProxySecurityConfig)) {
-        self.write(|policy| {
+    /// writers. Refused, leaving the config in force, if the result fails
+    /// the [listen-address guard](Self#the-listen-address-guard).
+    pub fn update(
+        &self,
+        f: impl FnOnce(&mut ProxySecurityConfig),
+    ) -> Result<(), ExposedWithoutAuth> {
+        self.write_config(|policy| {
             let mut config = policy.config.clone();
             f(&mut config);
-            Some(policy.with_config(config))
-        });
+            policy.with_config(config)
+        })
+    }
+
+    /// Guards the address the server listens on (call it before binding):
+    /// an error if the config in force would serve `addr` with auth
+    /// silently off, and from then on every write that would is refused
+    /// (see the [type docs](Self#the-listen-address-guard)). Calling it
+    /// again replaces the address.
+    pub fn guard_listen_addr(&self, addr: SocketAddr) -> Result<(), ExposedWithoutAuth> {
+        let mut writer = self.lock();
+        self.policy().config.check_listen_addr(addr)?;
+        writer.listen = Some(addr);
+        Ok(())
+    }
+
+    /// The address given to [`guard_listen_addr`](Self::guard_listen_addr),
+    /// if any.
+    #[must_use]
+    pub fn guarded_listen_addr(&self) -> Option<SocketAddr> {
+        self.lock().listen
     }
 
     /// Replaces the named key set (the config is kept).
     #[cfg(feature = "key-set")]
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
     pub fn store_keys(&self, keys: KeySet) {
-        self.write(|policy| Some(Policy::build(policy.config.clone(), keys)));
+        let _ = self.write(|policy| {
+            Ok::<_, std::convert::Infallible>(Some(Policy::build(policy.config.clone(), keys)))
+        });
     }
 
     /// Changes the named key set in place, as one step with respect to
@@ -120,25 +174,27 @@ impl SharedSecurityConfig {
         &self,
         f: impl FnOnce(&mut KeySet) -> Result<(), KeySetError>,
     ) -> Result<(), KeySetError> {
-        let mut outcome = Ok(());
         self.write(|policy| {
             let mut keys = policy.keys.clone();
-            outcome = f(&mut keys);
-            outcome
-                .is_ok()
-                .then(|| Policy::build(policy.config.clone(), keys))
-        });
-        outcome
+            f(&mut keys)?;
+            Ok(Some(Policy::build(policy.config.clone(), keys)))
+        })
     }
 
     /// Replaces the config and the key set in one step: every request sees
     /// the old pair or the new one, never one's mode with the other's keys.
     /// For a proxy that reloads its own config file (which holds both) and
-    /// feeds the layer from its reload path.
+    /// feeds the layer from its reload path. Refused, leaving both in force,
+    /// if the config fails the
+    /// [listen-address guard](Self#the-listen-address-guard).
     #[cfg(feature = "key-set")]
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
-    pub fn store_with_keys(&self, config: ProxySecurityConfig, keys: KeySet) {
-        self.write(|_| Some(Policy::build(config, keys)));
+    pub fn store_with_keys(
+        &self,
+        config: ProxySecurityConfig,
+        keys: KeySet,
+    ) -> Result<(), ExposedWithoutAuth> {
+        self.write_config(|_| Policy::build(config, keys))
     }
 
     /// A copy of the named key set currently in force.
@@ -166,20 +222,37 @@ impl SharedSecurityConfig {
         self.inner.current.load()
     }
 
-    /// Runs one writer at a time; `f` returns the new policy, or `None` to
-    /// keep the current one.
-    fn write(&self, f: impl FnOnce(&Policy) -> Option<Policy>) {
-        // A panic in `f` leaves the config as it was, so a poisoned lock
-        // guards nothing broken.
-        let _lock = self
-            .inner
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        // A panic in a writer's closure leaves the config as it was, so a
+        // poisoned lock guards nothing broken.
+        self.inner
             .writer
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs one writer at a time; `f` returns the new policy, `None` to
+    /// keep the current one, or an error, which stores nothing.
+    fn write<E>(&self, f: impl FnOnce(&Policy) -> Result<Option<Policy>, E>) -> Result<(), E> {
+        let _writer = self.lock();
         let current = self.inner.current.load_full();
-        if let Some(next) = f(&current) {
+        if let Some(next) = f(&current)? {
             self.inner.current.store(Arc::new(next));
         }
+        Ok(())
+    }
+
+    /// [`write`](Self::write) for a new config: one that fails the
+    /// listen-address guard is not stored. (A new key set cannot fail it:
+    /// the mode decides.)
+    fn write_config(&self, f: impl FnOnce(&Policy) -> Policy) -> Result<(), ExposedWithoutAuth> {
+        let writer = self.lock();
+        let next = f(&self.inner.current.load_full());
+        if let Some(addr) = writer.listen {
+            next.config.check_listen_addr(addr)?;
+        }
+        self.inner.current.store(Arc::new(next));
+        Ok(())
     }
 }
 
@@ -218,10 +291,12 @@ mod tests {
     fn store_and_update_are_seen_by_every_clone() {
         let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "a"));
         let other = shared.clone();
-        other.store(ProxySecurityConfig::new(ProxyAuthMode::Auto, "b").allow_lan_access(true));
+        other
+            .store(ProxySecurityConfig::new(ProxyAuthMode::Auto, "b").allow_lan_access(true))
+            .unwrap();
         assert_eq!(shared.load().api_key, "b");
         assert_eq!(shared.effective_auth_mode(), ProxyAuthMode::AllExceptHealth);
-        shared.update(|c| c.allow_lan_access = false);
+        shared.update(|c| c.allow_lan_access = false).unwrap();
         assert_eq!(other.effective_auth_mode(), ProxyAuthMode::Off);
     }
 
@@ -232,9 +307,11 @@ mod tests {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for _ in 0..250 {
-                        shared.update(|c| {
-                            c.api_key = format!("{}x", c.api_key.expose_secret()).into()
-                        });
+                        shared
+                            .update(|c| {
+                                c.api_key = format!("{}x", c.api_key.expose_secret()).into()
+                            })
+                            .unwrap();
                     }
                 });
             }
@@ -246,11 +323,11 @@ mod tests {
     fn a_panicking_update_changes_nothing_and_leaves_the_handle_usable() {
         let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "a"));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shared.update(|_| panic!("boom"));
+            let _ = shared.update(|_| panic!("boom"));
         }));
         assert!(result.is_err());
         assert_eq!(shared.load().api_key, "a");
-        shared.update(|c| c.api_key = "b".into());
+        shared.update(|c| c.api_key = "b".into()).unwrap();
         assert_eq!(shared.load().api_key, "b");
     }
 
@@ -262,7 +339,9 @@ mod tests {
         shared
             .update_keys(|k| k.insert("alice", "sk-alice"))
             .unwrap();
-        shared.store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "b"));
+        shared
+            .store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "b"))
+            .unwrap();
         assert_eq!(shared.keys().len(), 1);
         let err = shared.update_keys(|k| {
             k.insert("bob", "sk-bob")?;
@@ -272,6 +351,42 @@ mod tests {
         assert_eq!(shared.keys().len(), 1, "a failed update stores nothing");
         shared.store_keys(KeySet::new());
         assert!(shared.keys().is_empty());
+    }
+
+    #[test]
+    fn the_listen_guard_refuses_every_write_that_would_open_auth() {
+        let lan: SocketAddr = "0.0.0.0:8045".parse().unwrap();
+        let auto = |lan_access| {
+            ProxySecurityConfig::new(ProxyAuthMode::Auto, "sk-1").allow_lan_access(lan_access)
+        };
+        // Refused at once if the config in force already opens auth.
+        let open = SharedSecurityConfig::new(auto(false));
+        assert!(open.guard_listen_addr(lan).is_err());
+        assert_eq!(open.guarded_listen_addr(), None);
+        let shared = SharedSecurityConfig::new(auto(true));
+        shared.guard_listen_addr(lan).unwrap();
+        assert_eq!(shared.guarded_listen_addr(), Some(lan));
+        let err = shared.store(auto(false)).unwrap_err();
+        assert_eq!(err.addr(), lan);
+        assert!(shared.update(|c| c.allow_lan_access = false).is_err());
+        #[cfg(feature = "key-set")]
+        assert!(shared.store_with_keys(auto(false), KeySet::new()).is_err());
+        assert_eq!(shared.effective_auth_mode(), ProxyAuthMode::AllExceptHealth);
+        // What the guard allows still goes through: off said explicitly, or
+        // a mode that needs a key.
+        shared
+            .store(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-2"))
+            .unwrap();
+        shared
+            .store(ProxySecurityConfig::new(ProxyAuthMode::Off, "sk-2"))
+            .unwrap();
+        assert_eq!(shared.effective_auth_mode(), ProxyAuthMode::Off);
+        // A loopback guard refuses nothing.
+        let local = SharedSecurityConfig::new(auto(true));
+        local
+            .guard_listen_addr("127.0.0.1:8045".parse().unwrap())
+            .unwrap();
+        local.store(auto(false)).unwrap();
     }
 
     #[test]

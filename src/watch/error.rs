@@ -48,6 +48,16 @@ pub enum WatchError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The file's config would serve the address the shared config guards
+    /// ([`SharedSecurityConfig::guard_listen_addr`](crate::SharedSecurityConfig::guard_listen_addr))
+    /// with auth off; the config in force stays.
+    #[error("{path}: not applied: {source}")]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// The guard's refusal, naming the address and the fix.
+        source: crate::ExposedWithoutAuth,
+    },
     /// The directory holding the file could not be watched.
     #[error("{path}: cannot watch the config file's directory: {message}")]
     Watch {

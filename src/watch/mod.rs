@@ -199,7 +199,7 @@ pub fn watch_file(
         })?;
     follower.watched.insert(dir);
     follower.rewatch(&mut watcher);
-    follower.apply(config, keys, "config file loaded");
+    follower.apply(config, keys, "config file loaded")?;
 
     let path = follower.path.clone();
     let task = runtime.spawn(follower.run(watcher, wake));
@@ -378,9 +378,15 @@ impl Follower {
             Ok((seen, _)) if self.seen == seen => Outcome::Unchanged,
             Ok((seen, bytes)) => match file::parse(&self.path, self.format, &bytes) {
                 Ok((config, keys)) => {
-                    self.apply(config, keys, "config file reloaded");
+                    let applied = self.apply(config, keys, "config file reloaded");
                     self.seen = seen;
-                    Outcome::Applied
+                    match applied {
+                        Ok(()) => Outcome::Applied,
+                        Err(error) => {
+                            log_rejected(&error);
+                            Outcome::Failed
+                        }
+                    }
                 }
                 Err(error) => {
                     if report {
@@ -406,9 +412,20 @@ impl Follower {
         outcome
     }
 
-    fn apply(&self, config: ProxySecurityConfig, keys: KeySet, message: &'static str) {
+    /// Stores the file's config, unless the listen-address guard refuses it.
+    fn apply(
+        &self,
+        config: ProxySecurityConfig,
+        keys: KeySet,
+        message: &'static str,
+    ) -> Result<(), WatchError> {
         let change = Change::between((&self.shared.load(), &self.shared.keys()), (&config, &keys));
-        self.shared.store_with_keys(config, keys);
+        self.shared
+            .store_with_keys(config, keys)
+            .map_err(|source| WatchError::Exposed {
+                path: self.path.clone(),
+                source,
+            })?;
         tracing::info!(
             target: "proxy_auth",
             file = %self.path.display(),
@@ -420,6 +437,7 @@ impl Follower {
             named_keys_changed = change.named_keys_changed,
             "{message}"
         );
+        Ok(())
     }
 
     /// Watches the directory the path resolves into, besides the path's own
@@ -472,7 +490,8 @@ fn log_rejected(error: &WatchError) {
             | WatchError::Read { path, .. }
             | WatchError::UnknownFormat { path }
             | WatchError::NoRuntime { path }
-            | WatchError::Watch { path, .. } => path.display(),
+            | WatchError::Watch { path, .. }
+            | WatchError::Exposed { path, .. } => path.display(),
         },
         line,
         column,
