@@ -130,6 +130,34 @@ impl ExposedWithoutAuth {
     }
 }
 
+/// Why a config refuses requests it is meant to let through: found by
+/// [`ProxyAuthLayer::check_keys`](crate::ProxyAuthLayer::check_keys) or
+/// [`SharedSecurityConfig::check_keys`](crate::SharedSecurityConfig::check_keys)
+/// before serving, and logged as an error when the config is compiled. The
+/// layer fails closed on each: requests that need a key are refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnusableKey {
+    /// Auth is on, `api_key` is empty and there are no named keys.
+    #[error("auth mode is {mode} but api_key is empty and there are no named keys, so every request that needs a key is refused (no_key_configured). Set api_key (or add named keys), or set auth_mode=off")]
+    NoKey {
+        /// The effective mode.
+        mode: ProxyAuthMode,
+    },
+    /// `api_key` starts with `sha256:` (in any case) but is not followed by
+    /// 64 hex characters, or digests are not compiled in.
+    #[cfg_attr(feature = "key-set", error("configured api_key starts with \"sha256:\" but is not followed by 64 hex characters; treating the key as unset, so requests that need a key are refused"))]
+    #[cfg_attr(not(feature = "key-set"), error("configured api_key is a sha256 digest, which needs proxy-auth's `key-set` feature; treating the key as unset, so requests that need a key are refused"))]
+    BadDigest,
+    /// A plaintext `api_key` longer than 4096 bytes after trimming.
+    #[error("configured api_key is longer than 4096 bytes, the longest a comparison covers in constant time; treating the key as unset, so requests that need a key are refused. Use a shorter key (generate_api_key makes 35 bytes) or its sha256:<hex> digest")]
+    TooLong,
+    /// `api_key` has non-ASCII or control characters, which no client can
+    /// send in a header.
+    #[error("configured api_key contains non-ASCII or control characters; clients cannot send such a key in a header, so no request will match it")]
+    NotKeyText,
+}
+
 #[cfg(feature = "generate-key")]
 #[cfg_attr(docsrs, doc(cfg(feature = "generate-key")))]
 impl Default for ProxySecurityConfig {

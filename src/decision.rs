@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::{Method, Request};
 
 use crate::client_uri::client_path;
-use crate::compare::{ConfiguredKey, MAX_KEY_LEN};
+use crate::compare::ConfiguredKey;
 use crate::digest::{classify, KeyText};
 use crate::extract::{is_key_text, presented_key, Presented};
 use crate::layer::Options;
@@ -22,7 +22,7 @@ use crate::sources::{scheme, Scheme};
 use crate::{digest::sha256, KeySet};
 use crate::{
     Allowed, Authenticated, Decision, KeyProblem, KeySource, ProxyAuthMode, ProxySecurityConfig,
-    RejectReason, Rejection, SharedSecurityConfig,
+    RejectReason, Rejection, SharedSecurityConfig, UnusableKey,
 };
 #[cfg(feature = "key-set")]
 use zeroize::{Zeroize, Zeroizing};
@@ -65,6 +65,8 @@ pub(crate) struct Policy {
     #[cfg(feature = "key-set")]
     pub(crate) keys: KeySet,
     has_key: bool,
+    /// Why `api_key` cannot match anything, if it cannot (and is not blank).
+    key_problem: Option<UnusableKey>,
 }
 
 impl Policy {
@@ -84,47 +86,28 @@ impl Policy {
         // parser has read it, so a key pasted with a trailing newline could
         // never match; trimming makes it work as meant.
         let trimmed = config.api_key.expose_secret().trim();
-        let key = match classify(trimmed) {
+        let (key, problem) = match classify(trimmed) {
             KeyText::Plain if is_key_text(trimmed.as_bytes()) => {
-                ConfiguredKey::new(trimmed.as_bytes()).unwrap_or_else(|| {
+                match ConfiguredKey::new(trimmed.as_bytes()) {
+                    Some(key) => (key, None),
                     // Fail closed, like a malformed digest: a longer key
                     // would need a larger buffer, whose size the timing of
                     // a comparison could tell apart from everyone else's.
-                    tracing::error!(
-                        target: "proxy_auth",
-                        max_len = MAX_KEY_LEN,
-                        "configured api_key is longer than {MAX_KEY_LEN} bytes, the longest a comparison covers in constant time; treating the key as unset, so requests that need a key are refused. Use a shorter key (generate_api_key makes 35 bytes) or its sha256:<hex> digest"
-                    );
-                    ConfiguredKey::empty()
-                })
+                    None => (ConfiguredKey::empty(), Some(UnusableKey::TooLong)),
+                }
             }
-            KeyText::Plain => {
-                // Presented keys are refused unless they are key text, so
-                // such a key can never match; saying so beats a silent 401.
-                tracing::warn!(
-                    target: "proxy_auth",
-                    "configured api_key contains non-ASCII or control characters; clients cannot send such a key in a header, so no request will match it"
-                );
-                ConfiguredKey::unmatchable()
-            }
+            // Presented keys are refused unless they are key text, so such
+            // a key can never match; saying so beats a silent 401.
+            KeyText::Plain => (ConfiguredKey::unmatchable(), Some(UnusableKey::NotKeyText)),
             #[cfg(feature = "key-set")]
-            KeyText::Digest(digest) => ConfiguredKey::digest(digest),
-            KeyText::BadDigest => {
-                // Fail closed: a mistyped digest must not turn into a
-                // plaintext key that whoever reads the config could send.
-                #[cfg(feature = "key-set")]
-                tracing::error!(
-                    target: "proxy_auth",
-                    "configured api_key starts with \"sha256:\" but is not followed by 64 hex characters; treating the key as unset, so requests that need a key are refused"
-                );
-                #[cfg(not(feature = "key-set"))]
-                tracing::error!(
-                    target: "proxy_auth",
-                    "configured api_key is a sha256 digest, which needs proxy-auth's `key-set` feature; treating the key as unset, so requests that need a key are refused"
-                );
-                ConfiguredKey::empty()
-            }
+            KeyText::Digest(digest) => (ConfiguredKey::digest(digest), None),
+            // Fail closed: a mistyped digest must not turn into a plaintext
+            // key that whoever reads the config could send.
+            KeyText::BadDigest => (ConfiguredKey::empty(), Some(UnusableKey::BadDigest)),
         };
+        if let Some(problem) = &problem {
+            tracing::error!(target: "proxy_auth", "{problem}");
+        }
         #[cfg(feature = "key-set")]
         warn_about_overlap(&key, trimmed, &keys);
         #[cfg(feature = "key-set")]
@@ -134,10 +117,24 @@ impl Policy {
         Policy {
             mode: Enforced::of(&config),
             key,
+            key_problem: problem,
             #[cfg(feature = "key-set")]
             keys,
             has_key,
             config,
+        }
+    }
+
+    /// Why this config refuses requests it should let through: a bad
+    /// `api_key`, or auth on with no key at all.
+    pub(crate) fn check_keys(&self) -> Result<(), UnusableKey> {
+        if let Some(problem) = &self.key_problem {
+            return Err(problem.clone());
+        }
+        match self.mode {
+            Enforced::Off => Ok(()),
+            _ if self.has_key => Ok(()),
+            mode => Err(UnusableKey::NoKey { mode: mode.mode() }),
         }
     }
 
@@ -270,6 +267,13 @@ pub(crate) enum PolicySource {
 }
 
 impl PolicySource {
+    pub(crate) fn check_keys(&self) -> Result<(), UnusableKey> {
+        match self {
+            PolicySource::Fixed(policy) => policy.check_keys(),
+            PolicySource::Shared(shared) => shared.check_keys(),
+        }
+    }
+
     /// One config snapshot per decision, released before the inner service
     /// runs: a request sees the old config or the new one, never a mix.
     #[inline]
@@ -353,6 +357,37 @@ mod tests {
             Some((RejectReason::InvalidKey, Some(KeyProblem::Empty)))
         );
         assert_eq!(reason(&[("authorization", "Bearer sk-1")]), None);
+    }
+
+    #[test]
+    fn check_keys_finds_a_config_that_lets_nobody_in() {
+        let check = |mode, key: &str| Policy::new(ProxySecurityConfig::new(mode, key)).check_keys();
+        use ProxyAuthMode::*;
+        assert_eq!(check(Strict, " "), Err(UnusableKey::NoKey { mode: Strict }));
+        assert_eq!(
+            check(AllExceptHealth, ""),
+            Err(UnusableKey::NoKey {
+                mode: AllExceptHealth
+            })
+        );
+        assert_eq!(check(Off, ""), Ok(()));
+        assert_eq!(check(Auto, ""), Ok(()), "auto on loopback is off");
+        assert_eq!(check(Strict, "sk-1"), Ok(()));
+        assert_eq!(check(Strict, "sha256:00"), Err(UnusableKey::BadDigest));
+        assert_eq!(check(Off, "sha256:00"), Err(UnusableKey::BadDigest));
+        assert_eq!(check(Strict, "sk-\u{7f}"), Err(UnusableKey::NotKeyText));
+        assert_eq!(check(Strict, &"k".repeat(4097)), Err(UnusableKey::TooLong));
+        #[cfg(feature = "key-set")]
+        {
+            let mut keys = KeySet::new();
+            keys.insert("ci", "sk-ci").unwrap();
+            let with_keys = Policy::build(ProxySecurityConfig::new(Strict, ""), keys);
+            assert_eq!(
+                with_keys.check_keys(),
+                Ok(()),
+                "named keys let their holders in"
+            );
+        }
     }
 
     #[test]

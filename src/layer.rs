@@ -327,6 +327,24 @@ impl ProxyAuthLayer {
         self
     }
 
+    /// Whether the config in force can let anyone in: an error if auth is on
+    /// with no key, or if `api_key` is malformed, too long or not sendable.
+    /// Call it before serving (the examples exit with status 2 on an
+    /// error): otherwise each request that needs a key is refused and logs
+    /// an error.
+    ///
+    /// ```
+    /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
+    ///
+    /// let layer = ProxyAuthLayer::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, ""));
+    /// let err = layer.check_keys().unwrap_err();
+    /// assert!(err.to_string().contains("api_key is empty"));
+    /// assert!(ProxyAuthLayer::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "")).check_keys().is_ok());
+    /// ```
+    pub fn check_keys(&self) -> Result<(), crate::UnusableKey> {
+        self.policy.check_keys()
+    }
+
     /// Judges `request` as the layer would, without sending it anywhere
     /// and without logging: for "why was I rejected?" diagnostics and tests.
     #[must_use]

@@ -237,7 +237,7 @@ pub use body::ResponseBody;
 pub use client_uri::ClientUri;
 #[cfg(feature = "generate-key")]
 pub use config::{generate_api_key, try_generate_api_key, KeyGenError};
-pub use config::{ExposedWithoutAuth, ProxySecurityConfig};
+pub use config::{ExposedWithoutAuth, ProxySecurityConfig, UnusableKey};
 #[cfg(feature = "key-set")]
 pub use digest::key_digest;
 pub use future::ResponseFuture;

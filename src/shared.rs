@@ -211,6 +211,12 @@ impl SharedSecurityConfig {
         self.policy().config.clone()
     }
 
+    /// Whether the config in force can let anyone in; see
+    /// [`ProxyAuthLayer::check_keys`](crate::ProxyAuthLayer::check_keys).
+    pub fn check_keys(&self) -> Result<(), crate::UnusableKey> {
+        self.policy().check_keys()
+    }
+
     /// The mode currently enforced (`auto` already resolved).
     #[must_use]
     pub fn effective_auth_mode(&self) -> ProxyAuthMode {
@@ -233,6 +239,7 @@ impl SharedSecurityConfig {
 
     /// Runs one writer at a time; `f` returns the new policy, `None` to
     /// keep the current one, or an error, which stores nothing.
+    #[cfg(feature = "key-set")]
     fn write<E>(&self, f: impl FnOnce(&Policy) -> Result<Option<Policy>, E>) -> Result<(), E> {
         let _writer = self.lock();
         let current = self.inner.current.load_full();
