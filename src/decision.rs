@@ -201,14 +201,12 @@ impl Policy {
                 return Decision::Allow(Allowed::Key(Authenticated {
                     source,
                     label: Some(Arc::clone(&entry.label)),
+                    entry: Some(Arc::clone(entry)),
                 }));
             }
         }
         if default_matches {
-            Decision::Allow(Allowed::Key(Authenticated {
-                source,
-                label: None,
-            }))
+            Decision::Allow(Allowed::Key(Authenticated::default_key(source)))
         } else {
             reject(
                 RejectReason::InvalidKey,

@@ -26,6 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::digest::{classify, sha256, KeyText};
+use crate::{KeyEntry, NewKey};
 
 /// Why a key could not be added to a [`KeySet`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -57,33 +58,6 @@ pub enum KeySetError {
     },
 }
 
-/// What a [`KeySet`] knows of one key, without the key: its label and its
-/// expiry. See [`KeySet::entries`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct KeyEntry {
-    pub(crate) label: Arc<str>,
-    pub(crate) expires_at: Option<SystemTime>,
-}
-
-impl KeyEntry {
-    /// The key's label.
-    #[must_use]
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// When the key stops being accepted, if ever.
-    #[must_use]
-    pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires_at
-    }
-
-    pub(crate) fn is_expired(&self) -> bool {
-        self.expires_at.is_some_and(|at| at <= SystemTime::now())
-    }
-}
-
 /// A set of named API keys, accepted besides the config's `api_key`.
 ///
 /// Keys are stored only as digests. Each has a label (which key matched is
@@ -110,7 +84,7 @@ impl KeyEntry {
 /// ```
 #[derive(Clone, Default)]
 pub struct KeySet {
-    by_digest: HashMap<StoredDigest, KeyEntry>,
+    by_digest: HashMap<StoredDigest, Arc<KeyEntry>>,
     // So replacing or removing a label is O(1), not a scan of every key.
     by_label: HashMap<Arc<str>, StoredDigest>,
 }
@@ -172,7 +146,7 @@ impl KeySet {
     /// Adds (or replaces, by label) a key that never expires. `key` is the
     /// plaintext key or its `sha256:<hex>` digest (see [`key_digest`](crate::key_digest)).
     pub fn insert(&mut self, label: impl Into<String>, key: &str) -> Result<(), KeySetError> {
-        self.insert_entry(label.into(), key, None)
+        self.add(NewKey::new(label, key))
     }
 
     /// Adds (or replaces, by label) a key refused from `expires_at` on.
@@ -182,15 +156,18 @@ impl KeySet {
         key: &str,
         expires_at: SystemTime,
     ) -> Result<(), KeySetError> {
-        self.insert_entry(label.into(), key, Some(expires_at))
+        self.add(NewKey::new(label, key).expires_at(expires_at))
     }
 
-    fn insert_entry(
-        &mut self,
-        label: String,
-        key: &str,
-        expires_at: Option<SystemTime>,
-    ) -> Result<(), KeySetError> {
+    /// Adds (or replaces, by label) a key with everything it carries.
+    pub fn add(&mut self, new: NewKey) -> Result<(), KeySetError> {
+        let NewKey {
+            label,
+            key,
+            expires_at,
+            data,
+        } = new;
+        let key = key.expose_secret();
         // Stored trimmed, so `remove("alice")` finds a key added as "alice ".
         let label = if label.trim().len() == label.len() {
             label
@@ -221,8 +198,12 @@ impl KeySet {
         self.remove(&label);
         let label: Arc<str> = label.into();
         self.by_label.insert(Arc::clone(&label), digest.clone());
-        self.by_digest
-            .insert(digest, KeyEntry { label, expires_at });
+        let entry = KeyEntry {
+            label,
+            expires_at,
+            data,
+        };
+        self.by_digest.insert(digest, Arc::new(entry));
         Ok(())
     }
 
@@ -267,7 +248,7 @@ impl KeySet {
     /// label.
     #[must_use]
     pub fn entries(&self) -> Vec<&KeyEntry> {
-        let mut entries: Vec<_> = self.by_digest.values().collect();
+        let mut entries: Vec<&KeyEntry> = self.by_digest.values().map(|e| &**e).collect();
         entries.sort_by(|a, b| a.label.cmp(&b.label));
         entries
     }
@@ -278,13 +259,14 @@ impl KeySet {
         self.by_label
             .get(label)
             .and_then(|digest| self.by_digest.get(digest))
+            .map(|entry| &**entry)
     }
 
     /// The entry whose digest equals `digest`. The map's own probing and
     /// key comparison are not constant-time; what they could reveal is how
     /// the SHA-256 of the attacker's own input relates to stored digests,
     /// which does not help find a key (that would take a preimage).
-    pub(crate) fn lookup(&self, digest: &[u8; 32]) -> Option<&KeyEntry> {
+    pub(crate) fn lookup(&self, digest: &[u8; 32]) -> Option<&Arc<KeyEntry>> {
         self.by_digest.get(digest)
     }
 }
@@ -376,8 +358,9 @@ impl<'de> Deserialize<'de> for KeySet {
                     spec.label.trim().to_owned(),
                 )));
             }
-            set.insert_entry(spec.label, spec.key.expose_secret(), expires_at)
-                .map_err(serde::de::Error::custom)?;
+            let mut new = NewKey::new(spec.label, spec.key);
+            new.expires_at = expires_at;
+            set.add(new).map_err(serde::de::Error::custom)?;
         }
         Ok(set)
     }

@@ -213,6 +213,8 @@ mod digest;
 mod extract;
 mod future;
 #[cfg(feature = "key-set")]
+mod key_entry;
+#[cfg(feature = "key-set")]
 mod key_set;
 mod layer;
 #[cfg(feature = "metrics")]
@@ -242,7 +244,9 @@ pub use config::{ExposedWithoutAuth, ProxySecurityConfig, UnusableKey};
 pub use digest::key_digest;
 pub use future::ResponseFuture;
 #[cfg(feature = "key-set")]
-pub use key_set::{KeyEntry, KeySet, KeySetError};
+pub use key_entry::{KeyEntry, NewKey};
+#[cfg(feature = "key-set")]
+pub use key_set::{KeySet, KeySetError};
 pub use layer::ProxyAuthLayer;
 pub use mode::{ParseModeError, ProxyAuthMode};
 pub use response::{ApiShape, MODE_HEADER, REJECTION_HEADER};

@@ -124,10 +124,7 @@ fn allowed_of_row(row: usize) -> Allowed {
         0 => Allowed::Preflight,
         1 => Allowed::AuthOff,
         2 => Allowed::ExemptPath,
-        _ => Allowed::Key(Authenticated {
-            source: KeySource::Authorization,
-            label: None,
-        }),
+        _ => Allowed::Key(Authenticated::default_key(KeySource::Authorization)),
     }
 }
 

@@ -94,7 +94,7 @@ impl Allowed {
 /// built with [`insert_identity(true)`](crate::ProxyAuthLayer::insert_identity):
 /// read it in a handler with `request.extensions().get::<Authenticated>()`
 /// (or axum's `Extension<Authenticated>` extractor).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Authenticated {
     /// Where the matching key was read from.
@@ -102,6 +102,55 @@ pub struct Authenticated {
     /// The [`KeySet`](crate::KeySet) label of the key, or `None` for the
     /// config's `api_key`.
     pub label: Option<Arc<str>>,
+    #[cfg(feature = "key-set")]
+    pub(crate) entry: Option<Arc<crate::KeyEntry>>,
+}
+
+impl Authenticated {
+    pub(crate) fn default_key(source: KeySource) -> Self {
+        Authenticated {
+            source,
+            label: None,
+            #[cfg(feature = "key-set")]
+            entry: None,
+        }
+    }
+
+    /// The [`KeySet`](crate::KeySet) entry of the key (its label, expiry,
+    /// data), or `None` for the config's `api_key`. Shared with the set, not
+    /// copied.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[must_use]
+    pub fn entry(&self) -> Option<&crate::KeyEntry> {
+        self.entry.as_deref()
+    }
+
+    /// The key's own data, if it has data of type `T`
+    /// ([`NewKey::data`](crate::NewKey::data)): a gateway's tenant or
+    /// budget, in the handler, without a second lookup.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[must_use]
+    pub fn data<T: std::any::Any>(&self) -> Option<&T> {
+        self.entry()?.data()
+    }
+}
+
+/// Who authenticated: equal when the source and the label are.
+impl PartialEq for Authenticated {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.label == other.label
+    }
+}
+
+impl Eq for Authenticated {}
+
+impl std::hash::Hash for Authenticated {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+        self.label.hash(state);
+    }
 }
 
 /// Why a request was refused, without the key itself.

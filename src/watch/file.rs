@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use super::WatchError;
 use crate::compare::MAX_KEY_LEN;
 use crate::digest::{classify, KeyText};
-use crate::{ApiKey, KeySet, ProxyAuthMode, ProxySecurityConfig};
+use crate::{ApiKey, KeySet, NewKey, ProxyAuthMode, ProxySecurityConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -221,6 +221,10 @@ struct KeyEntry {
     key: ApiKey,
     #[serde(default)]
     expires_at: Option<u64>,
+    /// The author's own data for the key, handed to handlers as a
+    /// `serde_json::Value` (`Authenticated::data`).
+    #[serde(default)]
+    data: Option<serde_json::Value>,
 }
 
 /// The key list, built entry by entry so an error points at its entry, and
@@ -245,19 +249,21 @@ fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Err
                         "the label {label:?} is given to more than one key; each label names one key"
                     )));
                 }
-                let inserted = match entry.expires_at {
-                    None => keys.insert(label, entry.key.expose_secret()),
-                    Some(secs) => {
-                        let at = UNIX_EPOCH
-                            .checked_add(Duration::from_secs(secs))
-                            .ok_or_else(|| {
-                                de::Error::custom(format!(
-                                    "expires_at {secs} of the key labelled {label:?} is out of range; give Unix seconds, e.g. 1767225600"
-                                ))
-                            })?;
-                        keys.insert_expiring(label, entry.key.expose_secret(), at)
-                    }
-                };
+                let mut new = NewKey::new(label.clone(), entry.key);
+                if let Some(secs) = entry.expires_at {
+                    let at = UNIX_EPOCH
+                        .checked_add(Duration::from_secs(secs))
+                        .ok_or_else(|| {
+                            de::Error::custom(format!(
+                                "expires_at {secs} of the key labelled {label:?} is out of range; give Unix seconds, e.g. 1767225600"
+                            ))
+                        })?;
+                    new = new.expires_at(at);
+                }
+                if let Some(data) = entry.data {
+                    new = new.data(data);
+                }
+                let inserted = keys.add(new);
                 inserted.map_err(de::Error::custom)?;
             }
             Ok(keys)
@@ -279,6 +285,33 @@ mod tests {
 
     fn toml(text: &str) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
         parse(Path::new("/etc/proxy.toml"), Format::Toml, text.as_bytes())
+    }
+
+    #[test]
+    fn a_keys_data_table_reaches_its_entry_as_json() {
+        let (_, keys) = toml(
+            "auth_mode = \"strict\"\napi_key = \"sk-admin\"\n[[keys]]\nlabel = \"team-a\"\nkey = \"sk-team-a\"\ndata = { tenant = \"t1\", budget = 5 }\n[[keys]]\nlabel = \"plain\"\nkey = \"sk-plain\"\n",
+        )
+        .unwrap();
+        let data = keys
+            .get("team-a")
+            .unwrap()
+            .data::<serde_json::Value>()
+            .unwrap();
+        assert_eq!(data, &serde_json::json!({ "tenant": "t1", "budget": 5 }));
+        assert!(keys
+            .get("plain")
+            .unwrap()
+            .data::<serde_json::Value>()
+            .is_none());
+        let (_, keys) = json(
+            r#"{"auth_mode":"strict","api_key":"sk-admin","keys":[{"label":"b","key":"sk-b","data":[1,2]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            keys.get("b").unwrap().data::<serde_json::Value>(),
+            Some(&serde_json::json!([1, 2]))
+        );
     }
 
     #[test]

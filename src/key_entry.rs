@@ -1,0 +1,132 @@
+//! [`NewKey`]: a key to add to a [`KeySet`](crate::KeySet), with what it
+//! carries; [`KeyEntry`]: what the set knows of a key once it is in.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::ApiKey;
+
+/// A key for [`KeySet::add`](crate::KeySet::add): a label, the key (or its
+/// `sha256:<hex>` digest), and optionally an expiry and the author's own
+/// data for it.
+///
+/// ```
+/// use proxy_auth::{KeySet, NewKey};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Tenant { id: u32 }
+///
+/// let mut keys = KeySet::new();
+/// keys.add(NewKey::new("team-a", "sk-team-a").data(Tenant { id: 7 }))?;
+/// assert_eq!(keys.get("team-a").unwrap().data::<Tenant>(), Some(&Tenant { id: 7 }));
+/// # Ok::<(), proxy_auth::KeySetError>(())
+/// ```
+#[must_use = "a NewKey does nothing until it is added to a KeySet"]
+pub struct NewKey {
+    pub(crate) label: String,
+    pub(crate) key: ApiKey,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) data: Option<KeyData>,
+}
+
+impl NewKey {
+    /// A key that never expires and carries nothing.
+    pub fn new(label: impl Into<String>, key: impl Into<ApiKey>) -> Self {
+        NewKey {
+            label: label.into(),
+            key: key.into(),
+            expires_at: None,
+            data: None,
+        }
+    }
+
+    /// Sets when the key stops being accepted.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Sets data of the author's own for this key (a tenant, a budget, its
+    /// own limits): handed to the inner service with the identity, as
+    /// [`Authenticated::data`](crate::Authenticated::data), without a
+    /// second lookup.
+    pub fn data<T: Any + Send + Sync>(mut self, data: T) -> Self {
+        self.data = Some(KeyData(Arc::new(data)));
+        self
+    }
+}
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewKey")
+            .field("label", &self.label)
+            .field("key", &self.key)
+            .field("expires_at", &self.expires_at)
+            .field("data", &self.data.is_some())
+            .finish()
+    }
+}
+
+/// A key's own data, shared by every copy of the set and every request it
+/// authenticates.
+#[derive(Clone)]
+pub(crate) struct KeyData(pub(crate) Arc<dyn Any + Send + Sync>);
+
+impl PartialEq for KeyData {
+    /// The same data, not equal data: the type need not be comparable.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for KeyData {}
+
+/// What a [`KeySet`](crate::KeySet) knows of one key, without the key: its
+/// label, its expiry and its data. See
+/// [`KeySet::entries`](crate::KeySet::entries) and
+/// [`Authenticated::entry`](crate::Authenticated::entry).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyEntry {
+    pub(crate) label: Arc<str>,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) data: Option<KeyData>,
+}
+
+impl KeyEntry {
+    /// The key's label.
+    #[must_use]
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// When the key stops being accepted, if ever.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// The key's data ([`NewKey::data`]), if it has data of type `T`. A key
+    /// from a config file (feature `watch`) carries its `data` table as a
+    /// `serde_json::Value`.
+    #[must_use]
+    pub fn data<T: Any>(&self) -> Option<&T> {
+        self.data.as_ref()?.0.downcast_ref()
+    }
+
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= SystemTime::now())
+    }
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("label", &self.label)
+            .field("expires_at", &self.expires_at)
+            .field("data", &self.data.is_some())
+            .finish()
+    }
+}
