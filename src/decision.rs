@@ -17,6 +17,8 @@ use crate::compare::ConfiguredKey;
 use crate::digest::{classify, KeyText};
 use crate::extract::{is_key_text, presented_key, Presented};
 use crate::layer::Options;
+#[cfg(feature = "key-set")]
+use crate::scope::judge::{judge, Judged};
 use crate::sources::{scheme, Scheme};
 #[cfg(feature = "key-set")]
 use crate::{digest::sha256, KeySet};
@@ -26,6 +28,65 @@ use crate::{
 };
 #[cfg(feature = "key-set")]
 use zeroize::{Zeroize, Zeroizing};
+
+/// What the layer does with a request, as its head shows.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Allowed or refused.
+    Decided(Decision),
+    /// Allowed so far; the key is limited to models and the path names
+    /// none, so the body's model, if the request has a body, must be
+    /// allowed too.
+    ReadBody(Pending),
+}
+
+/// A request whose body's model decides: who it is, and the refusal it
+/// gets if the body's model is not allowed or cannot be read.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) identity: Authenticated,
+    pub(crate) refusal: Rejection,
+}
+
+impl Pending {
+    /// Allowed when the body is known to be empty; otherwise refused, as
+    /// the body is not read.
+    pub(crate) fn without_body(self, empty: bool) -> Decision {
+        if empty {
+            return Decision::Allow(Allowed::Key(self.identity));
+        }
+        let mut refusal = self.refusal;
+        refusal.reason = RejectReason::ModelUnreadable;
+        refusal.note = Some("the key is limited to some models and the request may name one in its body, which this layer does not read (build it with ProxyAuthLayer::read_model_bodies)");
+        Decision::Reject(refusal)
+    }
+
+    /// Refused for what the body showed.
+    pub(crate) fn refuse(
+        self,
+        reason: RejectReason,
+        detail: Option<&str>,
+        note: Option<&'static str>,
+    ) -> Decision {
+        let mut refusal = self.refusal;
+        refusal.reason = reason;
+        refusal.detail = detail.map(Arc::from);
+        refusal.note = note;
+        Decision::Reject(refusal)
+    }
+}
+
+impl Verdict {
+    /// The decision without the body: what [`ProxyAuthLayer::check`] says.
+    ///
+    /// [`ProxyAuthLayer::check`]: crate::ProxyAuthLayer::check
+    pub(crate) fn into_decision(self) -> Decision {
+        match self {
+            Verdict::Decided(decision) => decision,
+            Verdict::ReadBody(pending) => Decision::Allow(Allowed::Key(pending.identity)),
+        }
+    }
+}
 
 /// A mode that needs no more resolving: `auto` cannot reach a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,34 +199,43 @@ impl Policy {
         }
     }
 
+    /// The decision on what the request's head shows.
+    #[cfg(test)]
+    fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
+        self.judge(options, request).into_decision()
+    }
+
     /// Judges a request. The order is the Antigravity one: preflight, then
     /// mode, then exempt paths, then the configured key, then the presented
-    /// key.
-    fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
+    /// key; then a named key's scopes.
+    fn judge<B>(&self, options: &Options, request: &Request<B>) -> Verdict {
         if request.method() == Method::OPTIONS {
-            return Decision::Allow(Allowed::Preflight);
+            return Verdict::Decided(Decision::Allow(Allowed::Preflight));
         }
         match self.mode {
-            Enforced::Off => return Decision::Allow(Allowed::AuthOff),
+            Enforced::Off => return Verdict::Decided(Decision::Allow(Allowed::AuthOff)),
             Enforced::AllExceptHealth
                 if options.is_exempt(client_path(request.extensions(), request.uri())) =>
             {
-                return Decision::Allow(Allowed::ExemptPath);
+                return Verdict::Decided(Decision::Allow(Allowed::ExemptPath));
             }
             Enforced::AllExceptHealth | Enforced::Strict => {}
         }
         let headers = request.headers();
         let query = request.uri().query();
         let presented = presented_key(headers, query, &options.sources);
-        let reject = |reason, source, problem| {
-            Decision::Reject(Rejection {
+        let rejection = |reason, source, problem| Rejection {
+            ignored: options.sources.ignored(headers, query, source),
+            ..Rejection::of_key(
                 reason,
                 source,
                 problem,
-                mode: self.mode.mode(),
-                configured_mode: self.config.auth_mode,
-                ignored: options.sources.ignored(headers, query, source),
-            })
+                self.mode.mode(),
+                self.config.auth_mode,
+            )
+        };
+        let reject = |reason, source, problem| {
+            Verdict::Decided(Decision::Reject(rejection(reason, source, problem)))
         };
         if !self.has_key {
             return reject(RejectReason::NoKeyConfigured, presented.source(), None);
@@ -198,15 +268,40 @@ impl Policy {
                 if problem.is_some() {
                     return reject(RejectReason::InvalidKey, Some(source), problem);
                 }
-                return Decision::Allow(Allowed::Key(Authenticated {
+                let mut identity = Authenticated {
                     source,
                     label: Some(Arc::clone(&entry.label)),
+                    model: None,
                     entry: Some(Arc::clone(entry)),
-                }));
+                };
+                if entry.scope.is_unrestricted() {
+                    return Verdict::Decided(Decision::Allow(Allowed::Key(identity)));
+                }
+                return match judge(&entry.scope, request, &options.trusted.0) {
+                    Judged::Pass { model } => {
+                        identity.model = model;
+                        Verdict::Decided(Decision::Allow(Allowed::Key(identity)))
+                    }
+                    Judged::ReadBody { model } => {
+                        identity.model = model;
+                        let mut refusal = rejection(RejectReason::ModelUnreadable, Some(source), None);
+                        refusal.label = identity.label.clone();
+                        Verdict::ReadBody(Pending { identity, refusal })
+                    }
+                    Judged::Refuse(refusal) => {
+                        let mut rejection = rejection(refusal.reason, Some(source), None);
+                        rejection.label = identity.label;
+                        rejection.detail = refusal.detail;
+                        rejection.note = refusal.note;
+                        Verdict::Decided(Decision::Reject(rejection))
+                    }
+                };
             }
         }
         if default_matches {
-            Decision::Allow(Allowed::Key(Authenticated::default_key(source)))
+            Verdict::Decided(Decision::Allow(Allowed::Key(Authenticated::default_key(
+                source,
+            ))))
         } else {
             reject(
                 RejectReason::InvalidKey,
@@ -275,10 +370,10 @@ impl PolicySource {
     /// One config snapshot per decision, released before the inner service
     /// runs: a request sees the old config or the new one, never a mix.
     #[inline]
-    pub(crate) fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
+    pub(crate) fn judge<B>(&self, options: &Options, request: &Request<B>) -> Verdict {
         match self {
-            PolicySource::Fixed(policy) => policy.decide(options, request),
-            PolicySource::Shared(shared) => shared.policy().decide(options, request),
+            PolicySource::Fixed(policy) => policy.judge(options, request),
+            PolicySource::Shared(shared) => shared.policy().judge(options, request),
         }
     }
 }

@@ -6,11 +6,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::scope::{Scope, ScopeText};
 use crate::ApiKey;
 
 /// A key for [`KeySet::add`](crate::KeySet::add): a label, the key (or its
-/// `sha256:<hex>` digest), and optionally an expiry and the author's own
-/// data for it.
+/// `sha256:<hex>` digest), and optionally an expiry, scopes (see
+/// [`scope`](crate::scope)) and the author's own data for it. Scopes are
+/// checked when the key is added: an empty list, a `*` inside a model
+/// pattern, a route without a leading `/` or a bad CIDR block is an error,
+/// never an open key.
 ///
 /// ```
 /// use proxy_auth::{KeySet, NewKey};
@@ -29,6 +33,7 @@ pub struct NewKey {
     pub(crate) key: ApiKey,
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) data: Option<KeyData>,
+    pub(crate) scope: ScopeText,
 }
 
 impl NewKey {
@@ -39,7 +44,41 @@ impl NewKey {
             key: key.into(),
             expires_at: None,
             data: None,
+            scope: ScopeText::default(),
         }
+    }
+
+    /// Sets the models the key may use: exact names, or prefixes ending in
+    /// `*` (`"gpt-4o-mini"`, `"claude-3-5-*"`).
+    pub fn models<I, S>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope.models = Some(models.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the paths the key may call: prefixes matched on `/` boundaries
+    /// (`"/v1/chat"` allows `/v1/chat/completions`, not `/v1/chatty`).
+    pub fn routes<I, S>(mut self, routes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope.routes = Some(routes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the client networks the key may be used from: CIDR blocks
+    /// (`"10.0.0.0/8"`, `"2001:db8::/32"`) or single addresses.
+    pub fn allowed_ips<I, S>(mut self, nets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope.allowed_ips = Some(nets.into_iter().map(Into::into).collect());
+        self
     }
 
     /// Sets when the key stops being accepted.
@@ -65,6 +104,7 @@ impl fmt::Debug for NewKey {
             .field("key", &self.key)
             .field("expires_at", &self.expires_at)
             .field("data", &self.data.is_some())
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -93,6 +133,7 @@ pub struct KeyEntry {
     pub(crate) label: Arc<str>,
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) data: Option<KeyData>,
+    pub(crate) scope: Scope,
 }
 
 impl KeyEntry {
@@ -116,6 +157,24 @@ impl KeyEntry {
         self.data.as_ref()?.0.downcast_ref()
     }
 
+    /// The models the key may use, as written; `None`: any.
+    #[must_use]
+    pub fn models(&self) -> Option<Vec<&str>> {
+        self.scope.model_texts()
+    }
+
+    /// The routes the key may call; `None`: any.
+    #[must_use]
+    pub fn routes(&self) -> Option<Vec<&str>> {
+        self.scope.route_texts()
+    }
+
+    /// The client networks the key may be used from; `None`: any.
+    #[must_use]
+    pub fn allowed_ips(&self) -> Option<Vec<String>> {
+        self.scope.ip_texts()
+    }
+
     pub(crate) fn is_expired(&self) -> bool {
         self.expires_at.is_some_and(|at| at <= SystemTime::now())
     }
@@ -127,6 +186,7 @@ impl fmt::Debug for KeyEntry {
             .field("label", &self.label)
             .field("expires_at", &self.expires_at)
             .field("data", &self.data.is_some())
+            .field("scope", &self.scope)
             .finish()
     }
 }

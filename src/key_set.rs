@@ -48,6 +48,15 @@ pub enum KeySetError {
     /// through [`KeySet::insert`] replaces a label's key instead.
     #[error("the label {0:?} appears more than once in the key list; each label names one key")]
     DuplicateLabel(String),
+    /// A scope of the key cannot be right: an empty list, a `*` inside a
+    /// model pattern, a route without a leading `/`, a bad CIDR block.
+    #[error("the key labelled {label:?}: {message}")]
+    BadScope {
+        /// The key's label.
+        label: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// The same key (or digest) is already in the set under another label.
     #[error("the key labelled {label:?} is the same key as the one labelled {existing:?}; every key must be distinct so a request maps to one identity")]
     DuplicateKey {
@@ -166,6 +175,7 @@ impl KeySet {
             key,
             expires_at,
             data,
+            scope,
         } = new;
         let key = key.expose_secret();
         // Stored trimmed, so `remove("alice")` finds a key added as "alice ".
@@ -186,6 +196,10 @@ impl KeySet {
             KeyText::BadDigest => return Err(KeySetError::BadDigest(label)),
             KeyText::Plain => sha256(key.as_bytes()),
         });
+        let scope = scope.parse().map_err(|message| KeySetError::BadScope {
+            label: label.clone(),
+            message,
+        })?;
         let digest = StoredDigest::new(&digest);
         if let Some(existing) = self.by_digest.get(&digest) {
             if *existing.label != *label {
@@ -202,6 +216,7 @@ impl KeySet {
             label,
             expires_at,
             data,
+            scope,
         };
         self.by_digest.insert(digest, Arc::new(entry));
         Ok(())

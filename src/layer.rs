@@ -1,6 +1,7 @@
 //! [`ProxyAuthLayer`]: the configuration holder that wraps services.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,12 +25,55 @@ use crate::{
 /// every [`ProxyAuth`] built from one layer shares its config.
 ///
 /// See the [crate documentation](crate) for the rules and an example.
-#[derive(Clone, Debug)]
+///
+/// `R` says what of a request the layer reads: [`HeadsOnly`] (the default:
+/// headers and URI; the inner service gets the request's own body) or
+/// [`ReadsBodies`] (built with
+/// [`read_model_bodies`](Self::read_model_bodies): the body too, for keys
+/// limited to some models; the inner service gets a [`ModelBody`]).
+///
+/// [`ModelBody`]: crate::ModelBody
 #[must_use = "a layer does nothing until it wraps a service (`.layer(...)`, `ServiceBuilder::layer`)"]
-pub struct ProxyAuthLayer {
+pub struct ProxyAuthLayer<R = HeadsOnly> {
     pub(crate) policy: PolicySource,
-    pub(crate) options: Options,
+    pub(crate) options: Arc<Options>,
+    reads: PhantomData<fn() -> R>,
 }
+
+/// What a [`ProxyAuthLayer`] reads: headers and URI only, the default. A
+/// key limited to some models whose model could be in the body is refused
+/// (`model_unreadable`) unless the request's head shows it has no body.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeadsOnly;
+
+/// What a [`ProxyAuthLayer`] built with
+/// [`read_model_bodies`](ProxyAuthLayer::read_model_bodies) reads: the
+/// body too, for keys limited to some models.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadsBodies;
+
+impl<R> Clone for ProxyAuthLayer<R> {
+    fn clone(&self) -> Self {
+        ProxyAuthLayer {
+            policy: self.policy.clone(),
+            options: Arc::clone(&self.options),
+            reads: PhantomData,
+        }
+    }
+}
+
+impl<R> fmt::Debug for ProxyAuthLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyAuthLayer")
+            .field("policy", &self.policy)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// How much of a body [`ProxyAuthLayer::read_model_bodies`] reads by
+/// default: 2 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 2 << 20;
 
 /// Settings that belong to the layer rather than to the reloadable config.
 #[derive(Clone, Debug)]
@@ -40,6 +84,12 @@ pub(crate) struct Options {
     pub(crate) insert_identity: bool,
     pub(crate) strip_credentials: bool,
     pub(crate) rejection_response: Option<RejectionResponse>,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed, for keys
+    /// with `allowed_ips`.
+    #[cfg(feature = "key-set")]
+    pub(crate) trusted: crate::scope::Trusted,
+    /// The most of a body read to find its model.
+    pub(crate) body_limit: usize,
     /// The refusal bodies written so far; they depend on `sources`.
     pub(crate) bodies: Arc<Bodies>,
     // Feature `metrics`: the per-key switch and the layer's counter handles.
@@ -69,6 +119,9 @@ impl Default for Options {
             insert_identity: false,
             strip_credentials: true,
             rejection_response: None,
+            #[cfg(feature = "key-set")]
+            trusted: Default::default(),
+            body_limit: DEFAULT_BODY_LIMIT,
             bodies: Arc::default(),
             #[cfg(feature = "metrics")]
             metrics: Default::default(),
@@ -118,8 +171,15 @@ impl ProxyAuthLayer {
     fn with_source(policy: PolicySource) -> Self {
         ProxyAuthLayer {
             policy,
-            options: Options::default(),
+            options: Arc::new(Options::default()),
+            reads: PhantomData,
         }
+    }
+}
+
+impl<R> ProxyAuthLayer<R> {
+    fn options_mut(&mut self) -> &mut Options {
+        Arc::make_mut(&mut self.options)
     }
 
     /// Sets the paths that pass without a key in `all_except_health` mode
@@ -138,7 +198,7 @@ impl ProxyAuthLayer {
         I: IntoIterator<Item = P>,
         P: Into<String>,
     {
-        self.options.exempt_paths = paths
+        self.options_mut().exempt_paths = paths
             .into_iter()
             .map(|path| {
                 let path = path.into();
@@ -157,7 +217,7 @@ impl ProxyAuthLayer {
     /// because inserting an extension allocates on every authenticated
     /// request).
     pub fn insert_identity(mut self, insert: bool) -> Self {
-        self.options.insert_identity = insert;
+        self.options_mut().insert_identity = insert;
         self
     }
 
@@ -184,8 +244,8 @@ impl ProxyAuthLayer {
     /// cannot send one. [`strip_credentials`](Self::strip_credentials) (on by
     /// default) keeps the key in the URI from the inner service.
     pub fn query_key(mut self, accept: bool) -> Self {
-        self.options
-            .set_sources(self.options.sources.with_query(accept));
+        let sources = self.options.sources.with_query(accept);
+        self.options_mut().set_sources(sources);
         self
     }
 
@@ -225,7 +285,7 @@ impl ProxyAuthLayer {
         let other_schemes_absent = self.options.sources.other_schemes_absent;
         let sources = Sources::new(sources, other_schemes_absent)
             .unwrap_or_else(|why| panic!("ProxyAuthLayer::key_sources: {why}"));
-        self.options.set_sources(sources);
+        self.options_mut().set_sources(sources);
         self
     }
 
@@ -239,7 +299,31 @@ impl ProxyAuthLayer {
     pub fn other_schemes_absent(mut self, absent: bool) -> Self {
         let mut sources = self.options.sources;
         sources.other_schemes_absent = absent;
-        self.options.set_sources(sources);
+        self.options_mut().set_sources(sources);
+        self
+    }
+
+    /// Sets the proxies in front of this one whose `X-Forwarded-For` or
+    /// `Forwarded: for=` header is believed, as CIDR blocks (default: none,
+    /// so those headers are ignored): for keys with `allowed_ips`, a request
+    /// whose connection comes from one of them is judged by the rightmost
+    /// address in the header that is not one of them. See
+    /// [`scope`](crate::scope).
+    ///
+    /// # Panics
+    ///
+    /// If an entry is not an address or CIDR block, naming it.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[track_caller]
+    pub fn trusted_proxies<I, S>(mut self, nets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let trusted = crate::scope::Trusted::parse(nets)
+            .unwrap_or_else(|why| panic!("ProxyAuthLayer::trusted_proxies: {why}"));
+        self.options_mut().trusted = trusted;
         self
     }
 
@@ -248,7 +332,7 @@ impl ProxyAuthLayer {
     /// For a proxy that speaks one API, whose clients must see its error
     /// format whatever header they send.
     pub fn error_shape(mut self, shape: ApiShape) -> Self {
-        self.options.shape = Some(shape);
+        self.options_mut().shape = Some(shape);
         self
     }
 
@@ -276,7 +360,7 @@ impl ProxyAuthLayer {
     /// client's business and pass untouched. Removing a query parameter
     /// rebuilds the URI, which allocates; removing headers does not.
     pub fn strip_credentials(mut self, strip: bool) -> Self {
-        self.options.strip_credentials = strip;
+        self.options_mut().strip_credentials = strip;
         self
     }
 
@@ -323,7 +407,7 @@ impl ProxyAuthLayer {
     where
         F: Fn(&Rejection, &Parts) -> Response<Bytes> + Send + Sync + 'static,
     {
-        self.options.rejection_response = Some(RejectionResponse(Arc::new(respond)));
+        self.options_mut().rejection_response = Some(RejectionResponse(Arc::new(respond)));
         self
     }
 
@@ -349,12 +433,12 @@ impl ProxyAuthLayer {
     /// and without logging: for "why was I rejected?" diagnostics and tests.
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
-        self.policy.decide(&self.options, request)
+        self.policy.judge(&self.options, request).into_decision()
     }
 }
 
-impl<S> Layer<S> for ProxyAuthLayer {
-    type Service = ProxyAuth<S>;
+impl<S, R> Layer<S> for ProxyAuthLayer<R> {
+    type Service = ProxyAuth<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ProxyAuth::new(inner, self.clone())

@@ -222,6 +222,8 @@ mod layer;
 pub mod metrics;
 mod mode;
 mod response;
+#[cfg(feature = "key-set")]
+pub mod scope;
 mod service;
 mod shared;
 mod sources;
@@ -247,7 +249,7 @@ pub use future::ResponseFuture;
 pub use key_entry::{KeyEntry, NewKey};
 #[cfg(feature = "key-set")]
 pub use key_set::{KeySet, KeySetError};
-pub use layer::ProxyAuthLayer;
+pub use layer::{HeadsOnly, ProxyAuthLayer, ReadsBodies, DEFAULT_BODY_LIMIT};
 pub use mode::{ParseModeError, ProxyAuthMode};
 pub use response::{ApiShape, MODE_HEADER, REJECTION_HEADER};
 pub use service::ProxyAuth;

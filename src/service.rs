@@ -1,6 +1,7 @@
 //! [`ProxyAuth`]: the service that judges each request before the inner one
 //! sees it.
 
+use std::fmt;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -8,6 +9,8 @@ use tower_service::Service;
 
 use crate::extract::strip_credentials;
 use crate::response::respond;
+use crate::decision::Verdict;
+use crate::layer::HeadsOnly;
 use crate::{Allowed, Decision, ProxyAuthLayer, ResponseBody, ResponseFuture};
 
 /// Middleware that requires an API key; built by [`ProxyAuthLayer`].
@@ -17,14 +20,34 @@ use crate::{Allowed, Decision, ProxyAuthLayer, ResponseBody, ResponseFuture};
 /// and [`insert_identity`](ProxyAuthLayer::insert_identity) ask for;
 /// refused ones are answered by the layer without calling it. `poll_ready`
 /// is the inner service's.
-#[derive(Clone, Debug)]
-pub struct ProxyAuth<S> {
-    inner: S,
-    layer: ProxyAuthLayer,
+///
+/// `R` is what the layer reads ([`HeadsOnly`](crate::HeadsOnly) or
+/// [`ReadsBodies`](crate::ReadsBodies)); see [`ProxyAuthLayer`].
+pub struct ProxyAuth<S, R = HeadsOnly> {
+    pub(crate) inner: S,
+    pub(crate) layer: ProxyAuthLayer<R>,
 }
 
-impl<S> ProxyAuth<S> {
-    pub(crate) fn new(inner: S, layer: ProxyAuthLayer) -> Self {
+impl<S: Clone, R> Clone for ProxyAuth<S, R> {
+    fn clone(&self) -> Self {
+        ProxyAuth {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for ProxyAuth<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyAuth")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, R> ProxyAuth<S, R> {
+    pub(crate) fn new(inner: S, layer: ProxyAuthLayer<R>) -> Self {
         ProxyAuth { inner, layer }
     }
 
@@ -44,7 +67,7 @@ impl<S> ProxyAuth<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ProxyAuth<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ProxyAuth<S, HeadsOnly>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -57,26 +80,60 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let decision = self.layer.policy.decide(options, &request);
-        // Feature `metrics`: the one place a decision is counted.
-        #[cfg(feature = "metrics")]
-        crate::metrics::record(&decision, &options.metrics);
-        match decision {
-            Decision::Allow(Allowed::Key(identity)) => {
-                if options.strip_credentials {
-                    strip_credentials(&mut request);
-                }
-                if options.insert_identity {
-                    request.extensions_mut().insert(identity);
-                }
-                ResponseFuture::inner(self.inner.call(request))
-            }
-            Decision::Allow(_) => ResponseFuture::inner(self.inner.call(request)),
-            Decision::Reject(rejection) => ResponseFuture::rejected(
-                respond(rejection, request, options).map(ResponseBody::rejection),
-            ),
+        let decision = match self.layer.policy.judge(options, &request) {
+            Verdict::Decided(decision) => decision,
+            // The body is not read here: only a request whose head shows it
+            // has none can pass without its model being known.
+            Verdict::ReadBody(pending) => pending.without_body(no_body(&request)),
+        };
+        match allow(decision, request, options) {
+            Ok(request) => ResponseFuture::inner(self.inner.call(request)),
+            Err(response) => ResponseFuture::rejected(response),
         }
     }
+}
+
+/// Counts the decision, then readies an allowed request for the inner
+/// service, or answers a refused one.
+pub(crate) fn allow<B, R>(
+    decision: Decision,
+    mut request: Request<B>,
+    options: &crate::layer::Options,
+) -> Result<Request<B>, Response<ResponseBody<R>>> {
+    // Feature `metrics`: the one place a decision is counted.
+    #[cfg(feature = "metrics")]
+    crate::metrics::record(&decision, &options.metrics);
+    match decision {
+        Decision::Allow(Allowed::Key(identity)) => {
+            if options.strip_credentials {
+                strip_credentials(&mut request);
+            }
+            if options.insert_identity {
+                request.extensions_mut().insert(identity);
+            }
+            Ok(request)
+        }
+        Decision::Allow(_) => Ok(request),
+        Decision::Reject(rejection) => {
+            Err(respond(rejection, request, options).map(ResponseBody::rejection))
+        }
+    }
+}
+
+/// Whether the request's head shows it has no body: `Content-Length: 0`,
+/// or, in HTTP/1, neither `Content-Length` nor `Transfer-Encoding` (RFC
+/// 9112 §6.3). HTTP/2 and later may send a body without either.
+pub(crate) fn no_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    let length = headers.get_all(http::header::CONTENT_LENGTH);
+    let mut lengths = length.iter();
+    match (lengths.next(), lengths.next()) {
+        (Some(only), None) => return only.as_bytes() == b"0",
+        (Some(_), Some(_)) => return false,
+        (None, _) => {}
+    }
+    request.version() <= http::Version::HTTP_11
+        && !headers.contains_key(http::header::TRANSFER_ENCODING)
 }

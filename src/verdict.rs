@@ -102,6 +102,9 @@ pub struct Authenticated {
     /// The [`KeySet`](crate::KeySet) label of the key, or `None` for the
     /// config's `api_key`.
     pub label: Option<Arc<str>>,
+    /// For a key limited to some models: the model the check read from the
+    /// request, if it named one.
+    pub model: Option<Arc<str>>,
     #[cfg(feature = "key-set")]
     pub(crate) entry: Option<Arc<crate::KeyEntry>>,
 }
@@ -111,6 +114,7 @@ impl Authenticated {
         Authenticated {
             source,
             label: None,
+            model: None,
             #[cfg(feature = "key-set")]
             entry: None,
         }
@@ -182,9 +186,40 @@ pub struct Rejection {
     /// of sources at all, or an `Authorization` of another scheme that the
     /// layer counts as absent.
     pub ignored: KeySources,
+    /// For a refusal of a key that matched (a scope, a limit): its
+    /// [`KeySet`](crate::KeySet) label, `None` for the config's `api_key`.
+    pub label: Option<Arc<str>>,
+    /// What was refused, when there is a name for it: the model, the path,
+    /// the client's address.
+    pub detail: Option<Arc<str>>,
+    /// Why the check could not be sure, when that is the reason: "the query
+    /// names the model more than once", "the server does not pass the
+    /// connection's address".
+    pub note: Option<&'static str>,
 }
 
 impl Rejection {
+    /// A refusal of the key itself: no label, detail or note.
+    pub(crate) fn of_key(
+        reason: RejectReason,
+        source: Option<KeySource>,
+        problem: Option<KeyProblem>,
+        mode: ProxyAuthMode,
+        configured_mode: ProxyAuthMode,
+    ) -> Self {
+        Rejection {
+            reason,
+            source,
+            problem,
+            mode,
+            configured_mode,
+            ignored: KeySources::default(),
+            label: None,
+            detail: None,
+            note: None,
+        }
+    }
+
     /// The status code the layer answers with: see [`RejectReason::status`].
     #[must_use]
     pub fn status(&self) -> StatusCode {
@@ -203,29 +238,83 @@ pub enum RejectReason {
     /// Auth is enabled but the proxy has no key configured, so nothing can
     /// match. The operator must set `api_key`.
     NoKeyConfigured,
+    /// The key may not use the model the request names (403).
+    ModelNotAllowed,
+    /// The key may not call the request's path (403).
+    RouteNotAllowed,
+    /// The key may not be used from the request's address, or the address is
+    /// not known (403).
+    IpNotAllowed,
+    /// The key is limited to some models, and the request's model cannot be
+    /// read for certain: two of them, a body that parsers would read
+    /// differently, a layer that does not read bodies (400).
+    ModelUnreadable,
+    /// The key is limited to some models and the body is larger than the
+    /// layer reads to find the model (413).
+    BodyTooLarge,
+    /// The key is limited to some models and the body is compressed
+    /// (`Content-Encoding`), so its model cannot be read (415).
+    UnsupportedEncoding,
 }
 
 impl RejectReason {
-    /// `"missing_key"`, `"invalid_key"` or `"no_key_configured"`: the
-    /// `x-proxy-auth-error` header's value.
+    /// The `x-proxy-auth-error` header's value: `"missing_key"`,
+    /// `"invalid_key"`, `"no_key_configured"`, `"model_not_allowed"`,
+    /// `"route_not_allowed"`, `"ip_not_allowed"`, `"model_unreadable"`,
+    /// `"body_too_large"`, `"unsupported_encoding"`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectReason::MissingKey => "missing_key",
             RejectReason::InvalidKey => "invalid_key",
             RejectReason::NoKeyConfigured => "no_key_configured",
+            RejectReason::ModelNotAllowed => "model_not_allowed",
+            RejectReason::RouteNotAllowed => "route_not_allowed",
+            RejectReason::IpNotAllowed => "ip_not_allowed",
+            RejectReason::ModelUnreadable => "model_unreadable",
+            RejectReason::BodyTooLarge => "body_too_large",
+            RejectReason::UnsupportedEncoding => "unsupported_encoding",
         }
     }
 
-    /// The status code of the layer's answer: `401 Unauthorized` for every
-    /// reason about the key itself.
+    /// The status code of the layer's answer: `401 Unauthorized` for the
+    /// key itself, `403 Forbidden` for a scope, `400`, `413` and `415` for a
+    /// model that cannot be read for certain.
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
             RejectReason::MissingKey | RejectReason::InvalidKey | RejectReason::NoKeyConfigured => {
                 StatusCode::UNAUTHORIZED
             }
+            RejectReason::ModelNotAllowed
+            | RejectReason::RouteNotAllowed
+            | RejectReason::IpNotAllowed => StatusCode::FORBIDDEN,
+            RejectReason::ModelUnreadable => StatusCode::BAD_REQUEST,
+            RejectReason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RejectReason::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
+    }
+
+    /// Every reason, for tables indexed by reason.
+    pub(crate) const ALL: [RejectReason; 9] = [
+        RejectReason::MissingKey,
+        RejectReason::InvalidKey,
+        RejectReason::NoKeyConfigured,
+        RejectReason::ModelNotAllowed,
+        RejectReason::RouteNotAllowed,
+        RejectReason::IpNotAllowed,
+        RejectReason::ModelUnreadable,
+        RejectReason::BodyTooLarge,
+        RejectReason::UnsupportedEncoding,
+    ];
+
+    /// Whether the reason is about the key itself (a 401), rather than what
+    /// a key that matched may do.
+    pub(crate) const fn is_about_the_key(self) -> bool {
+        matches!(
+            self,
+            RejectReason::MissingKey | RejectReason::InvalidKey | RejectReason::NoKeyConfigured
+        )
     }
 }
 
@@ -330,12 +419,8 @@ mod tests {
         assert_eq!(RejectReason::MissingKey.to_string(), "missing_key");
         assert_eq!(RejectReason::InvalidKey.as_str(), "invalid_key");
         assert_eq!(RejectReason::NoKeyConfigured.as_str(), "no_key_configured");
-        for reason in [
-            RejectReason::MissingKey,
-            RejectReason::InvalidKey,
-            RejectReason::NoKeyConfigured,
-        ] {
-            assert_eq!(reason.status(), StatusCode::UNAUTHORIZED);
+        for reason in RejectReason::ALL {
+            assert_eq!(reason.status() == StatusCode::UNAUTHORIZED, reason.is_about_the_key());
         }
     }
 

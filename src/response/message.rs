@@ -47,11 +47,12 @@ impl Bodies {
 
 /// Everything a body depends on besides the layer's sources, as a number.
 fn key(r: &Rejection, shape: ApiShape) -> u32 {
-    let reason = match r.reason {
-        RejectReason::MissingKey => 0,
-        RejectReason::InvalidKey => 1,
-        RejectReason::NoKeyConfigured => 2,
-    };
+    // Only refusals about the key itself are cached; they are the first
+    // three reasons.
+    let reason = RejectReason::ALL
+        .iter()
+        .position(|&x| x == r.reason)
+        .unwrap_or(0) as u32;
     let source = r.source.map_or(0, |s| 1 + s as u32);
     let problem = r.problem.map_or(0, |p| 1 + p as u32);
     let mode = mode_kind(r) as u32;
@@ -97,11 +98,6 @@ pub(crate) fn message(r: &Rejection, sources: &Sources) -> String {
         (RejectReason::NoKeyConfigured, ..) => m.push_str(
             "authentication is enabled but the proxy has no API key configured, so no request can pass. The proxy's operator must set api_key.",
         ),
-        (RejectReason::MissingKey, ..) | (_, None, _) => {
-            m.push_str("no API key was sent. Send it ");
-            m.push_str(&how_to_send(sources));
-            m.push('.');
-        }
         (RejectReason::InvalidKey, Some(source), problem) => {
             let the = describe(source);
             m.push_str(&match problem {
@@ -113,6 +109,11 @@ pub(crate) fn message(r: &Rejection, sources: &Sources) -> String {
                 Some(KeyProblem::MalformedBearer) => format!("{the} starts with 'Bearer' but not with 'Bearer <key>' (exactly one space after Bearer), so its whole value was read as the key, and it is not valid. Send 'Authorization: Bearer <key>'."),
                 Some(KeyProblem::OtherScheme) => format!("{the} has the form '<scheme> <credentials>' with a scheme other than Bearer, so its whole value was read as the key, and it is not valid. Send 'Authorization: Bearer <key>'."),
             });
+        }
+        _ => {
+            m.push_str("no API key was sent. Send it ");
+            m.push_str(&how_to_send(sources));
+            m.push('.');
         }
     }
     if !r.ignored.is_empty() {
@@ -226,4 +227,110 @@ pub(crate) fn every_ignored() -> impl Iterator<Item = KeySources> {
         }
         set
     })
+}
+
+/// `s` as a JSON string literal, quotes included: for values a client or
+/// an operator chose (a model name, a path, a label).
+pub(crate) fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A value from the request, shortened for a message: at most 200
+/// characters.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(200) {
+        Some((at, _)) => format!("{}...", &value[..at]),
+        None => value.to_owned(),
+    }
+}
+
+/// What a refusal of a key that matched says: whose key, which scope, what
+/// was refused, and why the check could not be sure when that is why.
+pub(crate) fn scoped_message(r: &Rejection) -> String {
+    let key = match &r.label {
+        Some(label) => format!("the key labelled {}", json_string(label)),
+        None => "the proxy's api_key".to_owned(),
+    };
+    let detail = r.detail.as_deref().map(shown);
+    let mut m = String::from("Refused by the proxy's key scopes (proxy-auth): ");
+    match (r.reason, detail) {
+        (RejectReason::ModelNotAllowed, Some(model)) => {
+            let _ = write!(m, "{key} may not use the model {}: it is not in the key's models.", json_string(&model));
+        }
+        (RejectReason::RouteNotAllowed, Some(path)) if r.note.is_none() => {
+            let _ = write!(m, "{key} may not call {}: it is not under the key's routes.", json_string(&path));
+        }
+        (RejectReason::RouteNotAllowed, _) => {
+            let _ = write!(m, "{key} is limited to some routes, and the path cannot be matched against them for certain.");
+        }
+        (RejectReason::IpNotAllowed, Some(ip)) => {
+            let _ = write!(m, "{key} may not be used from {ip}: it is not in the key's allowed networks.");
+        }
+        (RejectReason::IpNotAllowed, None) => {
+            let _ = write!(m, "{key} is limited to some networks, and the request's address is not known.");
+        }
+        (RejectReason::ModelUnreadable, _) => {
+            let _ = write!(m, "{key} is limited to some models, and the request's model cannot be read for certain.");
+        }
+        (RejectReason::BodyTooLarge, limit) => {
+            let limit = limit.map_or(String::new(), |l| format!(" ({l} bytes)"));
+            let _ = write!(m, "{key} is limited to some models, and the request body is larger than the proxy reads to find the model{limit}.");
+        }
+        (RejectReason::UnsupportedEncoding, encoding) => {
+            let encoding = encoding.map_or(String::new(), |e| format!(" ({e})"));
+            let _ = write!(m, "{key} is limited to some models, and the request body is compressed{encoding}, so its model cannot be read; send it uncompressed.");
+        }
+        (_, _) => {
+            let _ = write!(m, "{key} may not make this request.");
+        }
+    }
+    if let Some(note) = r.note {
+        let _ = write!(m, " Why: {note}.");
+    }
+    m
+}
+
+/// A scoped refusal's JSON body in one API's shape, written for each
+/// refusal (it names the request's model or path).
+pub(crate) fn scoped_body(r: &Rejection, shape: ApiShape) -> String {
+    let message = json_string(&scoped_message(r));
+    let reason = r.reason.as_str();
+    let status = r.status().as_u16();
+    let label = r.label.as_deref().map_or("null".to_owned(), json_string);
+    let detail = r.detail.as_deref().map_or("null".to_owned(), |d| json_string(&shown(d)));
+    let fields = format!(
+        r#""proxy_auth":{{"reason":"{reason}","mode":"{}","label":{label},"detail":{detail}}}"#,
+        r.mode
+    );
+    let (openai_type, anthropic_type, google_status) = match status {
+        403 => ("permission_error", "permission_error", "PERMISSION_DENIED"),
+        413 => ("invalid_request_error", "request_too_large", "INVALID_ARGUMENT"),
+        _ => ("invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
+    };
+    match shape {
+        ApiShape::OpenAi => format!(
+            r#"{{"error":{{"message":{message},"type":"{openai_type}","param":null,"code":"{reason}",{fields}}}}}"#
+        ),
+        ApiShape::Anthropic => format!(
+            r#"{{"type":"error","error":{{"type":"{anthropic_type}","message":{message},{fields}}}}}"#
+        ),
+        ApiShape::Gemini => format!(
+            r#"{{"error":{{"code":{status},"message":{message},"status":"{google_status}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{}","domain":"proxy-auth","metadata":{{"mode":"{}","label":{label},"detail":{detail}}}}}]}}}}"#,
+            reason.to_ascii_uppercase(),
+            r.mode
+        ),
+    }
 }

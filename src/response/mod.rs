@@ -52,7 +52,7 @@ pub(crate) fn respond<B>(
     let request_id = request_id(&parts);
     log(&rejection, &parts, path, request_id);
     let mut response = match &options.rejection_response {
-        None => {
+        None if rejection.reason.is_about_the_key() => {
             let shape = options
                 .shape
                 .unwrap_or_else(|| ApiShape::detect(&rejection, path));
@@ -60,6 +60,21 @@ pub(crate) fn respond<B>(
                 Response::new(options.bodies.get(&rejection, shape, &options.sources));
             *response.status_mut() = rejection.status();
             *response.headers_mut() = headers(&rejection).clone();
+            response
+        }
+        None => {
+            let shape = options
+                .shape
+                .unwrap_or_else(|| ApiShape::detect(&rejection, path));
+            let body = message::scoped_body(&rejection, shape);
+            let mut response = Response::new(Bytes::from(body));
+            *response.status_mut() = rejection.status();
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(
+                REJECTION_HEADER,
+                HeaderValue::from_static(rejection.reason.as_str()),
+            );
             response
         }
         Some(respond) => {
@@ -105,6 +120,7 @@ fn headers(rejection: &Rejection) -> &'static HeaderMap {
             })
             .collect()
     });
+    // Only the reasons about the key itself reach here.
     let reason = REASONS
         .iter()
         .position(|&r| r == rejection.reason)
@@ -166,6 +182,22 @@ fn ignored_names(ignored: KeySources) -> &'static str {
 fn log(rejection: &Rejection, request: &Parts, path: &str, request_id: Option<&HeaderValue>) {
     let request_id = request_id.and_then(|id| id.to_str().ok());
     let ignored = ignored_names(rejection.ignored);
+    if !rejection.reason.is_about_the_key() {
+        tracing::warn!(
+            target: "proxy_auth",
+            reason = rejection.reason.as_str(),
+            label = rejection.label.as_deref(),
+            detail = rejection.detail.as_deref(),
+            note = rejection.note,
+            header = rejection.source.map_or("none", KeySource::as_str),
+            mode = %rejection.mode,
+            method = %request.method,
+            path,
+            request_id,
+            "proxy auth refused the request: out of the key's scope"
+        );
+        return;
+    }
     if rejection.reason == RejectReason::NoKeyConfigured {
         tracing::error!(
             target: "proxy_auth",

@@ -8,14 +8,13 @@ fn rejection(
     source: Option<KeySource>,
     problem: Option<KeyProblem>,
 ) -> Rejection {
-    Rejection {
+    Rejection::of_key(
         reason,
         source,
         problem,
-        mode: ProxyAuthMode::Strict,
-        configured_mode: ProxyAuthMode::Strict,
-        ignored: KeySources::default(),
-    }
+        ProxyAuthMode::Strict,
+        ProxyAuthMode::Strict,
+    )
 }
 
 const SOURCES: [KeySource; 4] = [
