@@ -284,7 +284,8 @@ impl Policy {
                     }
                     Judged::ReadBody { model } => {
                         identity.model = model;
-                        let mut refusal = rejection(RejectReason::ModelUnreadable, Some(source), None);
+                        let mut refusal =
+                            rejection(RejectReason::ModelUnreadable, Some(source), None);
                         refusal.label = identity.label.clone();
                         Verdict::ReadBody(Pending { identity, refusal })
                     }

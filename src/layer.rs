@@ -37,7 +37,7 @@ use crate::{
 pub struct ProxyAuthLayer<R = HeadsOnly> {
     pub(crate) policy: PolicySource,
     pub(crate) options: Arc<Options>,
-    reads: PhantomData<fn() -> R>,
+    pub(crate) reads: PhantomData<fn() -> R>,
 }
 
 /// What a [`ProxyAuthLayer`] reads: headers and URI only, the default. A
@@ -178,7 +178,7 @@ impl ProxyAuthLayer {
 }
 
 impl<R> ProxyAuthLayer<R> {
-    fn options_mut(&mut self) -> &mut Options {
+    pub(crate) fn options_mut(&mut self) -> &mut Options {
         Arc::make_mut(&mut self.options)
     }
 

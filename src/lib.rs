@@ -221,6 +221,8 @@ mod layer;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod mode;
+#[cfg(feature = "key-set")]
+mod model_body;
 mod response;
 #[cfg(feature = "key-set")]
 pub mod scope;
@@ -251,7 +253,11 @@ pub use key_entry::{KeyEntry, NewKey};
 pub use key_set::{KeySet, KeySetError};
 pub use layer::{HeadsOnly, ProxyAuthLayer, ReadsBodies, DEFAULT_BODY_LIMIT};
 pub use mode::{ParseModeError, ProxyAuthMode};
+#[cfg(feature = "key-set")]
+pub use model_body::{ModelBody, ModelResponseFuture};
 pub use response::{ApiShape, MODE_HEADER, REJECTION_HEADER};
+#[cfg(feature = "key-set")]
+pub use scope::{check_path, ClientAddr, PathProblem};
 pub use service::ProxyAuth;
 pub use shared::SharedSecurityConfig;
 pub use sources::KeySources;

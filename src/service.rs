@@ -7,10 +7,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::extract::strip_credentials;
-use crate::response::respond;
 use crate::decision::Verdict;
+use crate::extract::strip_credentials;
 use crate::layer::HeadsOnly;
+use crate::response::respond;
 use crate::{Allowed, Decision, ProxyAuthLayer, ResponseBody, ResponseFuture};
 
 /// Middleware that requires an API key; built by [`ProxyAuthLayer`].
@@ -89,10 +89,16 @@ where
             Verdict::ReadBody(pending) => pending.without_body(no_body(&request)),
         };
         match allow(decision, request, options) {
-            Ok(request) => ResponseFuture::inner(self.inner.call(request)),
-            Err(response) => ResponseFuture::rejected(response),
+            Admitted::Inner(request) => ResponseFuture::inner(self.inner.call(request)),
+            Admitted::Answer(response) => ResponseFuture::rejected(response),
         }
     }
+}
+
+/// A request readied for the inner service, or the layer's answer to it.
+pub(crate) enum Admitted<B, R> {
+    Inner(Request<B>),
+    Answer(Response<ResponseBody<R>>),
 }
 
 /// Counts the decision, then readies an allowed request for the inner
@@ -101,7 +107,7 @@ pub(crate) fn allow<B, R>(
     decision: Decision,
     mut request: Request<B>,
     options: &crate::layer::Options,
-) -> Result<Request<B>, Response<ResponseBody<R>>> {
+) -> Admitted<B, R> {
     // Feature `metrics`: the one place a decision is counted.
     #[cfg(feature = "metrics")]
     crate::metrics::record(&decision, &options.metrics);
@@ -113,19 +119,22 @@ pub(crate) fn allow<B, R>(
             if options.insert_identity {
                 request.extensions_mut().insert(identity);
             }
-            Ok(request)
+            Admitted::Inner(request)
         }
-        Decision::Allow(_) => Ok(request),
+        Decision::Allow(_) => Admitted::Inner(request),
         Decision::Reject(rejection) => {
-            Err(respond(rejection, request, options).map(ResponseBody::rejection))
+            Admitted::Answer(respond(rejection, request, options).map(ResponseBody::rejection))
         }
     }
 }
 
 /// Whether the request's head shows it has no body: `Content-Length: 0`,
-/// or, in HTTP/1, neither `Content-Length` nor `Transfer-Encoding` (RFC
-/// 9112 §6.3). HTTP/2 and later may send a body without either.
+/// or a method whose requests carry no content (`GET`, `HEAD`, `DELETE`,
+/// `OPTIONS`, `TRACE`) with neither `Content-Length` nor
+/// `Transfer-Encoding`. HTTP/2 and a request built in code may carry a body
+/// without either, so a `POST` without them may have one.
 pub(crate) fn no_body<B>(request: &Request<B>) -> bool {
+    use http::Method;
     let headers = request.headers();
     let length = headers.get_all(http::header::CONTENT_LENGTH);
     let mut lengths = length.iter();
@@ -134,6 +143,12 @@ pub(crate) fn no_body<B>(request: &Request<B>) -> bool {
         (Some(_), Some(_)) => return false,
         (None, _) => {}
     }
-    request.version() <= http::Version::HTTP_11
-        && !headers.contains_key(http::header::TRANSFER_ENCODING)
+    let contentless = [
+        Method::GET,
+        Method::HEAD,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ];
+    contentless.contains(request.method()) && !headers.contains_key(http::header::TRANSFER_ENCODING)
 }

@@ -420,7 +420,10 @@ mod tests {
         assert_eq!(RejectReason::InvalidKey.as_str(), "invalid_key");
         assert_eq!(RejectReason::NoKeyConfigured.as_str(), "no_key_configured");
         for reason in RejectReason::ALL {
-            assert_eq!(reason.status() == StatusCode::UNAUTHORIZED, reason.is_about_the_key());
+            assert_eq!(
+                reason.status() == StatusCode::UNAUTHORIZED,
+                reason.is_about_the_key()
+            );
         }
     }
 

@@ -268,19 +268,33 @@ pub(crate) fn scoped_message(r: &Rejection) -> String {
     let mut m = String::from("Refused by the proxy's key scopes (proxy-auth): ");
     match (r.reason, detail) {
         (RejectReason::ModelNotAllowed, Some(model)) => {
-            let _ = write!(m, "{key} may not use the model {}: it is not in the key's models.", json_string(&model));
+            let _ = write!(
+                m,
+                "{key} may not use the model {}: it is not in the key's models.",
+                json_string(&model)
+            );
         }
         (RejectReason::RouteNotAllowed, Some(path)) if r.note.is_none() => {
-            let _ = write!(m, "{key} may not call {}: it is not under the key's routes.", json_string(&path));
+            let _ = write!(
+                m,
+                "{key} may not call {}: it is not under the key's routes.",
+                json_string(&path)
+            );
         }
         (RejectReason::RouteNotAllowed, _) => {
             let _ = write!(m, "{key} is limited to some routes, and the path cannot be matched against them for certain.");
         }
         (RejectReason::IpNotAllowed, Some(ip)) => {
-            let _ = write!(m, "{key} may not be used from {ip}: it is not in the key's allowed networks.");
+            let _ = write!(
+                m,
+                "{key} may not be used from {ip}: it is not in the key's allowed networks."
+            );
         }
         (RejectReason::IpNotAllowed, None) => {
-            let _ = write!(m, "{key} is limited to some networks, and the request's address is not known.");
+            let _ = write!(
+                m,
+                "{key} is limited to some networks, and the request's address is not known."
+            );
         }
         (RejectReason::ModelUnreadable, _) => {
             let _ = write!(m, "{key} is limited to some models, and the request's model cannot be read for certain.");
@@ -310,15 +324,26 @@ pub(crate) fn scoped_body(r: &Rejection, shape: ApiShape) -> String {
     let reason = r.reason.as_str();
     let status = r.status().as_u16();
     let label = r.label.as_deref().map_or("null".to_owned(), json_string);
-    let detail = r.detail.as_deref().map_or("null".to_owned(), |d| json_string(&shown(d)));
+    let detail = r
+        .detail
+        .as_deref()
+        .map_or("null".to_owned(), |d| json_string(&shown(d)));
     let fields = format!(
         r#""proxy_auth":{{"reason":"{reason}","mode":"{}","label":{label},"detail":{detail}}}"#,
         r.mode
     );
     let (openai_type, anthropic_type, google_status) = match status {
         403 => ("permission_error", "permission_error", "PERMISSION_DENIED"),
-        413 => ("invalid_request_error", "request_too_large", "INVALID_ARGUMENT"),
-        _ => ("invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
+        413 => (
+            "invalid_request_error",
+            "request_too_large",
+            "INVALID_ARGUMENT",
+        ),
+        _ => (
+            "invalid_request_error",
+            "invalid_request_error",
+            "INVALID_ARGUMENT",
+        ),
     };
     match shape {
         ApiShape::OpenAi => format!(

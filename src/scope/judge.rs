@@ -33,7 +33,11 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    pub(crate) fn new(reason: RejectReason, detail: Option<&str>, note: Option<&'static str>) -> Self {
+    pub(crate) fn new(
+        reason: RejectReason,
+        detail: Option<&str>,
+        note: Option<&'static str>,
+    ) -> Self {
         Refusal {
             reason,
             detail: detail.map(Arc::from),
@@ -46,13 +50,27 @@ const NO_ADDRESS: &str = "the server does not pass the connection's address to t
 
 /// Client network first (it needs nothing from the request's content),
 /// then the route, then the model of the path and the query.
-pub(crate) fn judge<B>(scope: &Scope, request: &Request<B>, trusted: &[super::net::IpNet]) -> Judged {
+pub(crate) fn judge<B>(
+    scope: &Scope,
+    request: &Request<B>,
+    trusted: &[super::net::IpNet],
+) -> Judged {
     if let Some(nets) = &scope.allowed_ips {
         let refusal = match origin(request.extensions(), request.headers(), trusted) {
             Origin::Known(ip) if nets.iter().any(|net| net.contains(ip)) => None,
-            Origin::Known(ip) => Some(Refusal::new(RejectReason::IpNotAllowed, Some(&ip.to_string()), None)),
-            Origin::NoConnection => Some(Refusal::new(RejectReason::IpNotAllowed, None, Some(NO_ADDRESS))),
-            Origin::Unreadable(why) => Some(Refusal::new(RejectReason::IpNotAllowed, None, Some(why))),
+            Origin::Known(ip) => Some(Refusal::new(
+                RejectReason::IpNotAllowed,
+                Some(&ip.to_string()),
+                None,
+            )),
+            Origin::NoConnection => Some(Refusal::new(
+                RejectReason::IpNotAllowed,
+                None,
+                Some(NO_ADDRESS),
+            )),
+            Origin::Unreadable(why) => {
+                Some(Refusal::new(RejectReason::IpNotAllowed, None, Some(why)))
+            }
         };
         if let Some(refusal) = refusal {
             return Judged::Refuse(refusal);
@@ -65,10 +83,18 @@ pub(crate) fn judge<B>(scope: &Scope, request: &Request<B>, trusted: &[super::ne
                 PathProblem::DotSegment => "the path has a `.` or `..` segment (as sent or percent-encoded), which an upstream may resolve to another path",
                 PathProblem::EncodedSeparator => "the path has an encoded `/` or `\\`, which an upstream may decode into another segment",
             };
-            return Judged::Refuse(Refusal::new(RejectReason::RouteNotAllowed, Some(path), Some(note)));
+            return Judged::Refuse(Refusal::new(
+                RejectReason::RouteNotAllowed,
+                Some(path),
+                Some(note),
+            ));
         }
         if !routes.iter().any(|route| route.allows(path)) {
-            return Judged::Refuse(Refusal::new(RejectReason::RouteNotAllowed, Some(path), None));
+            return Judged::Refuse(Refusal::new(
+                RejectReason::RouteNotAllowed,
+                Some(path),
+                None,
+            ));
         }
     }
     if scope.models.is_none() {
@@ -78,19 +104,31 @@ pub(crate) fn judge<B>(scope: &Scope, request: &Request<B>, trusted: &[super::ne
         if scope.allows_model(&model) {
             Ok(Arc::from(model))
         } else {
-            Err(Judged::Refuse(Refusal::new(RejectReason::ModelNotAllowed, Some(&model), None)))
+            Err(Judged::Refuse(Refusal::new(
+                RejectReason::ModelNotAllowed,
+                Some(&model),
+                None,
+            )))
         }
     };
     // A path that names the model is what Gemini and Vertex AI serve; its
     // body has no model field of its own.
     match in_path(path) {
-        Named::Model(model) => return check(model).map_or_else(|refused| refused, |m| Judged::Pass { model: Some(m) }),
-        Named::Unreadable(why) => return Judged::Refuse(Refusal::new(RejectReason::ModelUnreadable, None, Some(why))),
+        Named::Model(model) => {
+            return check(model).map_or_else(|refused| refused, |m| Judged::Pass { model: Some(m) })
+        }
+        Named::Unreadable(why) => {
+            return Judged::Refuse(Refusal::new(RejectReason::ModelUnreadable, None, Some(why)))
+        }
         Named::None => {}
     }
     match in_query(request.uri().query()) {
-        Named::Model(model) => check(model).map_or_else(|refused| refused, |m| Judged::ReadBody { model: Some(m) }),
-        Named::Unreadable(why) => Judged::Refuse(Refusal::new(RejectReason::ModelUnreadable, None, Some(why))),
+        Named::Model(model) => {
+            check(model).map_or_else(|refused| refused, |m| Judged::ReadBody { model: Some(m) })
+        }
+        Named::Unreadable(why) => {
+            Judged::Refuse(Refusal::new(RejectReason::ModelUnreadable, None, Some(why)))
+        }
         Named::None => Judged::ReadBody { model: None },
     }
 }

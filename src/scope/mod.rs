@@ -76,7 +76,11 @@ fn list<T>(
             "{what} is an empty list, which would refuse every request; leave it out for no restriction"
         ));
     }
-    items.iter().map(|item| parse(item)).collect::<Result<Box<[T]>, _>>().map(Some)
+    items
+        .iter()
+        .map(|item| parse(item))
+        .collect::<Result<Box<[T]>, _>>()
+        .map(Some)
 }
 
 impl Scope {
@@ -85,7 +89,13 @@ impl Scope {
     }
 
     pub(crate) fn model_texts(&self) -> Option<Vec<&str>> {
-        Some(self.models.as_ref()?.iter().map(ModelPattern::as_str).collect())
+        Some(
+            self.models
+                .as_ref()?
+                .iter()
+                .map(ModelPattern::as_str)
+                .collect(),
+        )
     }
 
     pub(crate) fn route_texts(&self) -> Option<Vec<&str>> {
@@ -93,7 +103,13 @@ impl Scope {
     }
 
     pub(crate) fn ip_texts(&self) -> Option<Vec<String>> {
-        Some(self.allowed_ips.as_ref()?.iter().map(ToString::to_string).collect())
+        Some(
+            self.allowed_ips
+                .as_ref()?
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        )
     }
 
     pub(crate) fn allows_model(&self, model: &str) -> bool {

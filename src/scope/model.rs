@@ -13,7 +13,9 @@ impl ModelPattern {
     pub(crate) fn parse(pattern: &str) -> Result<Self, String> {
         let pattern = pattern.trim();
         if pattern.is_empty() {
-            return Err("a model pattern is empty; give a model name or a prefix ending in `*`".into());
+            return Err(
+                "a model pattern is empty; give a model name or a prefix ending in `*`".into(),
+            );
         }
         if pattern[..pattern.len() - 1].contains('*') {
             return Err(format!(
@@ -120,26 +122,48 @@ mod tests {
         assert!(!prefix.allows("claude-3-opus"));
         assert!(ModelPattern::parse("*").unwrap().allows("anything"));
         assert!(ModelPattern::parse("").is_err());
-        assert!(ModelPattern::parse("gpt-*-mini").unwrap_err().contains("before its end"));
+        assert!(ModelPattern::parse("gpt-*-mini")
+            .unwrap_err()
+            .contains("before its end"));
         assert!(ModelPattern::parse("gpt 4").is_err());
     }
 
     #[test]
     fn gemini_and_vertex_paths() {
         let m = |s: &str| Named::Model(s.to_owned());
-        assert_eq!(in_path("/v1beta/models/gemini-1.5-pro:generateContent"), m("gemini-1.5-pro"));
-        assert_eq!(in_path("/v1/models/gemini-pro:streamGenerateContent"), m("gemini-pro"));
-        assert_eq!(in_path("/v1beta/models/text-embedding-004:embedContent"), m("text-embedding-004"));
         assert_eq!(
-            in_path("/v1/projects/p/locations/us/publishers/google/models/gemini-2.0-flash:countTokens"),
+            in_path("/v1beta/models/gemini-1.5-pro:generateContent"),
+            m("gemini-1.5-pro")
+        );
+        assert_eq!(
+            in_path("/v1/models/gemini-pro:streamGenerateContent"),
+            m("gemini-pro")
+        );
+        assert_eq!(
+            in_path("/v1beta/models/text-embedding-004:embedContent"),
+            m("text-embedding-004")
+        );
+        assert_eq!(
+            in_path(
+                "/v1/projects/p/locations/us/publishers/google/models/gemini-2.0-flash:countTokens"
+            ),
             m("gemini-2.0-flash")
         );
-        assert_eq!(in_path("/v1beta/mod%65ls/gemini-ultra%3AgenerateContent"), m("gemini-ultra"));
-        assert_eq!(in_path("/v1beta/models/gemini%2Dpro:generateContent"), m("gemini-pro"));
+        assert_eq!(
+            in_path("/v1beta/mod%65ls/gemini-ultra%3AgenerateContent"),
+            m("gemini-ultra")
+        );
+        assert_eq!(
+            in_path("/v1beta/models/gemini%2Dpro:generateContent"),
+            m("gemini-pro")
+        );
         assert_eq!(in_path("/v1/models"), Named::None);
         assert_eq!(in_path("/v1/chat/completions"), Named::None);
         assert_eq!(in_path("/v1beta/models/gemini-pro"), Named::None);
-        assert!(matches!(in_path("/v1beta/models/gem%2541:generateContent"), Named::Unreadable(_)));
+        assert!(matches!(
+            in_path("/v1beta/models/gem%2541:generateContent"),
+            Named::Unreadable(_)
+        ));
         assert!(matches!(
             in_path("/v1beta/models/a:generateContent/models/b:generateContent"),
             Named::Unreadable(_)
@@ -148,13 +172,28 @@ mod tests {
 
     #[test]
     fn the_query_model() {
-        assert_eq!(in_query(Some("model=gpt-4o-realtime")), Named::Model("gpt-4o-realtime".into()));
-        assert_eq!(in_query(Some("MODEL=gpt%2D4o")), Named::Model("gpt-4o".into()));
+        assert_eq!(
+            in_query(Some("model=gpt-4o-realtime")),
+            Named::Model("gpt-4o-realtime".into())
+        );
+        assert_eq!(
+            in_query(Some("MODEL=gpt%2D4o")),
+            Named::Model("gpt-4o".into())
+        );
         assert_eq!(in_query(Some("models=x")), Named::None);
         assert_eq!(in_query(None), Named::None);
-        assert!(matches!(in_query(Some("model=a&model=b")), Named::Unreadable(_)));
-        assert!(matches!(in_query(Some("model=a&m%6Fdel=a")), Named::Unreadable(_)));
-        assert!(matches!(in_query(Some("model=gpt+4")), Named::Unreadable(_)));
+        assert!(matches!(
+            in_query(Some("model=a&model=b")),
+            Named::Unreadable(_)
+        ));
+        assert!(matches!(
+            in_query(Some("model=a&m%6Fdel=a")),
+            Named::Unreadable(_)
+        ));
+        assert!(matches!(
+            in_query(Some("model=gpt+4")),
+            Named::Unreadable(_)
+        ));
         assert!(matches!(in_query(Some("model=")), Named::Unreadable(_)));
     }
 }

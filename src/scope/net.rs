@@ -25,14 +25,13 @@ impl IpNet {
             .map_err(|_| format!("{text:?} is not an address or CIDR block (such as \"10.0.0.0/8\" or \"2001:db8::/32\")"))?;
         let addr = addr.to_canonical();
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("{text:?} has a prefix length that is not 0 to {max}"))?,
-        };
+        let prefix =
+            match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(|| {
+                    format!("{text:?} has a prefix length that is not 0 to {max}")
+                })?,
+            };
         let net = IpNet { addr, prefix };
         if net.network() != addr {
             return Err(format!(
@@ -47,12 +46,16 @@ impl IpNet {
         match addr {
             IpAddr::V4(v4) => {
                 let bits = u32::from(v4);
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V4((bits & mask).into())
             }
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V6((bits & mask).into())
             }
         }
@@ -151,7 +154,9 @@ pub(crate) fn origin(extensions: &Extensions, headers: &HeaderMap, trusted: &[Ip
     match chain.iter().rev().find(|&&ip| !is_trusted(ip)) {
         Some(&ip) => Origin::Known(ip),
         // Every hop is a trusted proxy: the first one saw the client.
-        None => chain.first().map_or(Origin::Known(peer), |&ip| Origin::Known(ip)),
+        None => chain
+            .first()
+            .map_or(Origin::Known(peer), |&ip| Origin::Known(ip)),
     }
 }
 
@@ -163,9 +168,13 @@ fn hops(headers: &HeaderMap, name: &str, parse: fn(&str) -> Option<IpAddr>) -> H
     let mut any = false;
     for value in headers.get_all(name) {
         any = true;
-        let value = value.to_str().map_err(|_| "a forwarding header is not ASCII")?;
+        let value = value
+            .to_str()
+            .map_err(|_| "a forwarding header is not ASCII")?;
         for hop in value.split(',') {
-            chain.push(parse(hop.trim()).ok_or("a forwarding header has a hop that is not an address")?);
+            chain.push(
+                parse(hop.trim()).ok_or("a forwarding header has a hop that is not an address")?,
+            );
         }
     }
     Ok(any.then_some(chain))
@@ -211,14 +220,19 @@ mod tests {
     fn blocks() {
         let ten = IpNet::parse("10.0.0.0/8").unwrap();
         assert!(ten.contains(ip("10.255.0.1")) && !ten.contains(ip("11.0.0.1")));
-        assert!(ten.contains(ip("::ffff:10.1.2.3")), "v4-mapped v6 is the v4 address");
+        assert!(
+            ten.contains(ip("::ffff:10.1.2.3")),
+            "v4-mapped v6 is the v4 address"
+        );
         let v6 = IpNet::parse("2001:db8::/32").unwrap();
         assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
         assert!(!v6.contains(ip("10.0.0.1")));
         let one = IpNet::parse("127.0.0.1").unwrap();
         assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
         assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
-        assert!(IpNet::parse("10.1.2.3/8").unwrap_err().contains("10.0.0.0/8"));
+        assert!(IpNet::parse("10.1.2.3/8")
+            .unwrap_err()
+            .contains("10.0.0.0/8"));
         assert!(IpNet::parse("10.0.0.0/33").is_err());
         assert!(IpNet::parse("ten").is_err());
         assert!(IpNet::parse("10.0.0.0/x").is_err());
@@ -254,15 +268,30 @@ mod tests {
         );
         // From a trusted proxy: the rightmost untrusted hop.
         assert_eq!(
-            at(Some("10.0.0.2:1"), &[("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.0.0.9")]),
+            at(
+                Some("10.0.0.2:1"),
+                &[("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.0.0.9")]
+            ),
             Origin::Known(ip("198.51.100.7"))
         );
         assert_eq!(
-            at(Some("10.0.0.2:1"), &[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "198.51.100.7")]),
+            at(
+                Some("10.0.0.2:1"),
+                &[
+                    ("x-forwarded-for", "1.2.3.4"),
+                    ("x-forwarded-for", "198.51.100.7")
+                ]
+            ),
             Origin::Known(ip("198.51.100.7"))
         );
         assert_eq!(
-            at(Some("10.0.0.2:1"), &[("forwarded", "for=192.0.2.60;proto=https, for=\"[2001:db8::17]:4711\"")]),
+            at(
+                Some("10.0.0.2:1"),
+                &[(
+                    "forwarded",
+                    "for=192.0.2.60;proto=https, for=\"[2001:db8::17]:4711\""
+                )]
+            ),
             Origin::Known(ip("2001:db8::17"))
         );
         assert_eq!(at(Some("10.0.0.2:1"), &[]), Origin::Known(ip("10.0.0.2")));
@@ -276,10 +305,16 @@ mod tests {
             vec![("forwarded", "for=_hidden")],
             vec![("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")],
         ] {
-            assert!(matches!(at(Some("10.0.0.2:1"), &bad), Origin::Unreadable(_)), "{bad:?}");
+            assert!(
+                matches!(at(Some("10.0.0.2:1"), &bad), Origin::Unreadable(_)),
+                "{bad:?}"
+            );
         }
         assert_eq!(
-            at(Some("10.0.0.2:1"), &[("x-forwarded-for", "5.6.7.8"), ("forwarded", "for=5.6.7.8")]),
+            at(
+                Some("10.0.0.2:1"),
+                &[("x-forwarded-for", "5.6.7.8"), ("forwarded", "for=5.6.7.8")]
+            ),
             Origin::Known(ip("5.6.7.8"))
         );
     }

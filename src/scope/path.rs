@@ -147,7 +147,9 @@ mod tests {
         assert!(!route.allows("/V1/chat"));
         assert_eq!(Route::parse("/v1/chat/").unwrap(), route);
         assert!(Route::parse("/").unwrap().allows("/anything"));
-        assert!(Route::parse("v1/chat").unwrap_err().contains("must start with `/`"));
+        assert!(Route::parse("v1/chat")
+            .unwrap_err()
+            .contains("must start with `/`"));
         assert!(Route::parse("/v1/../x").is_err());
     }
 
@@ -175,7 +177,14 @@ mod tests {
         ] {
             assert_eq!(check_path(bad), Err(PathProblem::EncodedSeparator), "{bad}");
         }
-        for good in ["/", "/v1/chat/completions", "/v1/models/gpt-4o", "/v1/a..b/.c/d.", "/v1//x", "/%41"] {
+        for good in [
+            "/",
+            "/v1/chat/completions",
+            "/v1/models/gpt-4o",
+            "/v1/a..b/.c/d.",
+            "/v1//x",
+            "/%41",
+        ] {
             assert_eq!(check_path(good), Ok(()), "{good}");
         }
     }

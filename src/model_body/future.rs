@@ -1,0 +1,192 @@
+//! [`ModelResponseFuture`]: reads a body to check its model, then the inner
+//! service's future, or the layer's ready answer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::{model_in, ModelBody};
+use crate::decision::Pending;
+use crate::layer::Options;
+use crate::service::{allow, Admitted};
+use crate::{RejectReason, ResponseBody};
+
+pin_project! {
+    /// Response future of [`ProxyAuth`](crate::ProxyAuth) for a layer that
+    /// reads model bodies.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ModelResponseFuture<S, B, R>
+    where
+        S: Service<Request<ModelBody<B>>>,
+    {
+        #[pin]
+        state: State<S, B, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, R>
+    where
+        S: Service<Request<ModelBody<B>>>,
+    {
+        Reading {
+            #[pin]
+            body: B,
+            read: BytesMut,
+            trailers: Option<HeaderMap>,
+            // Taken when the body is done.
+            waiting: Option<Waiting<S>>,
+        },
+        Inner { #[pin] future: S::Future },
+        Ready { response: Option<Response<ResponseBody<R>>> },
+    }
+}
+
+/// What a read request waits with: its head, its pending verdict, the
+/// service that was ready for it, and the layer's options.
+struct Waiting<S> {
+    parts: Parts,
+    pending: Pending,
+    service: S,
+    options: Arc<Options>,
+}
+
+impl<S, B, R> ModelResponseFuture<S, B, R>
+where
+    S: Service<Request<ModelBody<B>>>,
+{
+    pub(crate) fn reading(
+        request: Request<B>,
+        pending: Pending,
+        service: S,
+        options: &Arc<Options>,
+    ) -> Self {
+        let (parts, body) = request.into_parts();
+        ModelResponseFuture {
+            state: State::Reading {
+                body,
+                read: BytesMut::new(),
+                trailers: None,
+                waiting: Some(Waiting {
+                    parts,
+                    pending,
+                    service,
+                    options: Arc::clone(options),
+                }),
+            },
+        }
+    }
+
+    pub(crate) fn inner(future: S::Future) -> Self {
+        ModelResponseFuture {
+            state: State::Inner { future },
+        }
+    }
+
+    pub(crate) fn ready(response: Response<ResponseBody<R>>) -> Self {
+        ModelResponseFuture {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<S, B, R> Future for ModelResponseFuture<S, B, R>
+where
+    S: Service<Request<ModelBody<B>>, Response = Response<R>>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<R>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Ready { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("ModelResponseFuture polled after it completed")));
+                }
+                StateProj::Reading {
+                    mut body,
+                    read,
+                    trailers,
+                    waiting,
+                } => {
+                    let limit = waiting.as_ref().map_or(0, |w| w.options.body_limit);
+                    let outcome = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            None => break Ok(()),
+                            Some(Err(_)) => break Err((RejectReason::ModelUnreadable, None)),
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(data) if read.len() + data.len() > limit => {
+                                    break Err((
+                                        RejectReason::BodyTooLarge,
+                                        Some(limit.to_string()),
+                                    ))
+                                }
+                                Ok(data) => read.extend_from_slice(&data),
+                                Err(frame) => {
+                                    if let Ok(t) = frame.into_trailers() {
+                                        trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                                    }
+                                }
+                            },
+                        }
+                    };
+                    let Waiting {
+                        parts,
+                        pending,
+                        mut service,
+                        options,
+                    } = waiting.take().expect("a reading future holds its request");
+                    let data: Bytes = std::mem::take(read).freeze();
+                    let decision = match outcome {
+                        Ok(()) => pending.with_body_model(model_in(&parts.headers, &data)),
+                        Err((RejectReason::ModelUnreadable, _)) => pending.refuse(
+                            RejectReason::ModelUnreadable,
+                            None,
+                            Some("the request body could not be read to its end"),
+                        ),
+                        Err((reason, detail)) => pending.refuse(reason, detail.as_deref(), None),
+                    };
+                    let request =
+                        Request::from_parts(parts, ModelBody::read(data, trailers.take()));
+                    match allow(decision, request, &options) {
+                        Admitted::Inner(request) => State::Inner {
+                            future: service.call(request),
+                        },
+                        Admitted::Answer(response) => State::Ready {
+                            response: Some(response),
+                        },
+                    }
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+impl<S, B, R> std::fmt::Debug for ModelResponseFuture<S, B, R>
+where
+    S: Service<Request<ModelBody<B>>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelResponseFuture")
+            .finish_non_exhaustive()
+    }
+}
