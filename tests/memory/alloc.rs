@@ -1,5 +1,5 @@
-//! Heap allocations per request, counted exactly by a counting global
-//! allocator.
+//! Heap allocations per request, counted exactly by the binary's global
+//! allocator (see `main.rs`).
 //!
 //! Each count covers one whole request as a server makes it: `poll_ready`,
 //! `call`, polling the response future to completion and dropping the
@@ -10,8 +10,6 @@
 //! on the same thread (first-use costs such as `tracing`'s callsite
 //! registration or `arc-swap`'s per-thread slot are not per-request).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::{ready, Future, Ready};
@@ -26,50 +24,7 @@ use proxy_auth::{
 };
 use tower::{Layer, Service};
 
-struct Counting;
-
-thread_local! {
-    // `const` initialisers with no destructor: reading them never allocates,
-    // so the allocator can use them.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn bump() {
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// only addition is a thread-local counter increment, which cannot allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump();
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump();
-        System.realloc(ptr, layout, new_size)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations (including reallocations) made by `f` on this thread.
-fn allocations<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    let before = ALLOCATIONS.with(Cell::get);
-    let result = f();
-    (result, ALLOCATIONS.with(Cell::get) - before)
-}
+use crate::allocations;
 
 const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
 

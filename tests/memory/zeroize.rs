@@ -1,6 +1,6 @@
-//! Key material is wiped before its memory is returned: a global allocator
-//! that, while armed, searches every block being freed for the configured
-//! keys and their SHA-256 digests.
+//! Key material is wiped before its memory is returned: the binary's global
+//! allocator (see `main.rs`), while armed, searches every block being freed
+//! for the configured keys and their SHA-256 digests.
 //!
 //! Everything the test itself hands the crate is static (header values,
 //! URIs, the JSON it parses), so a key found in a freed block is a copy the
@@ -11,16 +11,15 @@
 
 #![cfg(all(feature = "serde", feature = "key-set"))]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
-use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use proxy_auth::{
     KeySet, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig,
 };
 use tower::{service_fn, Layer, ServiceExt};
+
+use crate::{arm, found, look_for};
 
 /// The keys, as literals so requests can carry them in static memory.
 macro_rules! key {
@@ -42,84 +41,6 @@ const KEY: &str = key!();
 const ROTATED: &str = rotated!();
 const NAMED: &str = named!();
 const DIGESTED: &str = "sk-zeroize-digested-0123456789abcdef";
-
-const SLOTS: usize = 8;
-
-struct Inspecting;
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static NEEDLE_PTR: [AtomicPtr<u8>; SLOTS] = [const { AtomicPtr::new(null_mut()) }; SLOTS];
-static NEEDLE_LEN: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
-static FOUND: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
-
-/// Whether `needle` occurs in the `len` bytes at `block`, read with
-/// volatile loads (the bytes belong to a block being freed).
-///
-/// # Safety
-/// `block` must be valid for reads of `len` bytes.
-unsafe fn contains(block: *const u8, len: usize, needle: &[u8]) -> bool {
-    if needle.is_empty() || needle.len() > len {
-        return false;
-    }
-    'start: for start in 0..=len - needle.len() {
-        for (i, &want) in needle.iter().enumerate() {
-            if std::ptr::read_volatile(block.add(start + i)) != want {
-                continue 'start;
-            }
-        }
-        return true;
-    }
-    false
-}
-
-// SAFETY: allocation is forwarded unchanged to the system allocator. While
-// armed, `dealloc` first reads the block it is handed (still owned, valid
-// for `layout.size()` bytes) and bumps atomic counters, which does not
-// allocate. `realloc` is left to the default, which frees through
-// `dealloc`, so moved-from blocks are inspected too.
-unsafe impl GlobalAlloc for Inspecting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::SeqCst) {
-            for slot in 0..SLOTS {
-                let needle = NEEDLE_PTR[slot].load(Ordering::SeqCst);
-                if needle.is_null() {
-                    continue;
-                }
-                let needle =
-                    std::slice::from_raw_parts(needle, NEEDLE_LEN[slot].load(Ordering::SeqCst));
-                if contains(ptr, layout.size(), needle) {
-                    FOUND[slot].fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        }
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Inspecting = Inspecting;
-
-/// Registers what to look for; each needle lives for the whole program.
-fn look_for(needles: &[(&'static str, &'static [u8])]) -> Vec<&'static str> {
-    assert!(needles.len() <= SLOTS);
-    for (slot, (_, needle)) in needles.iter().enumerate() {
-        NEEDLE_LEN[slot].store(needle.len(), Ordering::SeqCst);
-        NEEDLE_PTR[slot].store(needle.as_ptr().cast_mut(), Ordering::SeqCst);
-    }
-    needles.iter().map(|(name, _)| *name).collect()
-}
-
-fn found() -> Vec<usize> {
-    FOUND.iter().map(|n| n.swap(0, Ordering::SeqCst)).collect()
-}
 
 fn hex_to_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len())
@@ -195,7 +116,7 @@ async fn key_material_is_wiped_before_its_memory_is_freed() {
         ("a configured digest's text", digested_text.as_bytes()),
         ("the configured key's digest", key_raw),
     ]);
-    ARMED.store(true, Ordering::SeqCst);
+    arm(true);
 
     // The control: an ordinary String holding the key is found when freed.
     drop(String::from(KEY));
@@ -286,7 +207,7 @@ async fn key_material_is_wiped_before_its_memory_is_freed() {
         drop(dir);
     }
 
-    ARMED.store(false, Ordering::SeqCst);
+    arm(false);
     let left: Vec<String> = found()
         .into_iter()
         .zip(&names)
