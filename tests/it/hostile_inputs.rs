@@ -5,7 +5,7 @@
 //! `ProxyAuthLayer::check` (which header was read and what was wrong with
 //! it). The decisions tested here are listed in CHANGELOG.md.
 
-mod model;
+use crate::model;
 
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use proxy_auth::{

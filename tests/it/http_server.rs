@@ -1,17 +1,15 @@
 //! The layer over real HTTP: the axum example's router and a plain hyper
 //! server on ephemeral loopback ports, spoken to with raw HTTP/1.1.
 
-mod common;
+use crate::common;
 
-#[allow(dead_code)]
-#[path = "../examples/axum.rs"]
-mod axum_example;
+use crate::axum_example;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
+use crate::common::http1;
 use bytes::Bytes;
-use common::http1;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};

@@ -5,10 +5,9 @@
 //! Log lines are captured with a `tracing-subscriber` fmt layer at TRACE, all
 //! targets, fields included, so a key passed as any field would show.
 
-mod common;
-mod model;
+use crate::common;
+use crate::model;
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method, Request, Uri};
@@ -47,23 +46,13 @@ fn leaked(text: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// Captures run one at a time: `tracing` caches per call site whether
-/// anyone listens, and the tests of this file run on parallel threads.
-static CAPTURING: Mutex<()> = Mutex::new(());
-
-/// Runs `f` with every tracing event at any level captured as text.
+/// Runs `f` with every tracing event at any level it logs on this thread
+/// captured as text (see [`common::Logs`] for why none is missed while other
+/// tests run).
 fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
-    let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|e| e.into_inner());
-    let capture = common::Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_target(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let result = tracing::subscriber::with_default(subscriber, f);
-    (result, capture.text())
+    let logs = common::Logs::new(tracing::Level::TRACE);
+    let result = logs.during(f);
+    (result, logs.text())
 }
 
 /// Requests that get rejected for every reason and problem, with the key in
@@ -228,9 +217,6 @@ fn rejections_and_their_log_lines_never_contain_a_key() {
 
 #[test]
 fn debug_and_display_of_public_types_hide_keys() {
-    // Builds configs that log warnings; kept off the capturing tests'
-    // threads so those see every call site (see `CAPTURING`).
-    let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|e| e.into_inner());
     let config = ProxySecurityConfig::new(ProxyAuthMode::Strict, CONFIGURED);
     let shared = SharedSecurityConfig::new(config.clone());
     let fixed_layer = ProxyAuthLayer::new(config.clone()).exempt_paths(["/healthz", "/ready"]);

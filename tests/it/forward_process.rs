@@ -1,10 +1,10 @@
 //! The built forward example (`target/<profile>/examples/forward`, which a
 //! plain `cargo test` builds) as a child process in front of a local
-//! upstream (`tests/upstream`): its resident memory during a 50 MiB upload,
+//! upstream (`tests/it/upstream.rs`): its resident memory during a 50 MiB upload,
 //! and the official OpenAI Python SDK streaming through it. A separate
 //! process, so what is measured is the example alone.
 
-mod upstream;
+use crate::upstream;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncReadExt;
 
-use upstream::{Generated, UPSTREAM_KEY};
+use crate::upstream::{Generated, UPSTREAM_KEY};
 
 const PROXY_KEY: &str = "sk-proxy-fedcba9876543210";
 
@@ -166,7 +166,7 @@ async fn the_openai_python_sdk_streams_through_the_example() {
     };
     let upstream = upstream::start().await;
     let proxy = ChildProxy::start(&upstream.url());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_stream.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/openai_stream.py");
 
     let mut sdk = tokio::process::Command::new(&python)
         .arg(&script)

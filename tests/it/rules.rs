@@ -243,7 +243,7 @@ async fn rule4_strict_requires_the_key_for_healthz() {
     assert_rejected(&send_with(layer, get("/readyz", &[])).await, "missing_key");
 }
 
-// Rule 5 (empty configured key) is in tests/logging.rs, which captures
+// Rule 5 (empty configured key) is in tests/it/logging.rs, which captures
 // the error log line it must produce.
 
 // Rule 6: the first PRESENT header is the one judged.
@@ -400,7 +400,7 @@ async fn rule8_empty_presented_key_never_matches() {
 }
 
 // Rule 9 (constant time) is covered by `compare` unit tests for correctness
-// and by tests/timing.rs for timing. Here: keys that share a prefix or are a
+// and by tests/timing/ for timing. Here: keys that share a prefix or are a
 // prefix of each other never match.
 #[tokio::test]
 async fn rule9_prefixes_and_extensions_do_not_match() {

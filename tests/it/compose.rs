@@ -4,14 +4,12 @@
 //! order: a browser then sees the 401 (with CORS headers) instead of a CORS
 //! error, and preflights are answered before auth sees them.
 
-mod common;
-
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::common::{get, header, reason, request, KEY};
 use axum::body::Body;
 use bytes::Bytes;
-use common::{get, header, reason, request, KEY};
 use futures_util::stream;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;

@@ -1,10 +1,12 @@
-//! Helpers shared by the integration tests (`mod common;` in each file that
-//! uses them).
+//! Helpers shared by the test modules.
 
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+mod logs;
+mod process;
+
+pub use logs::Logs;
+pub use process::rerun_alone;
 
 use http::{Method, Request, Response};
 
@@ -35,48 +37,6 @@ pub fn header<B>(response: &Response<B>, name: &str) -> Option<String> {
 /// The `x-proxy-auth-error` header: set only on the layer's own 401s.
 pub fn reason<B>(response: &Response<B>) -> Option<String> {
     header(response, "x-proxy-auth-error")
-}
-
-/// A `tracing` writer that keeps what was written, for log assertions.
-#[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
-    }
-
-    pub fn clear(&self) {
-        self.0.lock().expect("capture lock").clear();
-    }
-}
-
-/// What the whole test binary logs, from one global `tracing` subscriber at
-/// `level` (the first caller's; one per binary). Global because `tracing`
-/// caches per call site whether anyone listens: thread-local subscribers
-/// lose events when other tests hit the same call sites concurrently.
-pub fn global_logs(level: tracing::Level) -> &'static Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(level)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        capture
-    })
 }
 
 /// What [`http1`] read back: the status, the head (lowercased) and the body.

@@ -11,7 +11,7 @@
 //! with key B under A's strict mode would be authenticated by B's key). No
 //! panics and no 5xx are allowed.
 
-mod model;
+use crate::model;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};

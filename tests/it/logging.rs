@@ -1,9 +1,7 @@
-//! What the layer logs. A separate test binary with one global subscriber:
-//! `tracing` caches per-callsite interest process-wide, so capturing with
-//! thread-local subscribers while other tests hit the same callsites
-//! concurrently loses events. Tests here take a lock and run one at a time.
+//! What the layer logs, captured per test on a `current_thread` runtime
+//! (see [`common::Logs`] for why that sees every event).
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 
@@ -12,17 +10,12 @@ use http_body_util::BodyExt;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
 use tower::{service_fn, Layer, ServiceExt};
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Runs `f` alone and returns what was logged meanwhile.
+/// Runs `f` on this thread and returns what it logged.
 async fn logged<R>(f: impl std::future::Future<Output = R>) -> (R, String) {
-    let capture = common::global_logs(tracing::Level::TRACE);
-    let _serial = SERIAL.lock().await;
-    capture.clear();
+    let logs = common::Logs::new(tracing::Level::TRACE);
+    let _capturing = logs.set_default();
     let result = f.await;
-    let logs = capture.text();
-    capture.clear();
-    (result, logs)
+    (result, logs.text())
 }
 
 async fn send(

@@ -1,16 +1,13 @@
 //! The forward example as a reverse proxy in front of a local upstream
-//! (`tests/upstream`): key swapping, streaming both ways, hop-by-hop
+//! (`tests/it/upstream.rs`): key swapping, streaming both ways, hop-by-hop
 //! headers, whose 401 is whose, and what happens when the upstream is gone.
 //!
 //! These run the example's `app` and `serve` in this process; the memory
 //! and OpenAI SDK tests, which run the built binary, are in
-//! `tests/forward_process.rs`.
+//! `tests/it/forward_process.rs`.
 
-mod common;
-#[allow(dead_code)]
-#[path = "../examples/forward.rs"]
-mod forward_example;
-mod upstream;
+use crate::forward_example;
+use crate::upstream;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,8 +20,8 @@ use hyper_util::rt::TokioExecutor;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::{http1_within, Reply};
-use upstream::{UPSTREAM_401, UPSTREAM_KEY};
+use crate::common::{http1_within, Reply};
+use crate::upstream::{UPSTREAM_401, UPSTREAM_KEY};
 
 const PROXY_KEY: &str = "sk-proxy-fedcba9876543210";
 

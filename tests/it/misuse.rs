@@ -3,13 +3,13 @@
 //! differently, repeated labels, and a proxy listening on the network with
 //! auth silently off.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
+use crate::common::{get, reason, request, KEY};
 use axum::body::Body;
-use common::{get, reason, request, KEY};
 use http::{Method, Request, Response, StatusCode};
 use proxy_auth::{
     key_digest, KeySet, KeySetError, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
@@ -275,7 +275,8 @@ async fn keys_that_fill_the_comparison_buffer_work() {
 
 #[tokio::test]
 async fn a_configured_key_longer_than_4_kib_fails_closed_and_says_so() {
-    let logs = common::global_logs(tracing::Level::ERROR);
+    let logs = common::Logs::new(tracing::Level::ERROR);
+    let _capturing = logs.set_default();
     let longest = "k".repeat(4096);
     let bearer = format!("Bearer {longest}");
     assert_eq!(

@@ -3,7 +3,7 @@
 //! next request's verdict (or the error log) against a deadline.
 #![cfg(feature = "watch")]
 
-mod common;
+use crate::common::Logs;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -13,37 +13,35 @@ use http::{Request, Response, StatusCode};
 use proxy_auth::watch::{watch_file, WatchError, WatchHandle};
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use tower::{service_fn, Layer, ServiceExt};
+use tracing::dispatcher::DefaultGuard;
 
 /// Long enough for a loaded CI machine; a change normally lands in ~0.1 s.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// Everything logged by this binary. One global subscriber, because
-/// `tracing` caches callsite interest process-wide; tests tell their lines
-/// apart by their own file's path.
-fn logs() -> String {
-    common::global_logs(tracing::Level::INFO).text()
-}
-
-fn lines_about(path: &Path, what: &str) -> Vec<String> {
+/// Lines of `logs` about the file at `path` that contain `what`.
+fn lines_about(logs: &Logs, path: &Path, what: &str) -> Vec<String> {
     let path = path.display().to_string();
-    logs()
+    logs.text()
         .lines()
         .filter(|l| l.contains(&path) && l.contains(what))
         .map(str::to_owned)
         .collect()
 }
 
+/// Each test runs on a `current_thread` runtime, so the follower task logs
+/// on the test's thread, into the test's own capture.
 struct Setup {
     dir: tempfile::TempDir,
     path: PathBuf,
     shared: SharedSecurityConfig,
     watch: Option<WatchHandle>,
+    logs: Logs,
+    _capturing: DefaultGuard,
 }
 
 impl Setup {
     /// A directory with `name` holding `content`, followed by a fresh shared config.
     fn new(name: &str, content: &str) -> Setup {
-        logs();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
@@ -51,6 +49,8 @@ impl Setup {
     }
 
     fn follow(dir: tempfile::TempDir, path: PathBuf) -> Setup {
+        let logs = Logs::new(tracing::Level::INFO);
+        let capturing = logs.set_default();
         // Whatever this holds is replaced by the file's content.
         let shared =
             SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "sk-start"));
@@ -60,6 +60,8 @@ impl Setup {
             path,
             shared,
             watch: Some(watch),
+            logs,
+            _capturing: capturing,
         }
     }
 
@@ -86,7 +88,7 @@ impl Setup {
             assert!(
                 began.elapsed() < DEADLINE,
                 "{key} still does not get {status} after {DEADLINE:?}; logs:\n{}",
-                logs()
+                self.logs.text()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -96,7 +98,7 @@ impl Setup {
     async fn rejected(&self, count: usize) -> String {
         let began = Instant::now();
         loop {
-            let lines = lines_about(&self.path, "config file rejected");
+            let lines = lines_about(&self.logs, &self.path, "config file rejected");
             if lines.len() >= count {
                 assert_eq!(lines.len(), count, "one error per bad content: {lines:#?}");
                 return lines[count - 1].clone();
@@ -104,7 +106,7 @@ impl Setup {
             assert!(
                 began.elapsed() < DEADLINE,
                 "no rejection #{count} logged; logs:\n{}",
-                logs()
+                self.logs.text()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -135,7 +137,7 @@ async fn in_place_write() {
     std::fs::write(&setup.path, json("strict", "sk-two")).unwrap();
     setup.until("sk-two", StatusCode::OK).await;
     assert_eq!(setup.status("sk-one").await, StatusCode::UNAUTHORIZED);
-    let reloaded = lines_about(&setup.path, "config file reloaded");
+    let reloaded = lines_about(&setup.logs, &setup.path, "config file reloaded");
     assert_eq!(reloaded.len(), 1, "{reloaded:#?}");
     assert!(reloaded[0].contains("key_rotated=true"), "{}", reloaded[0]);
     assert!(reloaded[0].contains("auth_mode=strict "), "{}", reloaded[0]);
@@ -146,14 +148,15 @@ async fn in_place_write() {
         assert!(began.elapsed() < DEADLINE, "mode change not applied");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let reloaded = lines_about(&setup.path, "config file reloaded");
+    let reloaded = lines_about(&setup.logs, &setup.path, "config file reloaded");
     assert!(
         reloaded[1].contains("auth_mode=strict -> all_except_health"),
         "{}",
         reloaded[1]
     );
     assert!(reloaded[1].contains("key_rotated=false"), "{}", reloaded[1]);
-    assert!(!logs().contains("sk-one") && !logs().contains("sk-two"));
+    let logs = setup.logs.text();
+    assert!(!logs.contains("sk-one") && !logs.contains("sk-two"));
 }
 
 #[tokio::test]
@@ -190,7 +193,6 @@ async fn kubernetes_symlink_swap() {
     version("..2026_11_25_23_01_00.1", "sk-v1");
     symlink("..2026_11_25_23_01_00.1", root.join("..data")).unwrap();
     symlink("..data/auth.json", root.join("auth.json")).unwrap();
-    logs();
     let setup = Setup::follow(dir, root.join("auth.json"));
     setup.still("sk-v1", "sk-v2").await;
 
@@ -248,7 +250,8 @@ async fn invalid_edits_keep_the_last_good_config_then_a_fix_applies() {
         assert!(line.contains("last good config stays in force"), "{line}");
         setup.still("sk-good", "sk-new").await;
     }
-    assert!(!logs().contains("sk-good") && !logs().contains(&digest[7..40]));
+    let logs = setup.logs.text();
+    assert!(!logs.contains("sk-good") && !logs.contains(&digest[7..40]));
 
     std::fs::write(&setup.path, json("strict", &digest)).unwrap();
     setup.until("sk-new", StatusCode::OK).await;

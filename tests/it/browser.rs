@@ -8,19 +8,16 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/browser.sh`);
 //! without them the test says it is skipped and passes.
 
-#[allow(dead_code)]
-#[path = "../examples/axum.rs"]
-mod axum_example;
-#[path = "browser/webdriver.rs"]
+use crate::axum_example;
 mod webdriver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::axum_example::settings::cors;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
-use axum_example::settings::cors;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use serde_json::Value;
 use tokio::net::TcpListener;

@@ -6,8 +6,8 @@ Prints one JSON line per event, as the SDK hands it over:
   {"kind": "chunk", "t": <wall-clock seconds on arrival>, "content": "..."}
 then the SDK's view of the proxy's 401 for a wrong key:
   {"kind": "wrong_proxy_key", "status": 401, "marker": <x-proxy-auth-error or null>, "message": "..."}
-Run by tests/forward.rs, which starts the proxy and the upstream and checks
-the lines; exits non-zero if the SDK raises anything unexpected.
+Run by tests/it/forward_process.rs, which starts the proxy and the upstream and
+checks the lines; exits non-zero if the SDK raises anything unexpected.
 """
 
 import json

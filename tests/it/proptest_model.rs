@@ -4,12 +4,12 @@
 //! digest keys, query keys and credential stripping, the layer never panics,
 //! and both `ProxyAuthLayer::check` and the served response (status, headers,
 //! what the inner service saw) agree with the reference model in
-//! `tests/model/mod.rs`.
+//! `tests/it/model.rs`.
 
-mod model;
+use crate::model;
 
+use crate::model::{NamedKey, Setup};
 use http::{HeaderName, HeaderValue};
-use model::{NamedKey, Setup};
 use proptest::prelude::*;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig};
 
@@ -128,7 +128,15 @@ fn run(case: &Case) -> Result<usize, String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    // Failing cases are kept beside this file, in
+    // `proptest_model.proptest-regressions`, and replayed first.
+    #![proptest_config(ProptestConfig {
+        cases: 3000,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn layer_agrees_with_the_model_under_every_mode(case in case()) {

@@ -2,18 +2,16 @@
 //! the headers a preflight and a 401 get through the axum example's router,
 //! and the examples' start-up error for a bad origin list.
 
-#[allow(dead_code)]
-#[path = "../examples/axum.rs"]
-mod axum_example;
+use crate::axum_example;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::axum_example::settings::cors::{self, CorsOrigins};
 use axum::body::Body;
 use axum::Router;
-use axum_example::settings::cors::{self, CorsOrigins};
 use http::{header, HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};

@@ -3,7 +3,7 @@
 //! a driver that runs one request through the real layer and compares the
 //! two.
 //!
-//! Shared by `tests/proptest_model.rs` and the cargo-fuzz target in `fuzz/`
+//! Shared by `tests/it/proptest_model.rs` and the cargo-fuzz target in `fuzz/`
 //! (which includes this file by path), so both check the same property
 //! against the same oracle. Deliberately naive: it walks a list of header
 //! pairs instead of a `HeaderMap`, re-parses digests and queries by hand,
