@@ -8,19 +8,20 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/browser.sh`);
 //! without them the test says it is skipped and passes.
 
-use crate::axum_example;
 mod webdriver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::axum_example::settings::cors;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use serde_json::Value;
 use tokio::net::TcpListener;
+
+use crate::axum_example;
+use crate::axum_example::settings::cors;
 
 const KEY: &str = "sk-browser-test";
 const PAGE: &str = include_str!("browser/page.html");

@@ -7,7 +7,6 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use crate::common::{get, header, reason, request, KEY};
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::stream;
@@ -20,6 +19,8 @@ use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+
+use crate::common::{get, header, reason, request, KEY};
 
 const ORIGIN: &str = "http://app.example";
 const FRAMES: [&str; 4] = [

@@ -2,20 +2,21 @@
 //! the headers a preflight and a 401 get through the axum example's router,
 //! and the examples' start-up error for a bad origin list.
 
-use crate::axum_example;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::axum_example::settings::cors::{self, CorsOrigins};
 use axum::body::Body;
 use axum::Router;
 use http::{header, HeaderMap, Request, StatusCode};
-use http_body_util::BodyExt;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
-use tower::ServiceExt;
+
+use crate::axum_example::{
+    self,
+    settings::cors::{self, CorsOrigins},
+};
+use crate::common::{self, answer, Answer};
 
 const PAGE: &str = "http://127.0.0.1:3000";
 
@@ -23,14 +24,6 @@ fn router(origins: Option<&str>) -> Router {
     let origins = origins.map(|o| cors::parse(o).expect("valid origin list"));
     let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, "sk-cors");
     axum_example::app_with_cors(SharedSecurityConfig::new(config), origins.as_ref())
-}
-
-async fn send(router: Router, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
-    let response = router.oneshot(request).await.expect("infallible");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    let body = String::from_utf8(body.to_vec()).expect("utf-8 body");
-    (parts.status, parts.headers, body)
 }
 
 fn preflight(origin: &str, method: &str, headers: &str) -> Request<Body> {
@@ -58,7 +51,9 @@ fn list(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
 #[tokio::test]
 async fn preflight_from_an_allowed_origin_gets_every_allow_header() {
     let requested = "authorization,content-type,x-api-key,x-goog-api-key,anthropic-version";
-    let (status, headers, _) = send(
+    let Answer {
+        status, headers, ..
+    } = answer(
         router(Some(&format!("https://chat.example.com,{PAGE}"))),
         preflight(PAGE, "POST", requested),
     )
@@ -96,7 +91,7 @@ async fn preflight_from_another_origin_is_not_allowed() {
         "https://127.0.0.1:3000",
         "http://evil.example",
     ] {
-        let (_, headers, _) = send(
+        let Answer { headers, .. } = answer(
             router(Some(PAGE)),
             preflight(other, "POST", "authorization"),
         )
@@ -115,7 +110,11 @@ async fn a_401_from_auth_is_readable_by_the_page() {
         .header(header::ORIGIN, PAGE)
         .body(Body::from("{}"))
         .expect("valid request");
-    let (status, headers, body) = send(router(Some(PAGE)), request).await;
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer(router(Some(PAGE)), request).await;
 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -139,7 +138,11 @@ async fn an_accepted_call_carries_the_origin_too() {
         .header(header::AUTHORIZATION, "Bearer sk-cors")
         .body(Body::from("{}"))
         .expect("valid request");
-    let (status, headers, body) = send(router(Some(PAGE)), request).await;
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer(router(Some(PAGE)), request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         get(&headers, header::ACCESS_CONTROL_ALLOW_ORIGIN),
@@ -154,7 +157,7 @@ async fn any_origin_and_private_network_preflights() {
         "access-control-request-private-network",
         "true".parse().expect("valid value"),
     );
-    let (_, headers, _) = send(router(Some("*")), request).await;
+    let Answer { headers, .. } = answer(router(Some("*")), request).await;
     assert_eq!(
         get(&headers, header::ACCESS_CONTROL_ALLOW_ORIGIN),
         Some("*")
@@ -167,8 +170,11 @@ async fn any_origin_and_private_network_preflights() {
 
 #[tokio::test]
 async fn unset_means_no_cors_headers_as_before() {
-    let (status, headers, body) =
-        send(router(None), preflight(PAGE, "POST", "authorization")).await;
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer(router(None), preflight(PAGE, "POST", "authorization")).await;
     // The OPTIONS reaches the app (auth lets it through) and gets no CORS
     // headers, so a browser would block the page's call.
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -277,24 +283,10 @@ fn bad_origin_lists_name_the_entry_and_what_to_write() {
     }
 }
 
-/// A built example; `cargo test` builds the examples next to the test
-/// binaries, and a lone `cargo test --test cors` gets them built here.
+/// The built example `name`, with none of its settings from this process's
+/// environment but `envs`.
 fn example(name: &str, envs: &[(&str, &str)]) -> Command {
-    let dir = std::env::current_exe()
-        .expect("test binary path")
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .join("examples");
-    let binary = dir.join(name);
-    if !binary.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", name])
-            .status()
-            .expect("run cargo");
-        assert!(built.success(), "cargo build --example {name}");
-    }
-    let mut command = Command::new(&binary);
+    let mut command = Command::new(common::example_binary(name));
     for var in [
         "PROXY_LISTEN",
         "PROXY_AUTH_MODE",

@@ -1,13 +1,14 @@
 //! Credential stripping and `?key=` query keys: both off by default.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode, Uri};
 use proxy_auth::{
     Decision, KeyProblem, KeySource, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
 };
 use tower::{service_fn, Layer, ServiceExt};
+
+use crate::common::{self, request};
 
 const KEY: &str = "sk-proxy";
 
@@ -32,41 +33,25 @@ async fn send(
     uri: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Option<String>, Forwarded) {
-    let seen = Arc::new(Mutex::new(Forwarded::default()));
-    let inner = {
-        let seen = seen.clone();
-        service_fn(move |req: Request<String>| {
-            *seen.lock().unwrap() = Forwarded {
-                uri: Some(req.uri().clone()),
-                headers: req
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
-            };
-            async { Ok::<_, Infallible>(Response::new(String::new())) }
+    let sent = common::send(layer, request(method, uri, headers)).await;
+    let forwarded = sent
+        .seen
+        .first()
+        .map(|seen| Forwarded {
+            uri: Some(seen.uri.clone()),
+            headers: seen
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
         })
-    };
-    let mut builder = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = layer
-        .layer(inner)
-        .oneshot(builder.body(String::new()).unwrap())
-        .await
-        .unwrap();
-    let reason = response
-        .headers()
-        .get("x-proxy-auth-error")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let forwarded = seen.lock().unwrap().clone();
-    (response.status(), reason, forwarded)
+        .unwrap_or_default();
+    (sent.status, sent.reason().map(str::to_owned), forwarded)
 }
 
 fn strict() -> ProxyAuthLayer {

@@ -6,9 +6,6 @@
 //! and OpenAI SDK tests, which run the built binary, are in
 //! `tests/it/forward_process.rs`.
 
-use crate::forward_example;
-use crate::upstream;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -21,6 +18,8 @@ use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::{http1_within, Reply};
+use crate::forward_example;
+use crate::upstream;
 use crate::upstream::{UPSTREAM_401, UPSTREAM_KEY};
 
 const PROXY_KEY: &str = "sk-proxy-fedcba9876543210";

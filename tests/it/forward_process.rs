@@ -1,10 +1,8 @@
-//! The built forward example (`target/<profile>/examples/forward`, which a
-//! plain `cargo test` builds) as a child process in front of a local
-//! upstream (`tests/it/upstream.rs`): its resident memory during a 50 MiB upload,
-//! and the official OpenAI Python SDK streaming through it. A separate
-//! process, so what is measured is the example alone.
-
-use crate::upstream;
+//! The built forward example (`target/<profile>/examples/forward`, see
+//! [`common::example_binary`]) as a child process in front of a local
+//! upstream (`tests/it/upstream.rs`): its resident memory during a 50 MiB
+//! upload, and the official OpenAI Python SDK streaming through it. A
+//! separate process, so what is measured is the example alone.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,39 +16,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncReadExt;
 
-use crate::upstream::{Generated, UPSTREAM_KEY};
+use crate::common;
+use crate::upstream::{self, Generated, UPSTREAM_KEY};
 
 const PROXY_KEY: &str = "sk-proxy-fedcba9876543210";
-
-/// `target/<profile>/examples/forward`, next to this test's `deps/` dir.
-/// Refuses a binary older than the example's source, which would test
-/// yesterday's proxy.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = profile_dir.join("examples").join("forward");
-    let built = std::fs::metadata(&binary)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-            "{} is not built: run `cargo build --example forward` (a plain `cargo test` builds it)",
-            binary.display()
-        )
-        });
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for source in ["examples/forward.rs", "examples/common/upstream.rs"] {
-        let changed = std::fs::metadata(manifest.join(source))
-            .unwrap()
-            .modified()
-            .unwrap();
-        assert!(
-            changed <= built,
-            "{} is older than {source}: run `cargo build --example forward`",
-            binary.display()
-        );
-    }
-    binary
-}
 
 /// The example binary, killed when dropped.
 struct ChildProxy {
@@ -60,7 +29,7 @@ struct ChildProxy {
 
 impl ChildProxy {
     fn start(upstream: &str) -> ChildProxy {
-        let mut child = Command::new(example_binary())
+        let mut child = Command::new(common::example_binary("forward"))
             .env("PROXY_LISTEN", "127.0.0.1:0")
             .env("PROXY_AUTH_MODE", "strict")
             .env("PROXY_API_KEY", PROXY_KEY)

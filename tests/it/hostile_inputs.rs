@@ -5,8 +5,6 @@
 //! `ProxyAuthLayer::check` (which header was read and what was wrong with
 //! it). The decisions tested here are listed in CHANGELOG.md.
 
-use crate::model;
-
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use proxy_auth::{
     Allowed, Decision, KeyProblem, KeySource, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
@@ -16,6 +14,8 @@ use proxy_auth::{
 use KeyProblem::{Duplicate, Empty, NotAscii};
 use KeySource::{Authorization as Auth, QueryKey, XApiKey, XGoogApiKey};
 use ProxyAuthMode::{AllExceptHealth as Aeh, Off, Strict};
+
+use crate::model;
 
 const KEY: &str = "sk-test-0123456789";
 

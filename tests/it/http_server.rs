@@ -1,20 +1,19 @@
 //! The layer over real HTTP: the axum example's router and a plain hyper
 //! server on ephemeral loopback ports, spoken to with raw HTTP/1.1.
 
-use crate::common;
-
-use crate::axum_example;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use crate::common::http1;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+
+use crate::axum_example;
+use crate::common;
+use crate::common::http1;
 
 fn json(reply: &common::Reply) -> serde_json::Value {
     serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))

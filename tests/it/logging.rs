@@ -1,14 +1,10 @@
 //! What the layer logs, captured per test on a `current_thread` runtime
 //! (see [`common::Logs`] for why that sees every event).
 
-use crate::common;
-
-use std::convert::Infallible;
-
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
-use tower::{service_fn, Layer, ServiceExt};
+
+use crate::common::{self, get, Sent};
 
 /// Runs `f` on this thread and returns what it logged.
 async fn logged<R>(f: impl std::future::Future<Output = R>) -> (R, String) {
@@ -18,31 +14,8 @@ async fn logged<R>(f: impl std::future::Future<Output = R>) -> (R, String) {
     (result, logs.text())
 }
 
-async fn send(
-    config: &ProxySecurityConfig,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, String, String) {
-    let mut builder = Request::get(path);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let service =
-        ProxyAuthLayer::new(config.clone()).layer(service_fn(|_: Request<String>| async {
-            Ok::<_, Infallible>(Response::new(String::from("inner")))
-        }));
-    let response = service
-        .oneshot(builder.body(String::new()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let reason = response
-        .headers()
-        .get("x-proxy-auth-error")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, reason, String::from_utf8(body.to_vec()).unwrap())
+async fn send(config: &ProxySecurityConfig, path: &str, headers: &[(&str, &str)]) -> Sent {
+    common::send(ProxyAuthLayer::new(config.clone()), get(path, headers)).await
 }
 
 // Rule 5: auth on + empty (or blank) configured key: every request that
@@ -69,10 +42,10 @@ async fn rule5_empty_configured_key_denies_and_logs_an_error_per_request() {
                 all
             })
             .await;
-            for (status, reason, body) in &outcomes {
-                assert_eq!(*status, StatusCode::UNAUTHORIZED);
-                assert_eq!(reason, "no_key_configured");
-                assert!(body.contains("no API key configured"), "{body}");
+            for sent in &outcomes {
+                assert_eq!(sent.status, StatusCode::UNAUTHORIZED);
+                assert_eq!(sent.reason(), Some("no_key_configured"));
+                assert!(sent.body.contains("no API key configured"), "{}", sent.body);
             }
             let errors: Vec<&str> = logs.lines().filter(|l| l.contains("ERROR")).collect();
             assert_eq!(
@@ -123,10 +96,10 @@ async fn rejections_are_logged_with_reason_and_header_but_no_key() {
         "{logs}"
     );
     assert!(warnings[1].contains("header=\"x-api-key\""), "{logs}");
-    for (status, reason, body) in &outcomes {
-        assert_eq!(*status, StatusCode::UNAUTHORIZED);
-        assert_eq!(reason, "invalid_key");
-        assert!(!body.contains("SECRET"), "{body}");
+    for sent in &outcomes {
+        assert_eq!(sent.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(sent.reason(), Some("invalid_key"));
+        assert!(!sent.body.contains("SECRET"), "{}", sent.body);
     }
     // Neither key, nor any part of it, nor the query string that held one.
     assert!(!logs.contains("SECRET"), "{logs}");
@@ -136,6 +109,6 @@ async fn rejections_are_logged_with_reason_and_header_but_no_key() {
 async fn accepted_requests_log_nothing_above_debug() {
     let config = ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-ok");
     let (outcome, logs) = logged(send(&config, "/v1", &[("x-api-key", "sk-ok")])).await;
-    assert_eq!(outcome.0, StatusCode::OK);
+    assert_eq!(outcome.status, StatusCode::OK);
     assert!(!logs.contains("WARN") && !logs.contains("ERROR"), "{logs}");
 }

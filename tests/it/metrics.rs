@@ -3,10 +3,6 @@
 //! a known mix of requests is sent, and `/metrics` is scraped and parsed.
 #![cfg(feature = "metrics")]
 
-use crate::common;
-
-use crate::axum_example;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -17,6 +13,9 @@ use proxy_auth::{
 };
 use tokio::net::TcpListener;
 use tower::{service_fn, Layer, ServiceExt};
+
+use crate::axum_example;
+use crate::common;
 
 /// One request on a fresh connection; the status and the body.
 async fn http(

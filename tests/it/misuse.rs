@@ -3,27 +3,24 @@
 //! differently, repeated labels, and a proxy listening on the network with
 //! auth silently off.
 
-use crate::common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use crate::common::{get, reason, request, KEY};
 use axum::body::Body;
 use http::{Method, Request, Response, StatusCode};
 use proxy_auth::{
     key_digest, KeySet, KeySetError, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
 };
-use tower::{service_fn, Layer, ServiceExt};
+use tower::{service_fn, Layer};
+
+use crate::common::{self, get, request, KEY};
 
 async fn status_and_reason(
     layer: ProxyAuthLayer,
-    request: Request<Body>,
+    request: Request<String>,
 ) -> (StatusCode, Option<String>) {
-    let inner =
-        service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
-    let response = layer.layer(inner).oneshot(request).await.unwrap();
-    (response.status(), reason(&response))
+    let sent = common::send(layer, request).await;
+    (sent.status, sent.reason().map(str::to_owned))
 }
 
 fn strict(api_key: &str) -> ProxyAuthLayer {
@@ -215,23 +212,9 @@ async fn http1_and_http2_give_the_same_verdict_on_surrounding_whitespace() {
     }
 }
 
-/// The axum example, built by `cargo test` beside this test binary.
-fn example_binary() -> std::path::PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let debug = deps.parent().and_then(|d| d.parent()).unwrap();
-    debug.join("examples").join("axum")
-}
-
 #[test]
 fn the_example_refuses_to_serve_the_network_with_auth_silently_off() {
-    let binary = example_binary();
-    if !binary.exists() {
-        eprintln!(
-            "skipped: {} not built (run through `cargo test`)",
-            binary.display()
-        );
-        return;
-    }
+    let binary = common::example_binary("axum");
     let run = |vars: &[(&str, &str)]| {
         let mut command = std::process::Command::new(&binary);
         command.env_clear().env("PROXY_API_KEY", "sk-x");

@@ -1,48 +1,27 @@
 //! Named keys: identity, rotation through the shared handle, expiry, and
 //! keys held as digests.
 
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use proxy_auth::{
     key_digest, Allowed, Authenticated, Decision, KeyProblem, KeySet, KeySource, ProxyAuthLayer,
     ProxyAuthMode, ProxySecurityConfig, RejectReason, SharedSecurityConfig,
 };
-use tower::{service_fn, Layer, ServiceExt};
 
-type Seen = Arc<Mutex<Option<Authenticated>>>;
+use crate::common::{self, get};
 
+/// `GET /v1/chat/completions` with `headers` through `layer`, with the
+/// identity extension on: the status, the reason and the identity the
+/// inner service saw.
 async fn send(
     layer: &ProxyAuthLayer,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Option<String>, Option<Authenticated>) {
-    let seen: Seen = Arc::default();
-    let inner = {
-        let seen = seen.clone();
-        service_fn(move |req: Request<String>| {
-            *seen.lock().unwrap() = req.extensions().get::<Authenticated>().cloned();
-            async { Ok::<_, Infallible>(Response::new(String::new())) }
-        })
-    };
-    let mut builder = Request::get("/v1/chat/completions");
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = layer
-        .clone()
-        .insert_identity(true)
-        .layer(inner)
-        .oneshot(builder.body(String::new()).unwrap())
-        .await
-        .unwrap();
-    let reason = response
-        .headers()
-        .get("x-proxy-auth-error")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let identity = seen.lock().unwrap().clone();
-    (response.status(), reason, identity)
+    let request = get("/v1/chat/completions", headers);
+    let sent = common::send(layer.clone().insert_identity(true), request).await;
+    let reason = sent.reason().map(str::to_owned);
+    (sent.status, reason, sent.identity().cloned())
 }
 
 fn keys(entries: &[(&str, &str)]) -> KeySet {

@@ -8,22 +8,18 @@
 
 #![cfg(feature = "postgres")]
 
-use crate::common::Logs;
-
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{Request, Response, StatusCode};
+use http::StatusCode;
 use proxy_auth::postgres::{KeyStoreHandle, PgKeyStore, StoreError};
 use proxy_auth::{
-    key_digest, Authenticated, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
-    SharedSecurityConfig,
+    key_digest, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig,
 };
-use tower::{service_fn, Layer, ServiceExt};
 
+use crate::common::{self, get, Logs};
 use crate::pg::PgServer;
 
 const OPERATOR_KEY: &str = "sk-operator-key";
@@ -61,32 +57,18 @@ impl Replica {
 /// One request through a fresh `ProxyAuthLayer` over the replica's shared
 /// config: what a proxy replica would answer.
 async fn verdict(shared: &SharedSecurityConfig, key: &str) -> Verdict {
-    let service = ProxyAuthLayer::from_shared(shared.clone())
-        .insert_identity(true)
-        .layer(service_fn(|request: Request<String>| async move {
-            let label = request
-                .extensions()
-                .get::<Authenticated>()
-                .and_then(|auth| auth.label.as_deref().map(str::to_owned))
-                .unwrap_or_default();
-            let response = Response::builder()
-                .header("x-label", label)
-                .body(String::new())
-                .expect("valid response");
-            Ok::<_, Infallible>(response)
-        }));
-    let request = Request::get("/v1/models")
-        .header("authorization", format!("Bearer {key}"))
-        .body(String::new())
-        .expect("valid request");
-    let response = service.oneshot(request).await.expect("infallible");
-    match response.status() {
-        StatusCode::OK => {
-            let label = response.headers()["x-label"]
-                .to_str()
-                .expect("ascii labels");
-            Verdict::Accepted((!label.is_empty()).then(|| label.to_owned()))
-        }
+    let layer = ProxyAuthLayer::from_shared(shared.clone()).insert_identity(true);
+    let authorization = format!("Bearer {key}");
+    let sent = common::send(
+        layer,
+        get("/v1/models", &[("authorization", &authorization)]),
+    )
+    .await;
+    match sent.status {
+        StatusCode::OK => Verdict::Accepted(
+            sent.identity()
+                .and_then(|who| who.label.as_deref().map(str::to_owned)),
+        ),
         StatusCode::UNAUTHORIZED => Verdict::Refused,
         other => panic!("unexpected status {other}"),
     }

@@ -6,12 +6,12 @@
 //! what the inner service saw) agree with the reference model in
 //! `tests/it/model.rs`.
 
-use crate::model;
-
-use crate::model::{NamedKey, Setup};
 use http::{HeaderName, HeaderValue};
 use proptest::prelude::*;
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig};
+
+use crate::model;
+use crate::model::{NamedKey, Setup};
 
 fn configured_key() -> impl Strategy<Value = String> {
     prop_oneof![

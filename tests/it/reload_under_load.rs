@@ -11,8 +11,6 @@
 //! with key B under A's strict mode would be authenticated by B's key). No
 //! panics and no 5xx are allowed.
 
-use crate::model;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +18,8 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use tower::{Layer, ServiceExt};
+
+use crate::model;
 
 const KA: &str = "sk-config-a-0123456789";
 const KB: &str = "sk-config-b-9876543210";

@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use proxy_auth::{
     Authenticated, KeySource, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
     SharedSecurityConfig,
 };
 use tower::{service_fn, Layer, Service, ServiceExt};
 
-const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
+use crate::common::{self, get, request, KEY};
 
 struct Outcome {
     status: StatusCode,
@@ -56,53 +55,19 @@ async fn send_with(layer: ProxyAuthLayer, request: Request<String>) -> Outcome {
 }
 
 async fn send_once(layer: ProxyAuthLayer, request: Request<String>) -> Outcome {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::new(Mutex::new(None));
-    let inner = {
-        let calls = calls.clone();
-        let seen = seen.clone();
-        service_fn(move |req: Request<String>| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            *seen.lock().unwrap() = req.extensions().get::<Authenticated>().map(|a| a.source);
-            async { Ok::<_, Infallible>(Response::new(String::from("inner"))) }
-        })
-    };
-    let response = layer.layer(inner).oneshot(request).await.unwrap();
-    let status = response.status();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
-    let reason = header("x-proxy-auth-error");
-    let www_authenticate = header("www-authenticate");
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let authenticated_by = *seen.lock().unwrap();
+    let sent = common::send(layer, request).await;
     Outcome {
-        status,
-        reason,
-        www_authenticate,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-        inner_called: calls.load(Ordering::SeqCst) == 1,
-        authenticated_by,
+        status: sent.status,
+        reason: sent.reason().map(str::to_owned),
+        www_authenticate: sent.header("www-authenticate").map(str::to_owned),
+        inner_called: sent.reached_inner(),
+        authenticated_by: sent.identity().map(|identity| identity.source),
+        body: sent.body,
     }
 }
 
 async fn send(config: &ProxySecurityConfig, request: Request<String>) -> Outcome {
     send_with(ProxyAuthLayer::new(config.clone()), request).await
-}
-
-fn request(method: Method, path: &str, headers: &[(&str, &str)]) -> Request<String> {
-    let mut builder = Request::builder().method(method).uri(path);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(String::new()).unwrap()
-}
-
-fn get(path: &str, headers: &[(&str, &str)]) -> Request<String> {
-    request(Method::GET, path, headers)
 }
 
 fn config(mode: ProxyAuthMode, key: &str) -> ProxySecurityConfig {
@@ -588,14 +553,14 @@ async fn check_explains_without_calling_the_inner_service() {
     use proxy_auth::{Allowed, Decision, RejectReason};
     let layer = ProxyAuthLayer::new(config(ProxyAuthMode::AllExceptHealth, KEY));
     assert_eq!(
-        layer.check(&get("/healthz", &[])),
+        layer.check(&get::<()>("/healthz", &[])),
         Decision::Allow(Allowed::ExemptPath)
     );
     assert!(matches!(
-        layer.check(&get("/v1", &[("x-goog-api-key", KEY)])),
+        layer.check(&get::<()>("/v1", &[("x-goog-api-key", KEY)])),
         Decision::Allow(Allowed::Key(who)) if who.source == KeySource::XGoogApiKey && who.label.is_none()
     ));
-    let Decision::Reject(rejection) = layer.check(&get("/v1", &[("x-api-key", "no")])) else {
+    let Decision::Reject(rejection) = layer.check(&get::<()>("/v1", &[("x-api-key", "no")])) else {
         panic!("wrong key must be rejected");
     };
     assert_eq!(rejection.reason, RejectReason::InvalidKey);

@@ -5,9 +5,6 @@
 //! Log lines are captured with a `tracing-subscriber` fmt layer at TRACE, all
 //! targets, fields included, so a key passed as any field would show.
 
-use crate::common;
-use crate::model;
-
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method, Request, Uri};
@@ -18,6 +15,9 @@ use proxy_auth::{
 };
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::common;
+use crate::model;
 
 /// The configured key. Every marker below is a distinctive part of a key:
 /// finding one anywhere means (part of) a key leaked.

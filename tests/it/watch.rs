@@ -3,17 +3,15 @@
 //! next request's verdict (or the error log) against a deadline.
 #![cfg(feature = "watch")]
 
-use crate::common::Logs;
-
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::StatusCode;
 use proxy_auth::watch::{watch_file, WatchError, WatchHandle};
 use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
-use tower::{service_fn, Layer, ServiceExt};
 use tracing::dispatcher::DefaultGuard;
+
+use crate::common::{self, get, Logs};
 
 /// Long enough for a loaded CI machine; a change normally lands in ~0.1 s.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -67,13 +65,10 @@ impl Setup {
 
     /// The status of `GET /v1/models` with `x-api-key: key` through a real layer.
     async fn status(&self, key: &str) -> StatusCode {
-        let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-        let service = ProxyAuthLayer::from_shared(self.shared.clone()).layer(inner);
-        let request = Request::get("/v1/models")
-            .header("x-api-key", key)
-            .body(())
-            .unwrap();
-        service.oneshot(request).await.unwrap().status()
+        let layer = ProxyAuthLayer::from_shared(self.shared.clone());
+        common::send(layer, get("/v1/models", &[("x-api-key", key)]))
+            .await
+            .status
     }
 
     /// Waits until `key` gets `status`, or fails after the deadline.

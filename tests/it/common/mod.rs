@@ -1,14 +1,26 @@
-//! Helpers shared by the test modules.
+//! Helpers shared by the test modules: requests, one request through a layer
+//! ([`send`]) or any service ([`answer`]), an HTTP/1.1 client for servers on
+//! loopback ports ([`http1`]), per-test log capture ([`Logs`]) and child
+//! processes (the built examples, a test alone in its own process).
 
 #![allow(dead_code)]
 
+mod client;
 mod logs;
 mod process;
 
-pub use logs::Logs;
-pub use process::rerun_alone;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
-use http::{Method, Request, Response};
+use http::header::AsHeaderName;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use proxy_auth::{Authenticated, ProxyAuthLayer};
+use tower::{service_fn, Layer, ServiceExt};
+
+pub use client::{http1, http1_within, Reply};
+pub use logs::Logs;
+pub use process::{example_binary, rerun_alone};
 
 /// A key of the shape `generate_api_key` produces (35 bytes).
 pub const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
@@ -39,66 +51,113 @@ pub fn reason<B>(response: &Response<B>) -> Option<String> {
     header(response, "x-proxy-auth-error")
 }
 
-/// What [`http1`] read back: the status, the head (lowercased) and the body.
-pub struct Reply {
-    pub status: u16,
-    pub head: String,
+/// A header of `headers` as text; the layer and the servers under test
+/// only ever write visible ASCII.
+fn text(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
+    headers
+        .get(name)
+        .map(|value| value.to_str().expect("a visible-ASCII header value"))
+}
+
+/// A whole response, as a client sees it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: String,
 }
 
-/// One HTTP/1.1 request written by hand on a fresh connection
-/// (`Connection: close`), headers exactly as given (whitespace included),
-/// read to the end within 10 s.
-pub async fn http1(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Reply {
-    http1_within(
-        addr,
-        method,
-        path,
-        headers,
-        std::time::Duration::from_secs(10),
-    )
-    .await
+impl Answer {
+    pub fn header(&self, name: impl AsHeaderName) -> Option<&str> {
+        text(&self.headers, name)
+    }
 }
 
-/// [`http1`] with its own time limit. A `Connection` header among
-/// `headers` replaces the default `Connection: close`, so hop-by-hop
-/// headers can be sent exactly as a test means them.
-pub async fn http1_within(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    limit: std::time::Duration,
-) -> Reply {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-    if !headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("connection"))
-    {
-        request.push_str("Connection: close\r\n");
+/// Sends `request` to `service` and reads the whole response.
+pub async fn answer<S, B, RB>(service: S, request: Request<B>) -> Answer
+where
+    S: tower::Service<Request<B>, Response = Response<RB>>,
+    S::Error: std::fmt::Debug,
+    RB: http_body::Body,
+    RB::Error: std::fmt::Debug,
+{
+    let response = service.oneshot(request).await.expect("the service answers");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("the whole body").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8(body.to_vec()).expect("a UTF-8 body"),
     }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+}
+
+/// What the service behind the layer was handed.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    /// The `Authenticated` extension (only with `insert_identity`).
+    pub identity: Option<Authenticated>,
+}
+
+/// What [`send`] observed: the response, and every request the service
+/// behind the layer was handed.
+#[derive(Debug)]
+pub struct Sent {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub seen: Vec<Seen>,
+}
+
+impl Sent {
+    pub fn header(&self, name: impl AsHeaderName) -> Option<&str> {
+        text(&self.headers, name)
     }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(limit, stream.read_to_end(&mut raw))
-        .await
-        .unwrap_or_else(|_| panic!("server answered and closed within {limit:?}"))
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    Reply {
-        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
+
+    /// The `x-proxy-auth-error` header: set only on the layer's own 401s.
+    pub fn reason(&self) -> Option<&str> {
+        self.header("x-proxy-auth-error")
+    }
+
+    /// Whether the request reached the inner service, exactly once.
+    pub fn reached_inner(&self) -> bool {
+        self.seen.len() == 1
+    }
+
+    /// The identity the inner service was handed, if it ran.
+    pub fn identity(&self) -> Option<&Authenticated> {
+        self.seen.first()?.identity.as_ref()
+    }
+}
+
+/// Sends `request` through `layer` in front of a service that records what
+/// it is handed and answers `200 inner`.
+pub async fn send(layer: ProxyAuthLayer, request: Request<String>) -> Sent {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let seen = seen.clone();
+        service_fn(move |request: Request<String>| {
+            seen.lock().expect("seen lock").push(Seen {
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                headers: request.headers().clone(),
+                identity: request.extensions().get::<Authenticated>().cloned(),
+            });
+            async { Ok::<_, Infallible>(Response::new(String::from("inner"))) }
+        })
+    };
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer(layer.layer(inner), request).await;
+    let seen = std::mem::take(&mut *seen.lock().expect("seen lock"));
+    Sent {
+        status,
+        headers,
+        body,
+        seen,
     }
 }
