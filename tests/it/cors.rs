@@ -2,8 +2,8 @@
 //! the headers a preflight and a 401 get through the axum example's router,
 //! and the examples' start-up error for a bad origin list.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::axum_example::{
     self,
     settings::cors::{self, CorsOrigins},
 };
-use crate::common::{self, answer, Answer};
+use crate::common::{self, answer, http1, Answer, Reply};
 
 const PAGE: &str = "http://127.0.0.1:3000";
 
@@ -361,22 +361,8 @@ fn examples_refuse_to_start_with_a_bad_origin_list() {
     }
 }
 
-/// One raw HTTP/1.1 exchange (`Connection: close`); the head, lowercased,
-/// and the body.
-fn http(addr: SocketAddr, request: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).expect("read reply");
-    let (head, body) = reply.split_once("\r\n\r\n").expect("a head");
-    (head.to_ascii_lowercase(), body.to_owned())
-}
-
-#[test]
-fn hyper_example_serves_cors_outside_auth() {
+#[tokio::test]
+async fn hyper_example_serves_cors_outside_auth() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -406,14 +392,21 @@ fn hyper_example_serves_cors_outside_auth() {
     }
     assert!(banner.contains(&format!("CORS: {PAGE}")), "{banner}");
 
-    let (head, _) = http(
+    let Reply { head, .. } = http1(
         addr,
-        &format!(
-            "OPTIONS /v1/messages HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\
-             Origin: {PAGE}\r\nAccess-Control-Request-Method: POST\r\n\
-             Access-Control-Request-Headers: x-api-key,anthropic-version,content-type\r\n\r\n"
-        ),
-    );
+        "OPTIONS",
+        "/v1/messages",
+        &[
+            ("Host", &listen),
+            ("Origin", PAGE),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "x-api-key,anthropic-version,content-type",
+            ),
+        ],
+    )
+    .await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(
         head.contains(&format!("access-control-allow-origin: {PAGE}")),
@@ -421,13 +414,13 @@ fn hyper_example_serves_cors_outside_auth() {
     );
     assert!(head.contains("access-control-allow-headers: "), "{head}");
 
-    let (head, body) = http(
+    let Reply { head, body, .. } = http1(
         addr,
-        &format!(
-            "GET /healthz HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\
-             Origin: {PAGE}\r\nx-api-key: wrong\r\n\r\n"
-        ),
-    );
+        "GET",
+        "/healthz",
+        &[("Host", &listen), ("Origin", PAGE), ("x-api-key", "wrong")],
+    )
+    .await;
     assert!(head.starts_with("http/1.1 401"), "{head}");
     assert!(
         head.contains(&format!("access-control-allow-origin: {PAGE}")),

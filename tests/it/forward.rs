@@ -42,9 +42,9 @@ fn upstream_at(base: &str, key: &str) -> forward_example::Upstream {
     forward_example::Upstream::new(base, Some(key)).unwrap()
 }
 
-/// One HTTP/1.1 request on a fresh connection, written byte for byte as
-/// given (so hop-by-hop headers reach the proxy exactly), read to EOF.
-async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+/// One HTTP/1.1 request on a fresh connection, headers as given (hop-by-hop
+/// ones included: hyper's client writes them as they are), read to the end.
+async fn exchange(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     http1_within(addr, method, path, headers, Duration::from_secs(20)).await
 }
 
@@ -81,7 +81,7 @@ async fn the_upstream_gets_its_key_in_the_header_the_client_used_and_never_the_p
         ),
     ];
     for (i, (name, value, upstream_header, upstream_value)) in cases.iter().enumerate() {
-        let reply = raw(proxy, "GET", "/v1/models", &[(name, value)]).await;
+        let reply = exchange(proxy, "GET", "/v1/models", &[(name, value)]).await;
         assert_eq!(reply.status, 200, "{name}: {}", reply.body);
         assert_eq!(reply.body, r#"{"ok":true}"#);
 
@@ -124,7 +124,7 @@ async fn in_mode_off_the_clients_key_is_still_replaced() {
     .await;
 
     // The layer strips nothing in mode off; the forwarder still does.
-    let reply = raw(
+    let reply = exchange(
         proxy,
         "GET",
         "/v1/messages",
@@ -137,7 +137,7 @@ async fn in_mode_off_the_clients_key_is_still_replaced() {
 
     // Nor does any other copy of it go: `Proxy-Authorization` and the key
     // parameter in every spelling the layer would read.
-    let reply = raw(
+    let reply = exchange(
         proxy,
         "GET",
         "/v1/messages?a=1&KEY=sk-own&k%65y=sk-own&keys=2&%4b%45%59=sk-own&monkey=3",
@@ -154,7 +154,7 @@ async fn in_mode_off_the_clients_key_is_still_replaced() {
 
     // No key header: nothing to say which API, so no key is added and the
     // upstream refuses, in its own words.
-    let reply = raw(proxy, "GET", "/v1/messages", &[]).await;
+    let reply = exchange(proxy, "GET", "/v1/messages", &[]).await;
     assert_eq!((reply.status, reply.body.as_str()), (401, UPSTREAM_401));
     assert!(!has_header(&reply, "x-proxy-auth-error"));
 }
@@ -170,7 +170,7 @@ async fn a_preflight_passes_the_layer_but_never_gets_the_upstream_key() {
 
     // OPTIONS passes in every mode; with a key header it must not turn
     // into a request signed with the operator's key.
-    let reply = raw(
+    let reply = exchange(
         proxy,
         "OPTIONS",
         "/v1/chat/completions",
@@ -192,7 +192,7 @@ async fn base_path_is_prefixed_and_a_key_query_parameter_is_dropped() {
     let proxy = start_proxy(ProxyAuthMode::Strict, upstream_at(&base, UPSTREAM_KEY)).await;
 
     let bearer = format!("Bearer {PROXY_KEY}");
-    let reply = raw(
+    let reply = exchange(
         proxy,
         "GET",
         "/models?a=1&key=sk-in-url&b=2",
@@ -210,7 +210,7 @@ async fn dot_segments_cannot_climb_out_of_the_base_path() {
     let proxy = start_proxy(ProxyAuthMode::Strict, upstream_at(&base, UPSTREAM_KEY)).await;
 
     for path in ["/../admin", "/models/./x", "/%2E%2e/admin", "/a/.%2e"] {
-        let reply = raw(proxy, "GET", path, &[("x-api-key", PROXY_KEY)]).await;
+        let reply = exchange(proxy, "GET", path, &[("x-api-key", PROXY_KEY)]).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.body);
         assert!(
             reply.head.contains("x-proxy-error: bad_request"),
@@ -219,7 +219,7 @@ async fn dot_segments_cannot_climb_out_of_the_base_path() {
         );
     }
     // Dots inside a segment are ordinary characters.
-    let reply = raw(
+    let reply = exchange(
         proxy,
         "GET",
         "/models/gpt-4.1..x",
@@ -244,7 +244,7 @@ async fn hop_by_hop_headers_stay_on_their_hop() {
     .await;
 
     let bearer = format!("Bearer {PROXY_KEY}");
-    let reply = raw(
+    let reply = exchange(
         proxy,
         "GET",
         "/v1/hop",
@@ -480,7 +480,7 @@ async fn a_keyless_request_gets_the_proxys_401_and_never_reaches_the_upstream() 
     )
     .await;
 
-    let missing = raw(proxy, "POST", "/v1/chat/completions", &[]).await;
+    let missing = exchange(proxy, "POST", "/v1/chat/completions", &[]).await;
     assert_eq!(missing.status, 401);
     assert!(
         missing.head.contains("x-proxy-auth-error: missing_key"),
@@ -488,7 +488,7 @@ async fn a_keyless_request_gets_the_proxys_401_and_never_reaches_the_upstream() 
         missing.head
     );
 
-    let wrong = raw(proxy, "GET", "/v1/models", &[("x-api-key", "sk-wrong")]).await;
+    let wrong = exchange(proxy, "GET", "/v1/models", &[("x-api-key", "sk-wrong")]).await;
     assert_eq!(wrong.status, 401);
     assert!(
         wrong.head.contains("x-proxy-auth-error: invalid_key"),
@@ -496,7 +496,7 @@ async fn a_keyless_request_gets_the_proxys_401_and_never_reaches_the_upstream() 
         wrong.head
     );
 
-    let health = raw(proxy, "GET", "/healthz", &[]).await;
+    let health = exchange(proxy, "GET", "/healthz", &[]).await;
     assert_eq!(
         (health.status, health.body.as_str()),
         (200, r#"{"status":"ok"}"#)
@@ -516,7 +516,7 @@ async fn the_upstreams_401_reaches_the_client_unchanged_and_unmarked() {
     )
     .await;
 
-    let reply = raw(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
+    let reply = exchange(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.body, UPSTREAM_401);
     assert!(reply.head.contains("x-upstream-said: no"), "{}", reply.head);
@@ -539,7 +539,7 @@ async fn an_unreachable_upstream_gets_a_502_with_a_json_error() {
     )
     .await;
 
-    let reply = raw(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
+    let reply = exchange(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
     assert_eq!(reply.status, 502);
     assert!(
         reply.head.contains("content-type: application/json"),
@@ -574,7 +574,7 @@ async fn an_upstream_that_never_completes_tls_gets_a_502_not_a_hang() {
     upstream.connect_timeout = Duration::from_millis(300);
     let proxy = start_proxy(ProxyAuthMode::Strict, upstream).await;
 
-    let reply = raw(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
+    let reply = exchange(proxy, "GET", "/v1/models", &[("x-api-key", PROXY_KEY)]).await;
     assert_eq!(reply.status, 502);
     assert!(
         reply.head.contains("x-proxy-error: upstream_unreachable"),

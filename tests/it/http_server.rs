@@ -1,5 +1,5 @@
 //! The layer over real HTTP: the axum example's router and a plain hyper
-//! server on ephemeral loopback ports, spoken to with raw HTTP/1.1.
+//! server on ephemeral loopback ports, spoken to over HTTP/1.1.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

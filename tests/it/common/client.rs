@@ -1,65 +1,88 @@
-//! One HTTP/1.1 request, written by hand on a fresh connection.
+//! One HTTP/1.1 request to a server on a loopback port, through hyper's
+//! client on a fresh connection.
 
-/// What [`http1`] read back: the status, the head (lowercased) and the body.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+/// What [`http1`] read back: the status, the head (the status line and the
+/// headers, lowercased, as `name: value` lines) and the body.
 pub struct Reply {
     pub status: u16,
     pub head: String,
     pub body: String,
 }
 
-/// One HTTP/1.1 request written by hand on a fresh connection
-/// (`Connection: close`), headers exactly as given (whitespace included),
-/// read to the end within 10 s.
+/// [`http1_within`] 10 s.
 pub async fn http1(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    http1_within(
-        addr,
-        method,
-        path,
-        headers,
-        std::time::Duration::from_secs(10),
-    )
-    .await
+    http1_within(addr, method, path, headers, Duration::from_secs(10)).await
 }
 
-/// [`http1`] with its own time limit. A `Connection` header among
-/// `headers` replaces the default `Connection: close`, so hop-by-hop
-/// headers can be sent exactly as a test means them.
+/// One request on a fresh connection, read to the end within `limit`.
+/// `Host: localhost` and `Connection: close` are added unless `headers`
+/// has its own.
 pub async fn http1_within(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    limit: std::time::Duration,
+    limit: Duration,
 ) -> Reply {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-    if !headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("connection"))
-    {
-        request.push_str("Connection: close\r\n");
+    let has = |wanted: &str| {
+        headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+    };
+    let mut request = Request::builder().method(method).uri(path);
+    if !has("host") {
+        request = request.header("host", "localhost");
+    }
+    if !has("connection") {
+        request = request.header("connection", "close");
     }
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request = request.header(*name, *value);
     }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(limit, stream.read_to_end(&mut raw))
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .expect("a valid request");
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("the server accepts connections");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("an HTTP/1.1 connection");
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(request)
+            .await
+            .expect("the server answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("the whole body").to_bytes();
+        let mut head = format!("{:?} {}", parts.version, parts.status);
+        for (name, value) in &parts.headers {
+            head.push_str(&format!(
+                "\r\n{name}: {}",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        Reply {
+            status: parts.status.as_u16(),
+            head: head.to_ascii_lowercase(),
+            body: String::from_utf8(body.to_vec()).expect("a UTF-8 body"),
+        }
+    };
+    tokio::time::timeout(limit, exchange)
         .await
-        .unwrap_or_else(|_| panic!("server answered and closed within {limit:?}"))
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    Reply {
-        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
+        .unwrap_or_else(|_| panic!("no whole answer within {limit:?}"))
 }
