@@ -18,10 +18,10 @@ async fn send(config: &ProxySecurityConfig, path: &str, headers: &[(&str, &str)]
     common::send(ProxyAuthLayer::new(config.clone()), get(path, headers)).await
 }
 
-// Rule 5: auth on + empty (or blank) configured key: every request that
+// Auth on + empty (or blank) configured key: every request that
 // needs a key is denied, with one error line per request.
 #[tokio::test(flavor = "current_thread")]
-async fn rule5_empty_configured_key_denies_and_logs_an_error_per_request() {
+async fn an_empty_configured_key_denies_and_logs_an_error_per_request() {
     for key in ["", "   ", "\t\n"] {
         for config in [
             ProxySecurityConfig::new(ProxyAuthMode::Strict, key),

@@ -105,9 +105,9 @@ fn every_config(key: &str) -> Vec<ProxySecurityConfig> {
     all
 }
 
-// Rule 1: OPTIONS passes in every mode, without a key.
+// A preflight is never judged.
 #[tokio::test]
-async fn rule1_options_passes_in_every_mode_without_a_key() {
+async fn options_passes_in_every_mode_without_a_key() {
     for key in [KEY, ""] {
         for config in every_config(key) {
             for path in ["/v1/chat/completions", "/healthz"] {
@@ -126,9 +126,8 @@ async fn rule1_options_passes_in_every_mode_without_a_key() {
     }
 }
 
-// Rule 2: effective Off lets everything through.
 #[tokio::test]
-async fn rule2_effective_off_passes_everything() {
+async fn effective_off_passes_everything() {
     for config in [
         config(ProxyAuthMode::Off, KEY),
         config(ProxyAuthMode::Auto, KEY).allow_lan_access(false),
@@ -152,9 +151,9 @@ async fn rule2_effective_off_passes_everything() {
     assert_passed(&send(&config(ProxyAuthMode::Off, ""), get("/v1", &[])).await);
 }
 
-// Rule 3: effective AllExceptHealth exempts exactly /healthz by default.
+// By default, exactly /healthz (query aside) and nothing that resembles it.
 #[tokio::test]
-async fn rule3_all_except_health_exempts_only_healthz() {
+async fn all_except_health_exempts_only_healthz() {
     for config in [
         config(ProxyAuthMode::AllExceptHealth, KEY),
         config(ProxyAuthMode::Auto, KEY).allow_lan_access(true),
@@ -181,7 +180,7 @@ async fn rule3_all_except_health_exempts_only_healthz() {
 }
 
 #[tokio::test]
-async fn rule3_exempt_paths_are_configurable() {
+async fn exempt_paths_are_configurable() {
     let config = config(ProxyAuthMode::AllExceptHealth, KEY);
     let layer = || ProxyAuthLayer::new(config.clone()).exempt_paths(["/readyz", "/livez"]);
     assert_passed(&send_with(layer(), get("/readyz", &[])).await);
@@ -195,9 +194,8 @@ async fn rule3_exempt_paths_are_configurable() {
     assert_rejected(&send_with(none, get("/healthz", &[])).await, "missing_key");
 }
 
-// Rule 4: Strict protects /healthz too.
 #[tokio::test]
-async fn rule4_strict_requires_the_key_for_healthz() {
+async fn strict_requires_the_key_for_healthz() {
     let config = config(ProxyAuthMode::Strict, KEY);
     assert_rejected(&send(&config, get("/healthz", &[])).await, "missing_key");
     let outcome = send(&config, get("/healthz", &[("x-api-key", KEY)])).await;
@@ -208,12 +206,13 @@ async fn rule4_strict_requires_the_key_for_healthz() {
     assert_rejected(&send_with(layer, get("/readyz", &[])).await, "missing_key");
 }
 
-// Rule 5 (empty configured key) is in tests/it/logging.rs, which captures
-// the error log line it must produce.
+// An empty configured key is tested in logging.rs, which also captures the
+// error log line it must produce.
 
-// Rule 6: the first PRESENT header is the one judged.
+// The first key header present (authorization, x-api-key, x-goog-api-key,
+// in that order) is the one judged, right or wrong.
 #[tokio::test]
-async fn rule6_first_present_header_is_judged() {
+async fn the_first_present_key_header_is_judged() {
     let config = config(ProxyAuthMode::Strict, KEY);
     let bearer = format!("Bearer {KEY}");
     // Each source alone works and is reported.
@@ -275,7 +274,7 @@ async fn rule6_first_present_header_is_judged() {
 }
 
 #[tokio::test]
-async fn rule6_header_names_are_case_insensitive() {
+async fn key_header_names_are_case_insensitive() {
     let config = config(ProxyAuthMode::Strict, KEY);
     for name in [
         "Authorization",
@@ -297,9 +296,8 @@ async fn rule6_header_names_are_case_insensitive() {
     }
 }
 
-// Rule 7: Bearer handling.
 #[tokio::test]
-async fn rule7_bearer_prefix_rules() {
+async fn bearer_prefix_is_optional_case_insensitive_and_stripped_once() {
     let config = config(ProxyAuthMode::Strict, KEY);
     for accepted in [
         format!("Bearer {KEY}"),
@@ -342,9 +340,8 @@ fn config_with_key(key: &str) -> ProxySecurityConfig {
     config(ProxyAuthMode::Strict, key)
 }
 
-// Rule 8: an empty presented key never matches.
 #[tokio::test]
-async fn rule8_empty_presented_key_never_matches() {
+async fn an_empty_presented_key_never_matches() {
     for configured in [KEY, "", " "] {
         let config = config(ProxyAuthMode::Strict, configured);
         for (name, value) in [
@@ -364,11 +361,11 @@ async fn rule8_empty_presented_key_never_matches() {
     }
 }
 
-// Rule 9 (constant time) is covered by `compare` unit tests for correctness
+// Constant time is covered by `compare` unit tests for correctness
 // and by tests/timing/ for timing. Here: keys that share a prefix or are a
 // prefix of each other never match.
 #[tokio::test]
-async fn rule9_prefixes_and_extensions_do_not_match() {
+async fn prefixes_and_extensions_of_the_key_do_not_match() {
     let config = config(ProxyAuthMode::Strict, KEY);
     for wrong in [
         &KEY[..KEY.len() - 1],
@@ -383,9 +380,9 @@ async fn rule9_prefixes_and_extensions_do_not_match() {
     }
 }
 
-// Rule 10: rejection responses.
+// OpenAI's, Anthropic's or Gemini's error shape, chosen by path or header.
 #[tokio::test]
-async fn rule10_rejection_shape_per_protocol() {
+async fn rejections_take_each_apis_error_shape() {
     let config = config(ProxyAuthMode::Strict, KEY);
     let json = |o: &Outcome| serde_json::from_str::<serde_json::Value>(&o.body).unwrap();
 
@@ -456,9 +453,9 @@ async fn rule10_rejection_shape_per_protocol() {
     );
 }
 
-// Rule 11: poll_ready passes through; the layer is Clone; hot reload.
+// The tower contract: poll_ready passes through; layer and service are Clone.
 #[tokio::test]
-async fn rule11_poll_ready_is_the_inner_services() {
+async fn poll_ready_is_the_inner_services() {
     use std::task::{Context, Poll};
 
     #[derive(Clone)]
@@ -495,7 +492,7 @@ async fn rule11_poll_ready_is_the_inner_services() {
 }
 
 #[tokio::test]
-async fn rule11_layer_and_service_are_clone() {
+async fn layer_and_service_are_clone() {
     let layer = ProxyAuthLayer::new(config(ProxyAuthMode::Strict, KEY));
     let service = layer.clone().layer(service_fn(|_: Request<String>| async {
         Ok::<_, Infallible>(Response::new(String::new()))
