@@ -34,13 +34,14 @@ async fn serve(router: Router) -> SocketAddr {
 }
 
 /// The page's results, once its script has written them.
-fn run_page(browser: &webdriver::Session, url: &str) -> Value {
-    browser.navigate(url).expect("open the page");
+async fn run_page(browser: &webdriver::Browser, url: &str) -> Value {
+    browser.goto(url).await.expect("open the page");
     let text = browser
         .wait_for(
             "const t = document.getElementById('results').textContent; return t || null;",
             Duration::from_secs(60),
         )
+        .await
         .expect("the page's script finished");
     serde_json::from_str(text.as_str().expect("text")).expect("JSON results")
 }
@@ -75,20 +76,20 @@ async fn a_page_on_an_allowed_origin_reads_answers_and_401s() {
     .await;
 
     let query = format!("api=http://{api}&plain=http://{plain}&key={KEY}");
-    let (allowed, other) = tokio::task::spawn_blocking(move || {
-        let browser = webdriver::Session::start().expect("start headless Chromium");
-        let allowed = run_page(
-            &browser,
-            &format!("http://{allowed_page}/?{query}&checks=allowed"),
-        );
-        let other = run_page(
-            &browser,
-            &format!("http://{other_page}/?{query}&checks=other"),
-        );
-        (allowed, other)
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let browser = webdriver::Browser::start()
+        .await
+        .expect("start headless Chromium");
+    let allowed = run_page(
+        &browser,
+        &format!("http://{allowed_page}/?{query}&checks=allowed"),
+    )
+    .await;
+    let other = run_page(
+        &browser,
+        &format!("http://{other_page}/?{query}&checks=other"),
+    )
+    .await;
+    browser.quit().await.expect("end the browser session");
 
     let show = |r: &Value| serde_json::to_string_pretty(r).unwrap_or_default();
     assert_eq!(allowed["origin"], format!("http://{allowed_page}"));

@@ -1,16 +1,17 @@
-//! Just enough of the W3C WebDriver protocol to drive Debian's headless
-//! Chromium through chromedriver: new session, navigate, execute script,
-//! delete session. Blocking std sockets with timeouts, so no call can hang;
-//! dropping the [`Session`] quits the browser and ends chromedriver's whole
-//! process group (Chromium included), also when the test panics.
+//! Debian's headless Chromium driven through chromedriver with `fantoccini`
+//! (the W3C WebDriver protocol over plain http to 127.0.0.1). Every call is
+//! bounded in time, so none can hang the test; dropping the [`Browser`]
+//! ends chromedriver's whole process group (Chromium included), also when
+//! the test panics.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -37,18 +38,29 @@ pub fn installed() -> bool {
     Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
 }
 
-/// A browser session; its `Drop` cleans everything up.
-pub struct Session {
+/// A chromedriver with one Chromium session; its `Drop` cleans up.
+pub struct Browser {
+    pub client: Client,
     driver: Child,
-    addr: SocketAddr,
     profile: PathBuf,
-    id: Option<String>,
 }
 
-impl Session {
+/// `call`, or an error once it has taken [`CALL_TIMEOUT`].
+async fn within<T, E: std::fmt::Display>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
+impl Browser {
     /// Starts chromedriver on a free loopback port and a Chromium with a new
     /// empty profile.
-    pub fn start() -> Result<Session, String> {
+    pub async fn start() -> Result<Browser, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -61,7 +73,7 @@ impl Session {
             std::process::id()
         ));
         std::fs::create_dir_all(&profile).map_err(|e| format!("profile dir: {e}"))?;
-        let driver = Command::new(CHROMEDRIVER)
+        let mut driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -70,166 +82,98 @@ impl Session {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start {CHROMEDRIVER}: {e}"))?;
-        let mut session = Session {
-            driver,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            profile,
-            id: None,
-        };
-        session.wait_ready()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if let Err(e) = wait_listening(&mut driver, addr).await {
+            kill_group(&mut driver);
+            return Err(e);
+        }
         let mut args: Vec<String> = FLAGS.iter().map(|f| f.to_string()).collect();
-        args.push(format!("--user-data-dir={}", session.profile.display()));
-        let created = session.call(
-            "POST",
-            "/session",
-            Some(json!({ "capabilities": { "alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
-                "timeouts": { "pageLoad": 20_000, "script": 20_000 },
-            }}})),
-        )?;
-        let id = created["sessionId"]
-            .as_str()
-            .ok_or_else(|| format!("no sessionId in {created}"))?;
-        session.id = Some(id.to_owned());
-        Ok(session)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(status) = self.call("GET", "/status", None) {
-                if status["ready"] == true {
-                    return Ok(());
-                }
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            "timeouts": { "pageLoad": 20_000, "script": 20_000 },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object")
+        };
+        let connect = async {
+            ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&format!("http://{addr}"))
+                .await
+        };
+        match within("new session", connect).await {
+            Ok(client) => Ok(Browser {
+                client,
+                driver,
+                profile,
+            }),
+            Err(e) => {
+                kill_group(&mut driver);
+                let _ = std::fs::remove_dir_all(&profile);
+                Err(e)
             }
-            if let Ok(Some(exit)) = self.driver.try_wait() {
-                return Err(format!("chromedriver exited at start: {exit}"));
-            }
-            if Instant::now() > deadline {
-                return Err("chromedriver not ready within 15 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.id.as_deref().unwrap_or(""))
+    pub async fn goto(&self, url: &str) -> Result<(), String> {
+        within("navigate", self.client.goto(url)).await
     }
 
-    pub fn navigate(&self, url: &str) -> Result<(), String> {
-        self.call("POST", &self.path("/url"), Some(json!({ "url": url })))
-            .map(drop)
-    }
-
-    /// Runs `script` (a function body) in the page and returns its value.
-    pub fn execute(&self, script: &str) -> Result<Value, String> {
-        self.call(
-            "POST",
-            &self.path("/execute/sync"),
-            Some(json!({ "script": script, "args": [] })),
-        )
-    }
-
-    /// Polls `script` until it returns something other than `null`.
-    pub fn wait_for(&self, script: &str, limit: Duration) -> Result<Value, String> {
+    /// Polls `script` (a function body run in the page) until it returns
+    /// something other than `null`, for at most `limit`.
+    pub async fn wait_for(&self, script: &str, limit: Duration) -> Result<Value, String> {
         let deadline = Instant::now() + limit;
         loop {
-            let value = self.execute(script)?;
+            let value = within("execute script", self.client.execute(script, vec![])).await?;
             if !value.is_null() {
                 return Ok(value);
             }
             if Instant::now() > deadline {
                 return Err(format!("the page gave no value within {limit:?}"));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// One WebDriver command; its `value`, or the driver's error message.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        stream
-            .set_read_timeout(Some(CALL_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(CALL_TIMEOUT)))
-            .map_err(|e| e.to_string())?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        let (status, reply) = read_reply(stream).map_err(|e| format!("{method} {path}: {e}"))?;
-        let reply: Value = serde_json::from_slice(&reply)
-            .map_err(|e| format!("{method} {path}: {e}: {}", String::from_utf8_lossy(&reply)))?;
-        let value = reply.get("value").cloned().unwrap_or(Value::Null);
-        if status == 200 {
-            // New Session answers {"value": {"sessionId", "capabilities"}}.
-            Ok(value)
-        } else {
-            Err(format!(
-                "{method} {path}: {status} {}: {}",
-                value["error"], value["message"]
-            ))
-        }
+    /// Ends the session, which quits Chromium cleanly (its crash handlers
+    /// exit with it); `Drop` ends whatever is left.
+    pub async fn quit(self) -> Result<(), String> {
+        within("end session", self.client.clone().close()).await
     }
 }
 
-/// Status and body of an HTTP/1.1 reply, by Content-Length or to EOF.
-fn read_reply(stream: TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let mut length = None;
+/// Until chromedriver accepts connections on `addr` (15 s at most).
+async fn wait_listening(driver: &mut Child, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
         }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse::<usize>().ok();
-            }
+        if let Ok(Some(exit)) = driver.try_wait() {
+            return Err(format!("chromedriver exited at start: {exit}"));
         }
+        if Instant::now() > deadline {
+            return Err("chromedriver not listening within 15 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut body = Vec::new();
-    match length {
-        Some(n) => {
-            body.resize(n, 0);
-            reader.read_exact(&mut body)?;
-        }
-        None => {
-            reader.read_to_end(&mut body)?;
-        }
-    }
-    Ok((status, body))
 }
 
-impl Drop for Session {
+/// Ends chromedriver's process group (Chromium included) and reaps it.
+fn kill_group(driver: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
+impl Drop for Browser {
     fn drop(&mut self) {
-        if self.id.is_some() {
-            // Quits Chromium cleanly (its crash handlers exit with it).
-            let _ = self.call("DELETE", &self.path(""), None);
-        }
-        // Whatever is left of chromedriver's group, Chromium included.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_group(&mut self.driver);
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
