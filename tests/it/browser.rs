@@ -6,7 +6,7 @@
 //! into the page and read back through WebDriver.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/browser.sh`);
-//! without them the test says it is skipped and passes.
+//! without them, see [`common::installed_or_skip`].
 
 mod webdriver;
 
@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::axum_example;
 use crate::axum_example::settings::cors;
+use crate::common;
 
 const KEY: &str = "sk-browser-test";
 const PAGE: &str = include_str!("browser/page.html");
@@ -52,8 +53,7 @@ fn blocked(result: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_an_allowed_origin_reads_answers_and_401s() {
-    if !webdriver::installed() {
-        println!("skipped: chromium not found (run .ci/browser.sh)");
+    if common::installed_or_skip(webdriver::installed(), ".ci/browser.sh").is_none() {
         return;
     }
 

@@ -3,7 +3,8 @@
 //! (`-m immediate`) when dropped, also when the test panics.
 //!
 //! Debian's binaries live in `/usr/lib/postgresql/<version>/bin`
-//! (`.ci/postgres.sh` installs them); `PG_BIN` overrides the directory.
+//! (`.ci/postgres.sh` installs them; see [`installed`]); `PG_BIN` overrides
+//! the directory.
 //! `initdb` refuses to run as root, so as root every server command runs as
 //! the package's `postgres` user through `runuser`, with the data directory
 //! owned by that user.
@@ -27,9 +28,15 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// A fresh, empty cluster, started.
+    /// A fresh, empty cluster, started; panics without the server binaries
+    /// (see [`installed`]).
     pub fn start() -> PgServer {
-        let bin = bin_dir();
+        let bin = installed().unwrap_or_else(|why| panic!("{why}; run .ci/postgres.sh"));
+        PgServer::start_with(bin)
+    }
+
+    /// A fresh, empty cluster of the binaries in `bin`, started.
+    pub fn start_with(bin: PathBuf) -> PgServer {
         let as_postgres = is_root();
         let mut builder = tempfile::Builder::new();
         builder.prefix("proxy-auth-pg-");
@@ -159,25 +166,49 @@ impl Drop for PgServer {
     }
 }
 
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PG_BIN") {
-        return PathBuf::from(dir);
+/// The directory of the server binaries (`PG_BIN`, or the newest
+/// `/usr/lib/postgresql/<version>/bin`), and as root the `postgres` user to
+/// run them as; or what is missing.
+pub fn installed() -> Result<PathBuf, String> {
+    let bin = match std::env::var_os("PG_BIN") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let root = Path::new("/usr/lib/postgresql");
+            let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| {
+                    let version = entry.file_name().to_str()?.parse().ok()?;
+                    let bin = entry.path().join("bin");
+                    bin.join("initdb").exists().then_some((version, bin))
+                })
+                .collect();
+            versions.sort();
+            let Some((_, bin)) = versions.pop() else {
+                return Err(
+                    "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (or set PG_BIN)"
+                        .into(),
+                );
+            };
+            bin
+        }
+    };
+    for tool in ["initdb", "pg_ctl"] {
+        if !bin.join(tool).exists() {
+            return Err(format!("no {tool} in {}", bin.display()));
+        }
     }
-    let root = Path::new("/usr/lib/postgresql");
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").exists().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
-        panic!("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; run .ci/postgres.sh (or set PG_BIN)")
-    })
+    let postgres_user = || {
+        Command::new("id")
+            .arg("postgres")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if is_root() && !postgres_user() {
+        return Err("no `postgres` user to run the PostgreSQL server as (root may not)".into());
+    }
+    Ok(bin)
 }
 
 fn is_root() -> bool {

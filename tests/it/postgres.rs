@@ -20,7 +20,7 @@ use proxy_auth::{
 };
 
 use crate::common::{self, get, Logs};
-use crate::pg::PgServer;
+use crate::pg::{self, PgServer};
 
 const OPERATOR_KEY: &str = "sk-operator-key";
 const PROPAGATION: Duration = Duration::from_secs(1);
@@ -130,6 +130,12 @@ fn run<F: Future<Output = ()>>(test: impl FnOnce(Logs) -> F) {
     logs.runtime(2).block_on(test(logs.clone()));
 }
 
+/// A server of the test's own, or `None` (the test is skipped, see
+/// [`common::installed_or_skip`]) without PostgreSQL's server binaries.
+fn server() -> Option<PgServer> {
+    common::installed_or_skip(pg::installed(), ".ci/postgres.sh").map(PgServer::start_with)
+}
+
 /// One test at a time: each starts its own server, and the 1 s deadlines
 /// should measure the store, not several `initdb`s competing for the CPU.
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
@@ -150,7 +156,9 @@ async fn two_replicas(server: &PgServer) -> (PgKeyStore, Replica, Replica) {
 fn admin_changes_reach_both_replicas_within_a_second() {
     run(|_logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let (store, a, b) = two_replicas(&server).await;
         let both = [&a, &b];
         let admin = store.admin().await.unwrap();
@@ -251,7 +259,9 @@ fn admin_changes_reach_both_replicas_within_a_second() {
 fn plain_sql_changes_reach_both_replicas_within_a_second() {
     run(|_logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let (_store, a, b) = two_replicas(&server).await;
         let both = [&a, &b];
         let sql = server.client().await;
@@ -311,7 +321,9 @@ fn plain_sql_changes_reach_both_replicas_within_a_second() {
 fn an_outage_keeps_the_last_set_and_reconnecting_picks_up_its_changes() {
     run(|logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let (store, a, b) = two_replicas(&server).await;
         let admin = store.admin().await.unwrap();
         let stays = admin.add("stays", None).await.unwrap();
@@ -400,7 +412,9 @@ fn an_outage_keeps_the_last_set_and_reconnecting_picks_up_its_changes() {
 fn a_terminated_listening_connection_is_replaced_and_later_changes_arrive() {
     run(|_logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let (store, a, b) = two_replicas(&server).await;
         let both = [&a, &b];
         let sql = server.client().await;
@@ -442,7 +456,9 @@ fn a_terminated_listening_connection_is_replaced_and_later_changes_arrive() {
 fn a_connection_killed_after_every_reconnect_is_retried_with_backoff() {
     run(|_logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let (_store, a, b) = two_replicas(&server).await;
         let sql = server.client().await;
         let reloads = |r: &Replica| r.handle.status().full_reloads;
@@ -475,7 +491,9 @@ fn a_connection_killed_after_every_reconnect_is_retried_with_backoff() {
 fn bad_rows_are_skipped_with_an_error_naming_the_label() {
     run(|logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let store = PgKeyStore::new(&server.url()).unwrap();
         // The table exists before the replicas start (an admin created it).
         let admin = store.admin().await.unwrap();
@@ -596,7 +614,9 @@ fn an_unreachable_database_at_start_is_an_error_naming_its_address() {
 fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
     run(|_logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let every = Duration::from_secs(1);
         let store = PgKeyStore::new(&server.url())
             .unwrap()
@@ -630,7 +650,9 @@ fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
 fn replicas_starting_together_on_an_empty_database_all_start() {
     run(|_logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let store = PgKeyStore::new(&server.url()).unwrap();
         // Four replicas race to create the table and trigger.
         let (a, b, c, d) = tokio::join!(
@@ -655,7 +677,9 @@ fn replicas_starting_together_on_an_empty_database_all_start() {
 fn a_bulk_import_by_sql_is_applied_as_one_reload() {
     run(|_logs| async move {
         let _serial = serial().await;
-        let server = PgServer::start();
+        let Some(server) = server() else {
+            return;
+        };
         let (_store, a, b) = two_replicas(&server).await;
         let both = [&a, &b];
         let before = (

@@ -34,8 +34,16 @@ const FLAGS: [&str; 8] = [
 /// No single WebDriver call (starting the browser included) may take longer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn installed() -> bool {
-    Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
+/// Whether Debian's `chromium` and `chromium-driver` are there, or which
+/// of them is missing.
+pub fn installed() -> Result<(), String> {
+    match [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .find(|p| !Path::new(p).exists())
+    {
+        Some(missing) => Err(format!("no {missing}")),
+        None => Ok(()),
+    }
 }
 
 /// A chromedriver with one Chromium session; its `Drop` cleans up.

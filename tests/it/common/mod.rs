@@ -1,13 +1,16 @@
 //! Helpers shared by the test modules: requests, one request through a layer
 //! ([`send`]) or any service ([`answer`]), an HTTP/1.1 client for servers on
-//! loopback ports ([`http1`]), per-test log capture ([`Logs`]) and child
-//! processes (the built examples, a test alone in its own process).
+//! loopback ports ([`http1`]), per-test log capture ([`Logs`]), child
+//! processes (the built examples, a test alone in its own process) and the
+//! one rule for tests whose outside program is missing
+//! ([`installed_or_skip`]).
 
 #![allow(dead_code)]
 
 mod client;
 mod logs;
 mod process;
+mod skip;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,7 @@ use tower::{service_fn, Layer, ServiceExt};
 pub use client::{http1, http1_within, Reply};
 pub use logs::Logs;
 pub use process::{example_binary, rerun_alone};
+pub use skip::installed_or_skip;
 
 /// A key of the shape `generate_api_key` produces (35 bytes).
 pub const KEY: &str = "sk-0123456789abcdef0123456789abcdef";
