@@ -23,7 +23,10 @@ use tower::{service_fn, Layer, ServiceExt};
 
 pub use client::{http1, http1_within, Reply};
 pub use logs::Logs;
-pub use process::{example_binary, rerun_alone};
+pub use process::example_binary;
+// Only the metrics tests (feature `metrics`) need it so far.
+#[allow(unused_imports)]
+pub use process::rerun_alone;
 pub use skip::installed_or_skip;
 
 /// A key of the shape `generate_api_key` produces (35 bytes).
