@@ -14,7 +14,8 @@
 //! miss its events. [`Logs::new`] first registers one subscriber that lives
 //! as long as the process (and wants nothing), so there are always at least
 //! two, and the cache combines every live subscriber's answer: "sometimes",
-//! decided again for each event by the subscriber of the thread it happens on.
+//! decided again for each event by the subscriber of the thread it happens on
+//! (tracing-core 0.1.36's single-dispatcher short path; tokio-rs/tracing#3611).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
