@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium and ChromeDriver for tests/browser.rs when they
+# Installs Debian's Chromium and ChromeDriver for tests/it/browser.rs when they
 # are missing. Idempotent: does nothing when /usr/bin/chromium and
 # /usr/bin/chromedriver are both there.
 set -euo pipefail

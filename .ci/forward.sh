@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The official OpenAI Python SDK, in a virtual environment, for the
-# end-to-end test in tests/forward.rs (it streams a chat completion through
+# end-to-end test in tests/it/forward_process.rs (it streams a chat completion through
 # the forward example). Idempotent: does nothing when the SDK is there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PostgreSQL server binaries for tests/postgres.rs and benches/postgres.rs,
+# PostgreSQL server binaries for tests/it/postgres.rs and benches/postgres.rs,
 # which start their own throwaway servers (initdb + pg_ctl on a free
 # loopback port, as the `postgres` user when run as root). Idempotent:
 # does nothing when /usr/lib/postgresql/<version>/bin/initdb is there.

@@ -50,7 +50,7 @@ mod common;
 #[path = "../examples/forward.rs"]
 mod forward_example;
 // Only for its channel-fed body; this bench runs its own, lighter upstream.
-#[path = "../tests/upstream/mod.rs"]
+#[path = "../tests/it/upstream.rs"]
 mod upstream;
 
 use std::convert::Infallible;

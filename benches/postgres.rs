@@ -1,5 +1,6 @@
 //! The PostgreSQL key store at scale, against a real server started here
-//! (see `tests/pg`; needs `.ci/postgres.sh` or PostgreSQL server binaries).
+//! (see `tests/it/pg.rs`; needs `.ci/postgres.sh` or PostgreSQL server
+//! binaries).
 //!
 //! 1. start-up: `PgKeyStore::start` with 100,000 rows in the table, until
 //!    every key is in force; live heap per key afterwards (a counting
@@ -17,7 +18,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-#[path = "../tests/pg/mod.rs"]
+#[path = "../tests/it/pg.rs"]
 mod pg;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -3,7 +3,8 @@
 //! it through `ProxyAuthLayer` under every mode, with and without named keys,
 //! digest keys, query keys and credential stripping, and checks that the
 //! layer neither panics nor disagrees with the reference model in
-//! `tests/model/mod.rs` (shared with the proptest in `tests/proptest_model.rs`).
+//! `tests/it/model.rs` (shared with the proptest in
+//! `tests/it/proptest_model.rs`).
 //!
 //! Run: `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run layer -- -max_total_time=600`
 //! (see the README's Security section).
@@ -15,7 +16,7 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use proxy_auth::ProxySecurityConfig;
 
-#[path = "../../tests/model/mod.rs"]
+#[path = "../../tests/it/model.rs"]
 mod model;
 
 use model::Setup;

@@ -44,7 +44,7 @@
 //! # PROXY_AUTH_EVICT_KIB=n sets the eviction walk (0: none), to see what it adds
 //! ```
 
-#[path = "../model/mod.rs"]
+#[path = "../it/model.rs"]
 mod model;
 
 mod cold;
