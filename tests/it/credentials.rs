@@ -1,4 +1,4 @@
-//! Credential stripping and `?key=` query keys: both off by default.
+//! Credential stripping (on by default) and `?key=` query keys (off by default).
 
 use std::convert::Infallible;
 
@@ -63,11 +63,20 @@ fn header_names(f: &Forwarded) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn by_default_credentials_reach_the_inner_service() {
-    let (status, _, forwarded) =
-        forward(strict(), "/v1/x", &[("authorization", "Bearer sk-proxy")]).await;
+async fn by_default_credentials_are_stripped_and_can_be_kept() {
+    let headers = [
+        ("authorization", "Bearer sk-proxy"),
+        ("x-api-key", "sk-proxy"),
+    ];
+    let (status, _, forwarded) = forward(strict(), "/v1/x?key=sk-proxy&a=1", &headers).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(header_names(&forwarded).contains(&"authorization"));
+    assert!(header_names(&forwarded).is_empty(), "{forwarded:?}");
+    assert_eq!(forwarded.uri.unwrap(), "/v1/x?a=1");
+    let keep = strict().strip_credentials(false);
+    let (status, _, forwarded) = forward(keep, "/v1/x?key=sk-proxy", &headers).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header_names(&forwarded), ["authorization", "x-api-key"]);
+    assert_eq!(forwarded.uri.unwrap(), "/v1/x?key=sk-proxy");
 }
 
 #[tokio::test]
@@ -176,7 +185,7 @@ async fn stripping_removes_proxy_authorization() {
         );
     }
     let (_, _, forwarded) = forward(
-        strict(),
+        strict().strip_credentials(false),
         "/v1/x",
         &[
             ("x-api-key", KEY),

@@ -88,7 +88,9 @@ async fn axum_example_over_http() {
     assert_eq!(json(&preflight)["method"], "OPTIONS");
 
     // Hot reload through the handle the router was built with.
-    shared.update(|c| c.auth_mode = ProxyAuthMode::Strict);
+    shared
+        .update(|c| c.auth_mode = ProxyAuthMode::Strict)
+        .unwrap();
     assert_eq!(http1(addr, "GET", "/healthz", &[]).await.status, 401);
     assert_eq!(
         http1(addr, "GET", "/healthz", &[("x-api-key", "sk-test")])

@@ -109,9 +109,13 @@ async fn scrape_after_a_known_mix_of_requests() {
         );
     }
     // Auth off, then on with no key at all: the two remaining reasons.
-    shared.store(ProxySecurityConfig::new(ProxyAuthMode::Off, "sk-test"));
+    shared
+        .store(ProxySecurityConfig::new(ProxyAuthMode::Off, "sk-test"))
+        .unwrap();
     assert_eq!(http(addr, "GET", "/v1/models", None).await.0, 200);
-    shared.store(ProxySecurityConfig::new(ProxyAuthMode::Strict, ""));
+    shared
+        .store(ProxySecurityConfig::new(ProxyAuthMode::Strict, ""))
+        .unwrap();
     shared.store_keys(KeySet::new());
     assert_eq!(
         http(addr, "GET", "/v1/models", Some(("x-api-key", "sk-test")))
@@ -120,10 +124,12 @@ async fn scrape_after_a_known_mix_of_requests() {
         401
     );
     assert_eq!(http(addr, "GET", "/v1/models", None).await.0, 401);
-    shared.store(ProxySecurityConfig::new(
-        ProxyAuthMode::AllExceptHealth,
-        "sk-test",
-    ));
+    shared
+        .store(ProxySecurityConfig::new(
+            ProxyAuthMode::AllExceptHealth,
+            "sk-test",
+        ))
+        .unwrap();
 
     let (status, page) = http(addr, "GET", "/metrics", bearer).await;
     assert_eq!(status, 200, "{page}");
@@ -153,6 +159,23 @@ async fn scrape_after_a_known_mix_of_requests() {
     ]
     .into_iter()
     .map(|(id, n)| (id.to_string(), n))
+    // A key out of its scope: registered at 0 for every source, never seen
+    // here (no key in this test has scopes).
+    .chain(
+        [
+            "model_not_allowed",
+            "route_not_allowed",
+            "ip_not_allowed",
+            "model_unreadable",
+            "body_too_large",
+            "unsupported_encoding",
+        ]
+        .into_iter()
+        .flat_map(|reason| {
+            ["authorization", "x-api-key", "x-goog-api-key", "query"]
+                .map(|source| (format!("rejected/{reason}/{source}"), 0))
+        }),
+    )
     .collect();
     assert_eq!(requests_total(&page), expected, "{page}");
     // Off by default: no per-key series, so no label cardinality.

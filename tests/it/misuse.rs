@@ -244,7 +244,7 @@ fn the_example_refuses_to_serve_the_network_with_auth_silently_off() {
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("refusing to listen on 0.0.0.0:0 with auth off"),
+        stderr.contains("refusing to serve 0.0.0.0:0 with auth off"),
         "{stderr}"
     );
     assert!(stderr.contains("PROXY_ALLOW_LAN_ACCESS=true"), "{stderr}");

@@ -108,7 +108,14 @@ pub enum Expected {
     Default(KeySource),
     /// Matched the named key with this label.
     Named(KeySource, String),
-    Reject(RejectReason, Option<KeySource>, Option<KeyProblem>),
+    /// Refused: reason, source read, problem, and the sources sent but not
+    /// read.
+    Reject(
+        RejectReason,
+        Option<KeySource>,
+        Option<KeyProblem>,
+        Vec<KeySource>,
+    ),
 }
 
 impl Expected {
@@ -123,8 +130,9 @@ impl Expected {
             (Expected::Named(s, l), Decision::Allow(Allowed::Key(who))) => {
                 who.source == *s && who.label.as_deref() == Some(l.as_str())
             }
-            (Expected::Reject(reason, source, problem), Decision::Reject(r)) => {
+            (Expected::Reject(reason, source, problem, ignored), Decision::Reject(r)) => {
                 (r.reason, r.source, r.problem) == (*reason, *source, *problem)
+                    && r.ignored.iter().collect::<Vec<_>>() == *ignored
             }
             _ => false,
         }
@@ -273,7 +281,30 @@ pub fn model(
             ));
         }
     }
-    let reject = |reason, source, problem| Expected::Reject(reason, source, problem);
+    // Every key source the request sent, read or not: the headers by name,
+    // the key parameter whether or not the layer reads it.
+    let sent: Vec<KeySource> = [
+        (KeySource::Authorization, "authorization"),
+        (KeySource::XApiKey, "x-api-key"),
+        (KeySource::XGoogApiKey, "x-goog-api-key"),
+    ]
+    .into_iter()
+    .filter(|(_, name)| {
+        headers
+            .iter()
+            .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+    })
+    .map(|(source, _)| source)
+    .chain((!query_keys(uri.query().unwrap_or("")).is_empty()).then_some(KeySource::QueryKey))
+    .collect();
+    let reject = |reason, source: Option<KeySource>, problem| {
+        let ignored = sent
+            .iter()
+            .copied()
+            .filter(|&s| Some(s) != source)
+            .collect();
+        Expected::Reject(reason, source, problem, ignored)
+    };
     // 5. The configured key: trimmed plaintext, or a digest; a malformed
     //    digest is no key at all. No key and no named keys: nothing passes.
     enum Configured<'a> {
@@ -281,11 +312,11 @@ pub fn model(
         Plain(&'a [u8]),
         Digest([u8; 32]),
     }
-    let configured = match digest_of_config(&config.api_key) {
+    let configured = match digest_of_config(config.api_key.expose_secret()) {
         Some(Some(digest)) => Configured::Digest(digest),
         Some(None) => Configured::None,
-        None if config.api_key.trim().is_empty() => Configured::None,
-        None => Configured::Plain(config.api_key.trim().as_bytes()),
+        None if config.api_key.expose_secret().trim().is_empty() => Configured::None,
+        None => Configured::Plain(config.api_key.expose_secret().trim().as_bytes()),
     };
     if matches!(configured, Configured::None) && setup.keys.is_empty() {
         return reject(
@@ -360,9 +391,31 @@ pub fn model(
     };
     if default_matches {
         Expected::Default(source)
+    } else if source == KeySource::Authorization {
+        reject(
+            RejectReason::InvalidKey,
+            Some(source),
+            authorization_problem(values[0]),
+        )
     } else {
         reject(RejectReason::InvalidKey, Some(source), None)
     }
+}
+
+/// What is wrong with the shape of an `Authorization` value that matched
+/// nothing: `Bearer` not followed by exactly one space and a key, or
+/// `<scheme> <rest>` with another scheme.
+fn authorization_problem(value: &[u8]) -> Option<KeyProblem> {
+    if value.len() >= 6 && value[..6].eq_ignore_ascii_case(b"bearer") {
+        let rest = &value[6..];
+        let one_space_then_key = rest.is_empty()
+            || (rest.len() > 1 && rest[0] == b' ' && rest[1] != b' ' && rest[1] != b'\t');
+        return (!one_space_then_key).then_some(KeyProblem::MalformedBearer);
+    }
+    let cut = value.iter().position(|&b| b == b' ' || b == b'\t')?;
+    let scheme = &value[..cut];
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    (!scheme.is_empty() && scheme.iter().all(tchar)).then_some(KeyProblem::OtherScheme)
 }
 
 /// An inner service that answers 200 and reports what it received: the
@@ -382,7 +435,7 @@ impl<B> Service<Request<B>> for Echo {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let identity = request.extensions().get::<Authenticated>();
-        let who = identity.map_or("none", |a| a.source.header_name());
+        let who = identity.map_or("none", |a| a.source.as_str());
         let label = identity.and_then(|a| a.label.as_deref()).unwrap_or("-");
         let creds = CREDENTIAL_HEADERS
             .iter()
@@ -574,7 +627,7 @@ pub fn check_against(model: Model, setup: &Setup, request: Request<()>) -> Resul
     let got = shown(&response);
     let want = match &expected {
         Expected::Reject(reason, ..) => shown_rejected(*reason),
-        _ => shown_passed(authenticated.map_or("none", |(source, _)| source.header_name())),
+        _ => shown_passed(authenticated.map_or("none", |(source, _)| source.as_str())),
     };
     if got != want {
         return Err(format!(

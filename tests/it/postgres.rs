@@ -22,6 +22,15 @@ use proxy_auth::{
 use crate::common::{self, get, Logs};
 use crate::pg::{self, PgServer};
 
+/// A key the store generated, as the client that was handed it sends it.
+fn shown(key: proxy_auth::ApiKey) -> String {
+    key.expose_secret().to_owned()
+}
+
+/// `postgres::BATCH_LIMIT` (1,000 rows): more changes in one burst are one
+/// full reload.
+const BATCH_LIMIT: usize = 1000;
+
 const OPERATOR_KEY: &str = "sk-operator-key";
 const PROPAGATION: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
@@ -163,7 +172,7 @@ fn admin_changes_reach_both_replicas_within_a_second() {
         let both = [&a, &b];
         let admin = store.admin().await.unwrap();
 
-        let key = admin.add("alice", None).await.unwrap();
+        let key = shown(admin.add("alice", None).await.unwrap());
         assert!(key.starts_with("sk-"), "a generated key");
         until_all(&both, &key, accepted("alice"), PROPAGATION).await;
         // The operator's api_key is not in the table and keeps working.
@@ -180,10 +189,12 @@ fn admin_changes_reach_both_replicas_within_a_second() {
 
         // An expiry a little ahead: accepted now, refused once it passes, with
         // no notification needed at that moment (the key set knows the expiry).
-        let soon = admin
-            .add("soon", Some(SystemTime::now() + Duration::from_secs(2)))
-            .await
-            .unwrap();
+        let soon = shown(
+            admin
+                .add("soon", Some(SystemTime::now() + Duration::from_secs(2)))
+                .await
+                .unwrap(),
+        );
         until_all(&both, &soon, accepted("soon"), PROPAGATION).await;
         until_all(&both, &soon, Verdict::Refused, Duration::from_secs(3)).await;
 
@@ -326,9 +337,9 @@ fn an_outage_keeps_the_last_set_and_reconnecting_picks_up_its_changes() {
         };
         let (store, a, b) = two_replicas(&server).await;
         let admin = store.admin().await.unwrap();
-        let stays = admin.add("stays", None).await.unwrap();
-        let gone = admin.add("gone", None).await.unwrap();
-        let later = admin.add("later", None).await.unwrap();
+        let stays = shown(admin.add("stays", None).await.unwrap());
+        let gone = shown(admin.add("gone", None).await.unwrap());
+        let later = shown(admin.add("later", None).await.unwrap());
         admin.revoke("gone").await.unwrap();
         drop(admin);
         let both = [&a, &b];
@@ -434,7 +445,7 @@ fn a_terminated_listening_connection_is_replaced_and_later_changes_arrive() {
 
         // A change right after: made while the replicas reconnect.
         let admin = store.admin().await.unwrap();
-        let first = admin.add("first", None).await.unwrap();
+        let first = shown(admin.add("first", None).await.unwrap());
         until_all(&both, &first, accepted("first"), BACKOFF_CAP + PROPAGATION).await;
         until(Duration::from_secs(5), "both stores reconnected", || {
             reloads(&a) > a0
@@ -445,7 +456,7 @@ fn a_terminated_listening_connection_is_replaced_and_later_changes_arrive() {
         .await;
 
         // And on the new connections, notifications flow again.
-        let second = admin.add("second", None).await.unwrap();
+        let second = shown(admin.add("second", None).await.unwrap());
         until_all(&both, &second, accepted("second"), PROPAGATION).await;
         admin.revoke("first").await.unwrap();
         until_all(&both, &first, Verdict::Refused, PROPAGATION).await;
@@ -497,7 +508,7 @@ fn bad_rows_are_skipped_with_an_error_naming_the_label() {
         let store = PgKeyStore::new(&server.url()).unwrap();
         // The table exists before the replicas start (an admin created it).
         let admin = store.admin().await.unwrap();
-        let good = admin.add("good-before", None).await.unwrap();
+        let good = shown(admin.add("good-before", None).await.unwrap());
         let sql = server.client().await;
         sql.batch_execute(&format!(
             "INSERT INTO proxy_auth_keys (label, key_digest) VALUES \
@@ -669,7 +680,7 @@ fn replicas_starting_together_on_an_empty_database_all_start() {
             .add("shared", None)
             .await
             .unwrap();
-        until_all(&all, &key, accepted("shared"), PROPAGATION).await;
+        until_all(&all, key.expose_secret(), accepted("shared"), PROPAGATION).await;
     })
 }
 
@@ -686,7 +697,7 @@ fn a_bulk_import_by_sql_is_applied_as_one_reload() {
             a.handle.status().full_reloads,
             a.handle.status().changes_applied,
         );
-        let rows = proxy_auth::postgres::BATCH_LIMIT as i64 * 3;
+        let rows = BATCH_LIMIT as i64 * 3;
         server
             .client()
             .await

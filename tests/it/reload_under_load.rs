@@ -127,9 +127,9 @@ fn every_response_matches_one_config_in_force() {
                 swaps += 1;
                 let next = configs[swaps % 4].clone();
                 if swaps % 10 == 0 {
-                    shared.update(|config| *config = next.clone());
+                    shared.update(|config| *config = next.clone()).unwrap();
                 } else {
-                    shared.store(next);
+                    shared.store(next).unwrap();
                 }
                 version.store(swaps, SeqCst);
                 std::thread::sleep(Duration::from_micros(20));

@@ -402,7 +402,7 @@ async fn rejections_take_each_apis_error_shape() {
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("authorization header"));
+        .contains("Authorization header"));
 
     for anthropic in [
         send(&config, request(Method::POST, "/v1/messages", &[])).await,
@@ -510,20 +510,24 @@ async fn hot_reload_takes_effect_on_the_next_request() {
     let layer = ProxyAuthLayer::from_shared(shared.clone());
     assert_passed(&send_with(layer.clone(), get("/v1", &[("x-api-key", "sk-old")])).await);
 
-    shared.store(config(ProxyAuthMode::Strict, "sk-new"));
+    shared
+        .store(config(ProxyAuthMode::Strict, "sk-new"))
+        .unwrap();
     assert_rejected(
         &send_with(layer.clone(), get("/v1", &[("x-api-key", "sk-old")])).await,
         "invalid_key",
     );
     assert_passed(&send_with(layer.clone(), get("/v1", &[("x-api-key", "sk-new")])).await);
 
-    shared.update(|c| c.auth_mode = ProxyAuthMode::Off);
+    shared.update(|c| c.auth_mode = ProxyAuthMode::Off).unwrap();
     assert_passed(&send_with(layer.clone(), get("/v1", &[])).await);
 
-    shared.update(|c| {
-        c.auth_mode = ProxyAuthMode::Auto;
-        c.allow_lan_access = true;
-    });
+    shared
+        .update(|c| {
+            c.auth_mode = ProxyAuthMode::Auto;
+            c.allow_lan_access = true;
+        })
+        .unwrap();
     assert_passed(&send_with(layer.clone(), get("/healthz", &[])).await);
     assert_rejected(
         &send_with(layer.clone(), get("/v1", &[])).await,
@@ -534,7 +538,9 @@ async fn hot_reload_takes_effect_on_the_next_request() {
     let mut service = layer.layer(service_fn(|_: Request<String>| async {
         Ok::<_, Infallible>(Response::new(String::new()))
     }));
-    shared.store(config(ProxyAuthMode::Strict, "sk-third"));
+    shared
+        .store(config(ProxyAuthMode::Strict, "sk-third"))
+        .unwrap();
     let response = service
         .ready()
         .await

@@ -194,7 +194,7 @@ fn rejections_and_their_log_lines_never_contain_a_key() {
     let lines: Vec<&str> = logs.lines().collect();
     let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(
-        count("proxy auth rejected request with 401") + count("api key is empty"),
+        count("proxy auth refused the request") + count("api key is empty"),
         rejections,
         "one log line per rejection:\n{logs}"
     );
@@ -203,7 +203,9 @@ fn rejections_and_their_log_lines_never_contain_a_key() {
         "problem=\"duplicate\"",
         "problem=\"expired\"",
         "problem=\"not_ascii\"",
-        "header=\"?key\"",
+        "header=\"query\"",
+        "problem=\"malformed_bearer\"",
+        "problem=\"other_scheme\"",
         "contains non-ASCII",
         "is not followed by 64 hex characters",
     ] {

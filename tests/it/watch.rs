@@ -165,7 +165,7 @@ async fn rename_over_save_with_toml_and_named_keys() {
         "auth_mode = \"strict\"\napi_key = \"sk-admin\"\n\n[[keys]]\nlabel = \"ci\"\nkey = \"sk-ci\"\n",
     );
     setup.until("sk-ci", StatusCode::OK).await;
-    assert_eq!(setup.shared.keys().labels()[0].0, "ci");
+    assert_eq!(setup.shared.keys().entries()[0].label(), "ci");
     // A second save through a new inode is followed as well: the directory
     // is watched, not the file.
     setup.save_by_rename("auth_mode = \"strict\"\napi_key = \"sk-admin\"\n");
@@ -331,7 +331,7 @@ fn load_file_checks_a_file_without_watching_it() {
     .unwrap();
     let (config, keys) = proxy_auth::watch::load_file(&path).unwrap();
     assert_eq!(config.auth_mode, ProxyAuthMode::Strict);
-    assert_eq!(keys.labels()[0].0, "ci");
+    assert_eq!(keys.entries()[0].label(), "ci");
     // Something that is not a config file at all is refused before it is
     // read into memory whole (a sparse file: no disk space used).
     let huge = dir.path().join("huge.toml");

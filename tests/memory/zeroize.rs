@@ -139,12 +139,16 @@ async fn key_material_is_wiped_before_its_memory_is_freed() {
     let layer = ProxyAuthLayer::from_shared(shared.clone());
     exercise(&layer, concat!("Bearer ", key!()), KEY).await;
     drop(shared.load());
-    shared.update(|config| config.api_key = ROTATED.into());
+    shared
+        .update(|config| config.api_key = ROTATED.into())
+        .unwrap();
     exercise(&layer, concat!("Bearer ", rotated!()), ROTATED).await;
-    shared.store(ProxySecurityConfig::new(
-        ProxyAuthMode::Strict,
-        proxy_auth::key_digest(DIGESTED),
-    ));
+    shared
+        .store(ProxySecurityConfig::new(
+            ProxyAuthMode::Strict,
+            proxy_auth::key_digest(DIGESTED),
+        ))
+        .unwrap();
     assert_eq!(
         status(
             &layer,
