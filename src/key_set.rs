@@ -315,6 +315,12 @@ struct KeySpec {
     key: crate::ApiKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    models: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    routes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allowed_ips: Option<Vec<String>>,
 }
 
 #[cfg(feature = "serde")]
@@ -328,11 +334,19 @@ impl Serialize for KeySet {
                 label: entry.label.to_string(),
                 key: crate::digest::digest_string(digest.bytes()).into(),
                 expires_at: entry.expires_at.map(unix_seconds_rounded_up),
+                models: owned(entry.scope.model_texts()),
+                routes: owned(entry.scope.route_texts()),
+                allowed_ips: entry.scope.ip_texts(),
             })
             .collect();
         specs.sort_by(|a, b| a.label.cmp(&b.label));
         specs.serialize(serializer)
     }
+}
+
+#[cfg(feature = "serde")]
+fn owned(texts: Option<Vec<&str>>) -> Option<Vec<String>> {
+    Some(texts?.into_iter().map(str::to_owned).collect())
 }
 
 /// An expiry in whole Unix seconds, rounded up: written out and read back,
@@ -375,6 +389,9 @@ impl<'de> Deserialize<'de> for KeySet {
             }
             let mut new = NewKey::new(spec.label, spec.key);
             new.expires_at = expires_at;
+            new.scope.models = spec.models;
+            new.scope.routes = spec.routes;
+            new.scope.allowed_ips = spec.allowed_ips;
             set.add(new).map_err(serde::de::Error::custom)?;
         }
         Ok(set)
@@ -499,6 +516,27 @@ mod tests {
         assert!(again.lookup(&sha256(b"sk-ci")).is_some());
         let err = serde_json::from_str::<KeySet>(r#"[{"label":"x","key":""}]"#).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn scopes_survive_a_round_trip_and_a_bad_one_is_an_error() {
+        let set: KeySet = serde_json::from_str(
+            r#"[{"label":"a","key":"sk-a","models":["gpt-4o-mini"],"routes":["/v1/chat/"],"allowed_ips":["10.0.0.0/8"]}]"#,
+        )
+        .unwrap();
+        let again: KeySet = serde_json::from_str(&serde_json::to_string(&set).unwrap()).unwrap();
+        assert_eq!(again, set);
+        let entry = again.get("a").unwrap();
+        assert_eq!(
+            entry.routes().unwrap(),
+            ["/v1/chat"],
+            "stored without the trailing slash"
+        );
+        let err = serde_json::from_str::<KeySet>(r#"[{"label":"a","key":"sk-a","routes":[]}]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routes is an empty list"), "{err}");
     }
 
     #[cfg(feature = "serde")]

@@ -225,6 +225,12 @@ struct KeyEntry {
     /// `serde_json::Value` (`Authenticated::data`).
     #[serde(default)]
     data: Option<serde_json::Value>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    routes: Option<Vec<String>>,
+    #[serde(default)]
+    allowed_ips: Option<Vec<String>>,
 }
 
 /// The key list, built entry by entry so an error points at its entry, and
@@ -263,6 +269,15 @@ fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Err
                 if let Some(data) = entry.data {
                     new = new.data(data);
                 }
+                if let Some(models) = entry.models {
+                    new = new.models(models);
+                }
+                if let Some(routes) = entry.routes {
+                    new = new.routes(routes);
+                }
+                if let Some(nets) = entry.allowed_ips {
+                    new = new.allowed_ips(nets);
+                }
                 let inserted = keys.add(new);
                 inserted.map_err(de::Error::custom)?;
             }
@@ -285,6 +300,35 @@ mod tests {
 
     fn toml(text: &str) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
         parse(Path::new("/etc/proxy.toml"), Format::Toml, text.as_bytes())
+    }
+
+    #[test]
+    fn scopes_come_from_the_file_and_a_bad_one_is_a_bad_file() {
+        let (_, keys) = toml(
+            "auth_mode = \"strict\"\napi_key = \"sk-admin\"\n[[keys]]\nlabel = \"team-a\"\nkey = \"sk-team-a\"\nmodels = [\"gpt-4o-mini\", \"claude-3-5-*\"]\nroutes = [\"/v1/chat/completions\", \"/v1/messages\"]\nallowed_ips = [\"127.0.0.0/8\", \"10.1.0.0/16\"]\n",
+        )
+        .unwrap();
+        let entry = keys.get("team-a").unwrap();
+        assert_eq!(entry.models().unwrap(), ["gpt-4o-mini", "claude-3-5-*"]);
+        assert_eq!(
+            entry.routes().unwrap(),
+            ["/v1/chat/completions", "/v1/messages"]
+        );
+        assert_eq!(entry.allowed_ips().unwrap(), ["127.0.0.0/8", "10.1.0.0/16"]);
+        for bad in [
+            "models = []",
+            "models = [\"gpt-*-mini\"]",
+            "routes = [\"v1/chat\"]",
+            "allowed_ips = [\"10.0.0.0/33\"]",
+            "allowed_ips = [\"10.1.2.3/8\"]",
+        ] {
+            let text = format!("auth_mode = \"strict\"\napi_key = \"sk-admin\"\n[[keys]]\nlabel = \"team-a\"\nkey = \"sk-team-a\"\n{bad}\n");
+            let err = toml(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("team-a") && err.starts_with("/etc/proxy.toml:"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
