@@ -277,7 +277,12 @@ impl Policy {
                 if entry.scope.is_unrestricted() {
                     return Verdict::Decided(Decision::Allow(Allowed::Key(identity)));
                 }
-                return match judge(&entry.scope, request, &options.trusted.0) {
+                return match judge(
+                    &entry.scope,
+                    request,
+                    &options.trusted.0,
+                    options.insert_identity,
+                ) {
                     Judged::Pass { model } => {
                         identity.model = model;
                         Verdict::Decided(Decision::Allow(Allowed::Key(identity)))

@@ -103,7 +103,10 @@ pub struct Authenticated {
     /// config's `api_key`.
     pub label: Option<Arc<str>>,
     /// For a key limited to some models: the model the check read from the
-    /// request, if it named one.
+    /// request, if it named one. Kept when the layer inserts the identity
+    /// ([`insert_identity`](crate::ProxyAuthLayer::insert_identity)) or
+    /// read the model from the body; otherwise `None`, so a check that
+    /// passes allocates nothing.
     pub model: Option<Arc<str>>,
     #[cfg(feature = "key-set")]
     pub(crate) entry: Option<Arc<crate::KeyEntry>>,

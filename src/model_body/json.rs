@@ -15,7 +15,7 @@ const NOT_A_STRING: &str = "the body's model is not a string";
 /// comments, trailing commas, `NaN`, byte order mark, lone surrogates, or
 /// data after the value) and compares keys after unescaping them, so
 /// `{"model":"a","mod\u0065l":"b"}` is a repeat.
-pub(crate) fn model(bytes: &[u8]) -> Named {
+pub(crate) fn model(bytes: &[u8]) -> Named<'static> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let named = match (&mut deserializer).deserialize_any(Top) {
         Ok(named) => named,
@@ -34,13 +34,13 @@ pub(crate) fn model(bytes: &[u8]) -> Named {
 struct Top;
 
 impl<'de> Visitor<'de> for Top {
-    type Value = Named;
+    type Value = Named<'static>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON document")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named<'static>, A::Error> {
         let mut found = Named::None;
         while let Some(key) = map.next_key::<String>()? {
             if key != "model" {
@@ -51,34 +51,34 @@ impl<'de> Visitor<'de> for Top {
                 return Ok(Named::Unreadable(TWICE));
             }
             found = match map.next_value::<Value>()?.0 {
-                Some(model) => Named::Model(model),
+                Some(model) => Named::Model(model.into()),
                 None => Named::Unreadable(NOT_A_STRING),
             };
         }
         Ok(found)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Named, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Named<'static>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Named::None)
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Named, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Named<'static>, E> {
         Ok(Named::None)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Named, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Named<'static>, E> {
         Ok(Named::None)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Named, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Named<'static>, E> {
         Ok(Named::None)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Named, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Named<'static>, E> {
         Ok(Named::None)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Named, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Named<'static>, E> {
         Ok(Named::None)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Named, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Named<'static>, E> {
         Ok(Named::None)
     }
 }
@@ -134,7 +134,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 mod tests {
     use super::*;
 
-    fn m(s: &str) -> Named {
+    fn m(s: &str) -> Named<'static> {
         model(s.as_bytes())
     }
 

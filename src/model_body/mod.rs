@@ -12,6 +12,7 @@ mod json;
 mod multipart;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -226,7 +227,7 @@ fn before_reading<B: Body>(request: &Request<B>, limit: usize) -> Before {
 }
 
 /// What a read body says of its model, by its content type.
-pub(crate) fn model_in(headers: &HeaderMap, body: &[u8]) -> Named {
+pub(crate) fn model_in(headers: &HeaderMap, body: &[u8]) -> Named<'static> {
     let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
     let content_type = match (types.next(), types.next()) {
         (_, Some(_)) => return Named::Unreadable("the request has more than one Content-Type"),
@@ -262,7 +263,7 @@ fn is_json(media: &str) -> bool {
 
 impl Pending {
     /// The decision once the body's model is known.
-    pub(crate) fn with_body_model(mut self, named: Named) -> crate::Decision {
+    pub(crate) fn with_body_model(mut self, named: Named<'_>) -> crate::Decision {
         match named {
             Named::None => crate::Decision::Allow(crate::Allowed::Key(self.identity)),
             Named::Unreadable(why) => self.refuse(RejectReason::ModelUnreadable, None, Some(why)),
@@ -275,7 +276,7 @@ impl Pending {
                 if !allowed {
                     return self.refuse(RejectReason::ModelNotAllowed, Some(&model), None);
                 }
-                self.identity.model = Some(model.into());
+                self.identity.model = Some(Arc::from(&*model));
                 crate::Decision::Allow(crate::Allowed::Key(self.identity))
             }
         }

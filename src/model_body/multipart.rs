@@ -42,7 +42,7 @@ pub(crate) fn boundary(content_type: &str) -> Option<&str> {
 }
 
 /// What the body says of its model.
-pub(crate) fn model(boundary: &str, body: &[u8]) -> Named {
+pub(crate) fn model(boundary: &str, body: &[u8]) -> Named<'static> {
     match parse(boundary.as_bytes(), body) {
         Some(named) => named,
         None => Named::Unreadable(UNREADABLE),
@@ -54,7 +54,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `None`: not in the plain form.
-fn parse(boundary: &[u8], body: &[u8]) -> Option<Named> {
+fn parse(boundary: &[u8], body: &[u8]) -> Option<Named<'static>> {
     let delimiter = [b"--", boundary].concat();
     // No preamble: the body starts with the first delimiter.
     let mut rest = body.strip_prefix(delimiter.as_slice())?;
@@ -82,7 +82,7 @@ fn parse(boundary: &[u8], body: &[u8]) -> Option<Named> {
         if value.is_empty() || value.contains(['\r', '\n']) {
             return None;
         }
-        found = Named::Model(value.to_owned());
+        found = Named::Model(value.to_owned().into());
     }
 }
 

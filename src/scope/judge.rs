@@ -54,6 +54,7 @@ pub(crate) fn judge<B>(
     scope: &Scope,
     request: &Request<B>,
     trusted: &[super::net::IpNet],
+    keep_model: bool,
 ) -> Judged {
     if let Some(nets) = &scope.allowed_ips {
         let refusal = match origin(request.extensions(), request.headers(), trusted) {
@@ -100,9 +101,11 @@ pub(crate) fn judge<B>(
     if scope.models.is_none() {
         return Judged::Pass { model: None };
     }
-    let check = |model: String| -> Result<Arc<str>, Judged> {
+    // The model is kept for the identity only when the layer hands it on:
+    // a check that passes allocates nothing otherwise.
+    let check = |model: std::borrow::Cow<'_, str>| -> Result<Option<Arc<str>>, Judged> {
         if scope.allows_model(&model) {
-            Ok(Arc::from(model))
+            Ok(keep_model.then(|| Arc::from(&*model)))
         } else {
             Err(Judged::Refuse(Refusal::new(
                 RejectReason::ModelNotAllowed,
@@ -115,7 +118,7 @@ pub(crate) fn judge<B>(
     // body has no model field of its own.
     match in_path(path) {
         Named::Model(model) => {
-            return check(model).map_or_else(|refused| refused, |m| Judged::Pass { model: Some(m) })
+            return check(model).map_or_else(|refused| refused, |model| Judged::Pass { model })
         }
         Named::Unreadable(why) => {
             return Judged::Refuse(Refusal::new(RejectReason::ModelUnreadable, None, Some(why)))
@@ -124,7 +127,7 @@ pub(crate) fn judge<B>(
     }
     match in_query(request.uri().query()) {
         Named::Model(model) => {
-            check(model).map_or_else(|refused| refused, |m| Judged::ReadBody { model: Some(m) })
+            check(model).map_or_else(|refused| refused, |model| Judged::ReadBody { model })
         }
         Named::Unreadable(why) => {
             Judged::Refuse(Refusal::new(RejectReason::ModelUnreadable, None, Some(why)))

@@ -1,7 +1,9 @@
 //! Model scopes: the patterns a key may use, and the model a request names
 //! in its path or query (the body is read elsewhere).
 
-use super::path::percent_decode;
+use std::borrow::Cow;
+
+use super::path::{decodes_to, percent_decode};
 
 /// A model name a key may use: exact, or a prefix ending in `*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,11 +48,11 @@ impl ModelPattern {
 
 /// What a request says about its model, from one source.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Named {
+pub(crate) enum Named<'a> {
     /// No model there.
     None,
-    /// This model.
-    Model(String),
+    /// This model: borrowed from the request unless it had to be decoded.
+    Model(Cow<'a, str>),
     /// Something that may name a model, but not one the check can read for
     /// certain (two of them, an encoding that parsers read differently).
     Unreadable(&'static str),
@@ -61,23 +63,35 @@ pub(crate) enum Named {
 /// `streamGenerateContent`, `countTokens`, `embedContent`, any other
 /// method), including `.../publishers/google/models/{model}:{method}`;
 /// each segment percent-decoded once, as the upstream reads it.
-pub(crate) fn in_path(path: &str) -> Named {
-    let segments: Vec<String> = path.split('/').map(percent_decode).collect();
+pub(crate) fn in_path(path: &str) -> Named<'_> {
     let mut found = Named::None;
-    for pair in segments.windows(2) {
-        if pair[0] != "models" {
+    let mut segments = path.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let Some(&next) = segments.peek() else { break };
+        if !decodes_to(segment, "models") {
             continue;
         }
-        let Some((model, _method)) = pair[1].split_once(':') else {
-            continue;
+        // Most paths are plain: decoded only when they hold a `%`.
+        let next = if next.contains('%') {
+            Cow::Owned(percent_decode(next))
+        } else {
+            Cow::Borrowed(next)
         };
+        let Some(at) = next.find(':') else { continue };
         if !matches!(found, Named::None) {
             return Named::Unreadable("the path names more than one model");
         }
+        let model = match next {
+            Cow::Borrowed(next) => Cow::Borrowed(&next[..at]),
+            Cow::Owned(mut next) => {
+                next.truncate(at);
+                Cow::Owned(next)
+            }
+        };
         if model.is_empty() || model.contains('%') || model.chars().any(char::is_control) {
             return Named::Unreadable("the path's model segment is not a plain model name");
         }
-        found = Named::Model(model.to_owned());
+        found = Named::Model(model);
     }
     found
 }
@@ -86,26 +100,38 @@ pub(crate) fn in_path(path: &str) -> Named {
 /// name, percent-decoded once, is `model` in any ASCII case. Two of them, or
 /// a value with `+` (a space to form decoders, a plus to others), cannot be
 /// read for certain.
-pub(crate) fn in_query(query: Option<&str>) -> Named {
+pub(crate) fn in_query(query: Option<&str>) -> Named<'_> {
     let Some(query) = query else {
         return Named::None;
     };
     let mut found = Named::None;
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !percent_decode(name).eq_ignore_ascii_case("model") {
+        if !decodes_to_ignoring_case(name, "model") {
             continue;
         }
         if !matches!(found, Named::None) {
             return Named::Unreadable("the query names the model more than once");
         }
-        let model = percent_decode(value);
+        let model = if value.contains('%') {
+            Cow::Owned(percent_decode(value))
+        } else {
+            Cow::Borrowed(value)
+        };
         if value.contains('+') || model.is_empty() || model.chars().any(char::is_control) {
             return Named::Unreadable("the query's model parameter is not a plain model name");
         }
         found = Named::Model(model);
     }
     found
+}
+
+/// Whether `name` percent-decoded once is `word` in any ASCII case.
+fn decodes_to_ignoring_case(name: &str, word: &str) -> bool {
+    if !name.contains('%') {
+        return name.eq_ignore_ascii_case(word);
+    }
+    percent_decode(name).eq_ignore_ascii_case(word)
 }
 
 #[cfg(test)]
@@ -130,7 +156,7 @@ mod tests {
 
     #[test]
     fn gemini_and_vertex_paths() {
-        let m = |s: &str| Named::Model(s.to_owned());
+        let m = |s: &'static str| Named::Model(Cow::Borrowed(s));
         assert_eq!(
             in_path("/v1beta/models/gemini-1.5-pro:generateContent"),
             m("gemini-1.5-pro")

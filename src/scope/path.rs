@@ -85,6 +85,13 @@ pub fn check_path(path: &str) -> Result<(), PathProblem> {
     if path.contains('\\') {
         return Err(PathProblem::EncodedSeparator);
     }
+    if !path.contains('%') {
+        // Nothing to decode: only the segments as sent can be dots.
+        return match path.split('/').any(is_dot_segment) {
+            true => Err(PathProblem::DotSegment),
+            false => Ok(()),
+        };
+    }
     for segment in path.split('/') {
         let once = percent_decode(segment);
         let twice = percent_decode(&once);
@@ -92,15 +99,28 @@ pub fn check_path(path: &str) -> Result<(), PathProblem> {
             if form.contains(['/', '\\']) {
                 return Err(PathProblem::EncodedSeparator);
             }
-            // `..;jsessionid=x`: servlet containers drop `;` parameters
-            // before resolving dots.
-            let bare = form.split(';').next().unwrap_or(form);
-            if bare == "." || bare == ".." {
+            if is_dot_segment(form) {
                 return Err(PathProblem::DotSegment);
             }
         }
     }
     Ok(())
+}
+
+/// `.` or `..`, also with `;` parameters: servlet containers drop them
+/// (`..;jsessionid=x`) before resolving dots.
+fn is_dot_segment(segment: &str) -> bool {
+    let bare = segment.split(';').next().unwrap_or(segment);
+    bare == "." || bare == ".."
+}
+
+/// Whether `segment` percent-decoded once is `word`, without allocating
+/// for a segment with no `%`.
+pub(crate) fn decodes_to(segment: &str, word: &str) -> bool {
+    if !segment.contains('%') {
+        return segment == word;
+    }
+    percent_decode(segment) == word
 }
 
 /// `segment` with each `%XX` decoded once (invalid escapes kept as they

@@ -237,6 +237,39 @@ const IDENTITY_ALLOCATIONS: u64 = 3;
 /// does stripping a request whose query holds no key parameter (headers
 /// and `Proxy-Authorization` are removed in place); only rebuilding a URI
 /// without its key parameter does, and the counter sees that.
+/// A key with scopes: a route, a path model and a client network are
+/// checked without allocating (the identity, which would carry the model,
+/// is not inserted).
+#[test]
+fn a_scope_check_on_a_path_model_allocates_nothing() {
+    use proxy_auth::{ClientAddr, KeySet, NewKey};
+    let bare = bare_count();
+    let mut keys = KeySet::new();
+    keys.add(
+        NewKey::new("team-a", "sk-team-a")
+            .models(["gemini-1.5-*"])
+            .routes(["/v1beta/models"])
+            .allowed_ips(["127.0.0.0/8"]),
+    )
+    .expect("a valid key");
+    let layer = ProxyAuthLayer::with_keys(config(), keys);
+    let mut service = layer.layer(Inner);
+    let make = || {
+        let mut request = request(
+            Method::POST,
+            "/v1beta/models/gemini-1.5-flash:generateContent",
+            Some(("x-goog-api-key", "sk-team-a".into())),
+        );
+        request
+            .extensions_mut()
+            .insert(ClientAddr("127.0.0.1:4000".parse().expect("an address")));
+        request
+    };
+    let (status, count) = serve_warm(&mut service, make);
+    // The request's own extension (ClientAddr) is built before counting.
+    assert_eq!((status, count - bare), (StatusCode::OK, 0));
+}
+
 #[test]
 fn key_params_are_read_and_skipped_without_allocating() {
     let bare = bare_count();
