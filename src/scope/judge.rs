@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use http::Request;
 
-use super::model::{in_path, in_query, Named};
+use super::model::{in_path_with, in_query, Named};
 use super::net::{origin, Origin};
-use super::{check_path, PathProblem, Scope};
+use super::path::Facts;
+use super::{PathProblem, Scope};
 use crate::client_uri::client_path;
 use crate::RejectReason;
 
@@ -78,8 +79,12 @@ pub(crate) fn judge<B>(
         }
     }
     let path = client_path(request.extensions(), request.uri());
+    if scope.routes.is_none() && scope.models.is_none() {
+        return Judged::Pass { model: None };
+    }
+    let facts = Facts::of(path);
     if let Some(routes) = &scope.routes {
-        if let Err(problem) = check_path(path) {
+        if let Err(problem) = facts.check(path) {
             let note = match problem {
                 PathProblem::DotSegment => "the path has a `.` or `..` segment (as sent or percent-encoded), which an upstream may resolve to another path",
                 PathProblem::EncodedSeparator => "the path has an encoded `/` or `\\`, which an upstream may decode into another segment",
@@ -116,7 +121,7 @@ pub(crate) fn judge<B>(
     };
     // A path that names the model is what Gemini and Vertex AI serve; its
     // body has no model field of its own.
-    match in_path(path) {
+    match in_path_with(path, &facts) {
         Named::Model(model) => {
             return check(model).map_or_else(|refused| refused, |model| Judged::Pass { model })
         }

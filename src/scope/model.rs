@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::path::{decodes_to, percent_decode};
+use super::path::{decodes_to, percent_decode, Facts};
 
 /// A model name a key may use: exact, or a prefix ending in `*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +64,25 @@ pub(crate) enum Named<'a> {
 /// method), including `.../publishers/google/models/{model}:{method}`;
 /// each segment percent-decoded once, as the upstream reads it.
 pub(crate) fn in_path(path: &str) -> Named<'_> {
+    in_path_with(path, &Facts::of(path))
+}
+
+/// [`in_path`] with the path's [`Facts`] already found.
+pub(crate) fn in_path_with<'a>(path: &'a str, facts: &Facts) -> Named<'a> {
+    if !facts.percent {
+        return match facts.model {
+            None => Named::None,
+            Some(_) if facts.models => Named::Unreadable("the path names more than one model"),
+            Some((start, end)) => {
+                let model = &path[start..end];
+                if model.is_empty() || model.bytes().any(|b| b.is_ascii_control()) {
+                    Named::Unreadable("the path's model segment is not a plain model name")
+                } else {
+                    Named::Model(Cow::Borrowed(model))
+                }
+            }
+        };
+    }
     let mut found = Named::None;
     let mut segments = path.split('/').peekable();
     while let Some(segment) = segments.next() {

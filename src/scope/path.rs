@@ -82,16 +82,12 @@ impl fmt::Display for PathProblem {
 /// assert_eq!(check_path("/v1/chat/..%2fadmin"), Err(PathProblem::EncodedSeparator));
 /// ```
 pub fn check_path(path: &str) -> Result<(), PathProblem> {
-    if path.contains('\\') {
-        return Err(PathProblem::EncodedSeparator);
-    }
-    if !path.contains('%') {
-        // Nothing to decode: only the segments as sent can be dots.
-        return match path.split('/').any(is_dot_segment) {
-            true => Err(PathProblem::DotSegment),
-            false => Ok(()),
-        };
-    }
+    Facts::of(path).check(path)
+}
+
+/// [`check_path`] for a path with percent-escapes: every segment as sent,
+/// decoded once and decoded twice.
+fn check_encoded(path: &str) -> Result<(), PathProblem> {
     for segment in path.split('/') {
         let once = percent_decode(segment);
         let twice = percent_decode(&once);
@@ -107,11 +103,97 @@ pub fn check_path(path: &str) -> Result<(), PathProblem> {
     Ok(())
 }
 
+/// What one pass over a path finds: whether it must be decoded to be read,
+/// whether it has a `\`, whether a segment as sent is a dot segment, and
+/// where a model segment of a Gemini path (`/models/{model}:{method}`) is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Facts {
+    pub(crate) percent: bool,
+    pub(crate) backslash: bool,
+    pub(crate) dot_segment: bool,
+    /// The first model segment's model, as a byte range of the path.
+    pub(crate) model: Option<(usize, usize)>,
+    /// More than one model segment.
+    pub(crate) models: bool,
+}
+
+impl Facts {
+    /// One pass, no allocation: the request path of every request of a
+    /// scoped key goes through it.
+    pub(crate) fn of(path: &str) -> Facts {
+        // Most bytes are none of the four that matter: one table lookup
+        // each, and the rest only for those.
+        const SPECIAL: [bool; 256] = {
+            let mut table = [false; 256];
+            table[b'/' as usize] = true;
+            table[b'%' as usize] = true;
+            table[b'\\' as usize] = true;
+            table[b':' as usize] = true;
+            table
+        };
+        let bytes = path.as_bytes();
+        let (mut percent, mut backslash, mut dot_segment) = (false, false, false);
+        let (mut model, mut models) = (None, false);
+        let mut segment = 0;
+        let mut colon_seen = false;
+        for (i, &b) in bytes.iter().enumerate() {
+            if !SPECIAL[usize::from(b)] {
+                continue;
+            }
+            match b {
+                b'/' => {
+                    dot_segment |= is_dot_bytes(&bytes[segment..i]);
+                    segment = i + 1;
+                    colon_seen = false;
+                }
+                b'%' => percent = true,
+                b'\\' => backslash = true,
+                _ if !colon_seen => {
+                    colon_seen = true;
+                    if segment >= 8 && &bytes[segment - 8..segment] == b"/models/" {
+                        models |= model.is_some();
+                        model.get_or_insert((segment, i));
+                    }
+                }
+                _ => {}
+            }
+        }
+        dot_segment |= is_dot_bytes(&bytes[segment..]);
+        Facts {
+            percent,
+            backslash,
+            dot_segment,
+            model,
+            models,
+        }
+    }
+
+    /// [`check_path`]'s verdict, decoding only a path that needs it.
+    pub(crate) fn check(&self, path: &str) -> Result<(), PathProblem> {
+        if self.backslash {
+            return Err(PathProblem::EncodedSeparator);
+        }
+        if self.percent {
+            return check_encoded(path);
+        }
+        if self.dot_segment {
+            return Err(PathProblem::DotSegment);
+        }
+        Ok(())
+    }
+}
+
 /// `.` or `..`, also with `;` parameters: servlet containers drop them
 /// (`..;jsessionid=x`) before resolving dots.
 fn is_dot_segment(segment: &str) -> bool {
-    let bare = segment.split(';').next().unwrap_or(segment);
-    bare == "." || bare == ".."
+    is_dot_bytes(segment.as_bytes())
+}
+
+fn is_dot_bytes(segment: &[u8]) -> bool {
+    matches!(
+        segment,
+        [b'.'] | [b'.', b'.'] | [b'.', b';', ..] | [b'.', b'.', b';', ..]
+    )
 }
 
 /// Whether `segment` percent-decoded once is `word`, without allocating
