@@ -63,7 +63,8 @@ pub(crate) enum Named<'a> {
 /// `streamGenerateContent`, `countTokens`, `embedContent`, any other
 /// method), including `.../publishers/google/models/{model}:{method}`;
 /// each segment percent-decoded once, as the upstream reads it.
-pub(crate) fn in_path(path: &str) -> Named<'_> {
+#[cfg(test)]
+fn in_path(path: &str) -> Named<'_> {
     in_path_with(path, &Facts::of(path))
 }
 
