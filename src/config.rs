@@ -130,7 +130,8 @@ impl ExposedWithoutAuth {
     }
 }
 
-/// Why a config refuses requests it is meant to let through: found by
+/// Why a config refuses requests it is meant to let through, or holds an
+/// `api_key` that can never match (reported whatever the mode): found by
 /// [`ProxyAuthLayer::check_keys`](crate::ProxyAuthLayer::check_keys) or
 /// [`SharedSecurityConfig::check_keys`](crate::SharedSecurityConfig::check_keys)
 /// before serving, and logged as an error when the config is compiled. The

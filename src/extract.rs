@@ -317,6 +317,18 @@ pub(crate) fn strip_credentials<B>(request: &mut Request<B>) {
     }
     headers.remove(&PROXY_AUTHORIZATION_NAME);
     strip_key_params(request.uri_mut());
+    // The client's URI as a router kept it: an inner service that builds
+    // the upstream URL or a log line from it must not find the key there.
+    let extensions = request.extensions_mut();
+    if let Some(crate::ClientUri(uri)) = extensions.get_mut::<crate::ClientUri>() {
+        strip_key_params(uri);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(uri)) =
+        extensions.get_mut::<axum::extract::OriginalUri>()
+    {
+        strip_key_params(uri);
+    }
 }
 
 fn strip_key_params(uri: &mut Uri) {

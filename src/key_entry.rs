@@ -115,9 +115,18 @@ impl fmt::Debug for NewKey {
 pub(crate) struct KeyData(pub(crate) Arc<dyn Any + Send + Sync>);
 
 impl PartialEq for KeyData {
-    /// The same data, not equal data: the type need not be comparable.
+    /// A config file's JSON data by value, so rereading an unchanged file
+    /// changes nothing; other data by identity (the type need not be
+    /// comparable).
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        let (a, b) = (
+            self.0.downcast_ref::<serde_json::Value>(),
+            other.0.downcast_ref::<serde_json::Value>(),
+        );
+        match (a, b) {
+            (Some(a), Some(b)) => a == b,
+            _ => Arc::ptr_eq(&self.0, &other.0),
+        }
     }
 }
 

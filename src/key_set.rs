@@ -76,8 +76,12 @@ pub enum KeySetError {
 /// clients move over, then remove (or let expire) the old one.
 ///
 /// Deserializes from a list: `[{"label": "alice", "key": "sk-..."},
-/// {"label": "ci", "key": "sha256:<hex>", "expires_at": 1767225600}]`
-/// (`expires_at` in Unix seconds). Serializing writes digests only.
+/// {"label": "ci", "key": "sha256:<hex>", "expires_at": 1767225600,
+/// "models": ["gpt-4o-mini"], "routes": ["/v1/chat"], "allowed_ips":
+/// ["10.0.0.0/8"]}]` (`expires_at` in Unix seconds); an unknown field is an
+/// error, so a misspelt scope never leaves a key unrestricted. Serializing
+/// writes digests only. A key's own data ([`NewKey::data`]) is not part of
+/// this form (a watched config file carries it as JSON).
 ///
 /// ```
 /// use proxy_auth::KeySet;
@@ -286,7 +290,9 @@ impl KeySet {
     }
 }
 
-/// Equal when both hold the same keys under the same labels and expiries.
+/// Equal when both hold the same keys under the same labels, with the same
+/// expiries, scopes and data (a `serde_json::Value` by value, other data by
+/// identity: the same `Arc`).
 impl PartialEq for KeySet {
     fn eq(&self, other: &KeySet) -> bool {
         self.len() == other.len()
@@ -309,6 +315,9 @@ impl fmt::Debug for KeySet {
 
 #[cfg(feature = "serde")]
 #[derive(Serialize, Deserialize)]
+// A misspelt scope (`model` for `models`) would otherwise leave the key
+// unrestricted.
+#[serde(deny_unknown_fields)]
 struct KeySpec {
     label: String,
     // Wiped when the spec is dropped: it holds a plaintext key or a digest.

@@ -9,7 +9,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use tower_layer::Layer;
 
-use crate::decision::{Policy, PolicySource};
+use crate::decision::{Policy, PolicySource, Verdict};
 use crate::response::Bodies;
 use crate::sources::Sources;
 #[cfg(feature = "key-set")]
@@ -183,9 +183,11 @@ impl<R> ProxyAuthLayer<R> {
     }
 
     /// Sets the paths that pass without a key in `all_except_health` mode
-    /// (default: just `/healthz`). Paths are compared exactly with the
-    /// request's path, without its query: `/healthz/` and `/HEALTHZ` are
-    /// different paths and need the key. In `strict` mode no path is exempt.
+    /// (default: just `/healthz`). Paths are compared exactly with the path
+    /// the client sent ([`ClientUri`](crate::ClientUri), or axum's
+    /// `OriginalUri` with the `axum` feature, else the request's), without
+    /// its query: `/healthz/` and `/HEALTHZ` are different paths and need
+    /// the key. In `strict` mode no path is exempt.
     ///
     /// # Panics
     ///
@@ -428,9 +430,29 @@ impl<R> ProxyAuthLayer<R> {
     pub fn check_keys(&self) -> Result<(), crate::UnusableKey> {
         self.policy.check_keys()
     }
+}
 
+impl ProxyAuthLayer<HeadsOnly> {
     /// Judges `request` as the layer would, without sending it anywhere
     /// and without logging: for "why was I rejected?" diagnostics and tests.
+    /// Like the service, it refuses a request of a key limited to models
+    /// whose model could be in its body (this layer does not read bodies)
+    /// unless its head shows it has none.
+    #[must_use]
+    pub fn check<B>(&self, request: &Request<B>) -> Decision {
+        match self.policy.judge(&self.options, request) {
+            Verdict::Decided(decision) => decision,
+            Verdict::ReadBody(pending) => pending.without_body(crate::service::no_body(request)),
+        }
+    }
+}
+
+impl ProxyAuthLayer<ReadsBodies> {
+    /// Judges `request`'s head as the layer would, without sending it
+    /// anywhere and without logging. A request whose model the service
+    /// would read from its body is judged by its head only: allowed here if
+    /// everything else is, though the service may still refuse it for its
+    /// body's model.
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
         self.policy.judge(&self.options, request).into_decision()

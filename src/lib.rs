@@ -26,17 +26,25 @@
 //! In `Authorization`, one `Bearer ` prefix (scheme in any case, exactly one
 //! space) is removed; without it the whole value is the key. An empty key
 //! never matches, and if auth is on but the configured key is empty, every
-//! request that needs a key is refused and an error is logged.
+//! request that needs a key is refused and an error is logged
+//! ([`ProxyAuthLayer::check_keys`] finds that before serving).
 //!
-//! A refused request gets `401`, `WWW-Authenticate: Bearer`, an
-//! `x-proxy-auth-error` header (`missing_key`, `invalid_key` or
-//! `no_key_configured`) that an upstream's own 401 never has, and a JSON body
-//! in the error format of the client's API (OpenAI by default; Anthropic for
-//! `x-api-key` or `/v1/messages`; Gemini for `x-goog-api-key`, `/v1beta/`,
-//! `:generateContent` or a query key) so SDKs print its message. Each
-//! rejection is logged through
-//! [`tracing`](https://docs.rs/tracing) under the `proxy_auth` target,
-//! without the key.
+//! # Refusals that say who, which mode and why
+//!
+//! Every response the layer writes itself carries `x-proxy-auth-error`
+//! ([`REJECTION_HEADER`]: the [`RejectReason`]), which an upstream's own 401
+//! or 403 never has, and `x-proxy-auth-mode` ([`MODE_HEADER`]: the
+//! effective mode, and what `auto` was resolved from). A key that is
+//! missing or wrong gets `401` and `WWW-Authenticate: Bearer`; a key out of
+//! its scope `403`. The JSON body is in the error shape of the client's API
+//! ([`ApiShape`]: OpenAI by default, Anthropic for `x-api-key` or
+//! `/v1/messages`, Gemini for `x-goog-api-key`, Gemini paths or a query key)
+//! so SDKs show its message, which names the header read, any header sent
+//! but not read, what was wrong with the value (`Bearer<key>`, another
+//! scheme) and the mode; the same facts are fields of the body and of the
+//! [`Rejection`] in the response's extensions. Each refusal is one log line
+//! under the `proxy_auth` target, with the request's `x-request-id`, and
+//! never a key.
 //!
 //! # With axum
 //!
@@ -114,19 +122,27 @@
 //!
 //! # Beyond one key
 //!
-//! All off by default:
-//!
 //! - [`KeySet`]: labelled keys besides `api_key`, held as SHA-256 digests,
-//!   with expiry; rotate them while serving with
-//!   [`SharedSecurityConfig::update_keys`]. The label reaches handlers in
-//!   [`Authenticated::label`].
+//!   each with an expiry, scopes ([`scope`]: models, routes, client
+//!   networks, refused with a 403 that says why) and data of the author's
+//!   own ([`NewKey::data`], read in handlers through
+//!   [`Authenticated::data`]); rotate them while serving with
+//!   [`SharedSecurityConfig::update_keys`].
 //! - `api_key` (and key set entries) may be a `sha256:<hex>` digest
 //!   ([`key_digest`]), so config files need not hold plaintext keys.
+//! - [`ProxyAuthLayer::read_model_bodies`]: read the model of a request's
+//!   body for keys limited to some models.
+//! - [`ProxyAuthLayer::key_sources`], [`other_schemes_absent`](ProxyAuthLayer::other_schemes_absent),
+//!   [`error_shape`](ProxyAuthLayer::error_shape) and
+//!   [`rejection_response`](ProxyAuthLayer::rejection_response): the header
+//!   rules and the error format of an existing proxy.
 //! - [`ProxyAuthLayer::query_key`]: accept `?key=` (any ASCII case, name
 //!   percent-decoded once) as a last source.
-//! - [`ProxyAuthLayer::strip_credentials`]: remove the key headers,
-//!   `Proxy-Authorization` and any `?key=` before the inner service (your
-//!   upstream client) sees the request.
+//! - [`ProxyAuthLayer::strip_credentials`] (on by default): the key
+//!   headers, `Proxy-Authorization` and any `?key=` are removed before the
+//!   inner service (your upstream client) sees the request.
+//! - [`SharedSecurityConfig::guard_listen_addr`]: no config write, from code
+//!   or a watched file, may serve the listen address with auth off.
 //!
 //! # Security
 //!
@@ -166,17 +182,21 @@
 //!
 //! - `serde`: `Serialize`/`Deserialize` for [`ProxyAuthMode`],
 //!   [`ProxySecurityConfig`] and `KeySet`.
-//! - `key-set`: `KeySet`, `sha256:` digest keys and `key_digest` (`sha2`).
+//! - `key-set`: `KeySet` with scopes, `sha256:` digest keys and
+//!   `key_digest` (`sha2`; `serde_json` to read JSON bodies' models).
 //!   Without it a `sha256:` `api_key` is refused (treated as no key), never
 //!   taken as plaintext.
 //! - `generate-key`: `generate_api_key` and `ProxySecurityConfig::default()`
 //!   (`getrandom`).
 //!
 //! The core (modes, header rules, constant-time comparison, hot reload,
-//! 401s, `tracing` logs) is always compiled.
+//! refusals, `tracing` logs) is always compiled.
 //!
 //! Integrations with other crates, all off by default:
 //!
+//! - `axum`: read axum's `OriginalUri` (the path the client sent, inside
+//!   `Router::nest`) and `ConnectInfo` (the client's address, for
+//!   `allowed_ips`).
 //! - `metrics`: count every decision by outcome, reason and key source
 //!   through the [`metrics`](https://docs.rs/metrics) facade (see
 //!   the `metrics` module).

@@ -129,10 +129,11 @@ pub(crate) fn allow<B, R>(
 }
 
 /// Whether the request's head shows it has no body: `Content-Length: 0`,
-/// or a method whose requests carry no content (`GET`, `HEAD`, `DELETE`,
-/// `OPTIONS`, `TRACE`) with neither `Content-Length` nor
-/// `Transfer-Encoding`. HTTP/2 and a request built in code may carry a body
-/// without either, so a `POST` without them may have one.
+/// or, in HTTP/1, a method whose requests carry no content (`GET`, `HEAD`,
+/// `DELETE`, `OPTIONS`, `TRACE`) with neither `Content-Length` nor
+/// `Transfer-Encoding`. HTTP/2 and later send a body in frames the head
+/// does not mention, and a request built in code may carry one too, so
+/// only `Content-Length: 0` shows there is none there.
 pub(crate) fn no_body<B>(request: &Request<B>) -> bool {
     use http::Method;
     let headers = request.headers();
@@ -150,5 +151,7 @@ pub(crate) fn no_body<B>(request: &Request<B>) -> bool {
         Method::OPTIONS,
         Method::TRACE,
     ];
-    contentless.contains(request.method()) && !headers.contains_key(http::header::TRANSFER_ENCODING)
+    request.version() <= http::Version::HTTP_11
+        && contentless.contains(request.method())
+        && !headers.contains_key(http::header::TRANSFER_ENCODING)
 }

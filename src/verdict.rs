@@ -18,7 +18,9 @@ use crate::{KeySources, ProxyAuthMode};
 /// # Matching on a decision
 ///
 /// Every refusal is a [`Decision::Reject`], whatever its status code:
-/// [`Rejection::status`] says which (401 today), and [`RejectReason`] why.
+/// [`Rejection::status`] says which (401 for the key itself, 403 for a
+/// scope, 400, 413 or 415 for a model that cannot be read), and
+/// [`RejectReason`] why.
 /// `RejectReason`, [`Allowed`], [`KeySource`] and [`KeyProblem`] are
 /// `#[non_exhaustive]`: new reasons arrive as new variants, so a `match`
 /// on them needs a `_` arm, and code that only cares whether a request

@@ -10,24 +10,26 @@ use crate::scope::model::Named;
 
 const TWICE: &str = "the body names the model more than once";
 const NOT_A_STRING: &str = "the body's model is not a string";
+const OTHER_CASE: &str =
+    "the body has a key that is `model` in another case, which some parsers read as the model";
 
 /// What a JSON body says of its model. serde_json is strict RFC 8259 (no
 /// comments, trailing commas, `NaN`, byte order mark, lone surrogates, or
 /// data after the value) and compares keys after unescaping them, so
 /// `{"model":"a","mod\u0065l":"b"}` is a repeat.
 pub(crate) fn model(bytes: &[u8]) -> Named<'static> {
+    parse(bytes).unwrap_or(Named::Unreadable("the body is not valid JSON"))
+}
+
+/// What a JSON body says of its model, or `None` if it is not JSON.
+pub(crate) fn parse(bytes: &[u8]) -> Option<Named<'static>> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let named = match (&mut deserializer).deserialize_any(Top) {
-        Ok(named) => named,
-        Err(_) => return Named::Unreadable("the body is not valid JSON"),
-    };
+    let named = (&mut deserializer).deserialize_any(Top).ok()?;
     if matches!(named, Named::Unreadable(_)) {
-        return named;
+        return Some(named);
     }
-    match deserializer.end() {
-        Ok(()) => named,
-        Err(_) => Named::Unreadable("the body is not valid JSON"),
-    }
+    deserializer.end().ok()?;
+    Some(named)
 }
 
 /// The document: an object may name a model; anything else names none.
@@ -43,9 +45,14 @@ impl<'de> Visitor<'de> for Top {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named<'static>, A::Error> {
         let mut found = Named::None;
         while let Some(key) = map.next_key::<String>()? {
-            if key != "model" {
+            // Go's encoding/json matches field names in any case: `MODEL`
+            // is the model to a Go upstream, no model to a Python one.
+            if !key.eq_ignore_ascii_case("model") {
                 map.next_value::<IgnoredAny>()?;
                 continue;
+            }
+            if key != "model" {
+                return Ok(Named::Unreadable(OTHER_CASE));
             }
             if !matches!(found, Named::None) {
                 return Ok(Named::Unreadable(TWICE));
@@ -162,6 +169,8 @@ mod tests {
         for body in [
             r#"{"model":"a","model":"b"}"#,
             r#"{"model":"a","mod\u0065l":"a"}"#,
+            r#"{"model":"a","MODEL":"b"}"#,
+            r#"{"Model":"a"}"#,
             r#"{"model":1}"#,
             r#"{"model":null}"#,
             r#"{"model":["a"]}"#,

@@ -246,15 +246,64 @@ pub(crate) fn model_in(headers: &HeaderMap, body: &[u8]) -> Named<'static> {
             ),
         };
     }
-    // JSON whatever the declared type: many APIs parse a JSON body sent as
-    // text/plain or form-urlencoded, so a body that is JSON is judged as
-    // JSON, and one that is neither is refused.
+    if media.is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
+        // Read as a form by form parsers and as JSON by lenient JSON
+        // upstreams: both readings must agree.
+        let form = form_model(body);
+        return match (form, json::parse(body)) {
+            (Named::Unreadable(why), _) | (_, Some(Named::Unreadable(why))) => {
+                Named::Unreadable(why)
+            }
+            (form, None) => form,
+            (Named::None, Some(json)) => json,
+            (form, Some(Named::None)) => form,
+            (Named::Model(a), Some(Named::Model(b))) if a == b => Named::Model(a),
+            (Named::Model(_), Some(Named::Model(_))) => {
+                Named::Unreadable("the body names one model as form data and another as JSON")
+            }
+        };
+    }
+    // JSON whatever else the declared type: many APIs parse a JSON body
+    // sent as text/plain, so a body that is JSON is judged as JSON, and one
+    // that is not is refused.
     match json::model(body) {
         Named::Unreadable(_) if media.is_some_and(|m| !is_json(m)) => {
             Named::Unreadable("the body is neither JSON nor multipart/form-data")
         }
         named => named,
     }
+}
+
+/// The `model` field of an `application/x-www-form-urlencoded` body: names
+/// decoded (`+` is a space) and compared in any ASCII case; two of them, or
+/// bytes that are not UTF-8 once decoded, cannot be read for certain.
+fn form_model(body: &[u8]) -> Named<'static> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Named::Unreadable("the form body is not UTF-8");
+    };
+    let decode = |s: &str| -> Option<String> {
+        let spaced = s.replace('+', " ");
+        let decoded = crate::scope::path::percent_decode(&spaced);
+        (!decoded.contains('\u{fffd}')).then_some(decoded)
+    };
+    let mut found = Named::None;
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(name) = decode(name) else {
+            return Named::Unreadable("the form body has a name that is not UTF-8");
+        };
+        if !name.eq_ignore_ascii_case("model") {
+            continue;
+        }
+        if !matches!(found, Named::None) {
+            return Named::Unreadable("the form body names the model more than once");
+        }
+        match decode(value) {
+            Some(model) if !model.is_empty() => found = Named::Model(model.into()),
+            _ => return Named::Unreadable("the form body's model is not a plain model name"),
+        }
+    }
+    found
 }
 
 fn is_json(media: &str) -> bool {

@@ -15,6 +15,14 @@ pub(crate) fn boundary(content_type: &str) -> Option<&str> {
     let mut found = None;
     for param in content_type.split(';').skip(1) {
         let (name, value) = param.split_once('=')?;
+        // Fields are decoded with the request's charset by some servers
+        // (Starlette): only UTF-8, which the check reads, is plain.
+        if name.trim().eq_ignore_ascii_case("charset") {
+            if !value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8") {
+                return None;
+            }
+            continue;
+        }
         if !name.trim().eq_ignore_ascii_case("boundary") {
             continue;
         }
@@ -101,6 +109,14 @@ fn part_name(head: &[u8]) -> Option<(&str, bool)> {
         if name.eq_ignore_ascii_case("content-disposition") && disposition.is_none() {
             disposition = Some(value.trim());
         } else if name.eq_ignore_ascii_case("content-type") && !content_type {
+            // A part decoded with another charset is another string.
+            let lower = value.to_ascii_lowercase();
+            if lower.contains("charset")
+                && !lower.contains("charset=utf-8")
+                && !lower.contains("charset=\"utf-8\"")
+            {
+                return None;
+            }
             content_type = true;
         } else {
             return None;
@@ -191,6 +207,7 @@ mod tests {
             form(&[("Content-Disposition: form-data;\r\n name=\"model\"", "x")]),
             form(&[("Content-Disposition: form-data; name=\"model\"\r\nContent-Transfer-Encoding: base64", "d2hpc3Blcg==")]),
             form(&[("Content-Disposition: form-data; name=\"model\"", "a\r\nb")]),
+            form(&[("Content-Disposition: form-data; name=\"model\"\r\nContent-Type: text/plain; charset=utf-16", "x")]),
             [b"preamble\r\n".as_slice(), &form(&[model_part])].concat(),
             String::from_utf8(form(&[model_part])).unwrap().replace("\r\n", "\n").into_bytes(),
             form(&[model_part])[..30].to_vec(),

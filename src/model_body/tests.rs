@@ -133,6 +133,24 @@ async fn bodies_the_check_cannot_read_for_certain_are_refused() {
         (
             "model=gpt-4o",
             "application/x-www-form-urlencoded",
+            "model_not_allowed",
+            403,
+        ),
+        (
+            r#"{"model":"gpt-4o-mini","x":"&model=gpt-4o&"}"#,
+            "application/x-www-form-urlencoded",
+            "model_unreadable",
+            400,
+        ),
+        (
+            "model=gpt-4o-mini&MODEL=gpt-4o",
+            "application/x-www-form-urlencoded",
+            "model_unreadable",
+            400,
+        ),
+        (
+            r#"{"model":"gpt-4o-mini","MODEL":"gpt-4o"}"#,
+            "application/json",
             "model_unreadable",
             400,
         ),

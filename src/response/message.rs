@@ -328,6 +328,12 @@ pub(crate) fn scoped_body(r: &Rejection, shape: ApiShape) -> String {
         .detail
         .as_deref()
         .map_or("null".to_owned(), |d| json_string(&shown(d)));
+    // google.rpc.ErrorInfo's metadata is map<string, string>: no nulls.
+    let label_text = r.label.as_deref().map_or("\"\"".to_owned(), json_string);
+    let detail_text = r
+        .detail
+        .as_deref()
+        .map_or("\"\"".to_owned(), |d| json_string(&shown(d)));
     let fields = format!(
         r#""proxy_auth":{{"reason":"{reason}","mode":"{}","label":{label},"detail":{detail}}}"#,
         r.mode
@@ -353,7 +359,7 @@ pub(crate) fn scoped_body(r: &Rejection, shape: ApiShape) -> String {
             r#"{{"type":"error","error":{{"type":"{anthropic_type}","message":{message},{fields}}}}}"#
         ),
         ApiShape::Gemini => format!(
-            r#"{{"error":{{"code":{status},"message":{message},"status":"{google_status}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{}","domain":"proxy-auth","metadata":{{"mode":"{}","label":{label},"detail":{detail}}}}}]}}}}"#,
+            r#"{{"error":{{"code":{status},"message":{message},"status":"{google_status}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{}","domain":"proxy-auth","metadata":{{"mode":"{}","label":{label_text},"detail":{detail_text}}}}}]}}}}"#,
             reason.to_ascii_uppercase(),
             r.mode
         ),

@@ -22,11 +22,13 @@ pub(crate) use message::Bodies;
 pub use shape::ApiShape;
 
 /// Response header on every refusal the layer sends, naming the reason
-/// (`missing_key`, `invalid_key`, `no_key_configured`), also when the
-/// response comes from
+/// ([`RejectReason::as_str`]: `missing_key`, `invalid_key`,
+/// `no_key_configured`, `model_not_allowed`, `route_not_allowed`,
+/// `ip_not_allowed`, `model_unreadable`, `body_too_large`,
+/// `unsupported_encoding`), also when the response comes from
 /// [`rejection_response`](crate::ProxyAuthLayer::rejection_response). An
-/// upstream's own 401 never carries it, so `curl -i` tells at once who
-/// refused the request.
+/// upstream's own 401 or 403 never carries it, so `curl -i` tells at once
+/// who refused the request.
 pub const REJECTION_HEADER: HeaderName = HeaderName::from_static("x-proxy-auth-error");
 
 /// Response header on the layer's own refusals naming the effective mode,
@@ -74,6 +76,10 @@ pub(crate) fn respond<B>(
             headers.insert(
                 REJECTION_HEADER,
                 HeaderValue::from_static(rejection.reason.as_str()),
+            );
+            headers.insert(
+                MODE_HEADER,
+                HeaderValue::from_static(message::MODE_HEADERS[message::mode_index(&rejection)]),
             );
             response
         }

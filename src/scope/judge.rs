@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::Request;
 
-use super::model::{in_path_with, in_query, Named};
+use super::model::{in_path, in_query, Named};
 use super::net::{origin, Origin};
 use super::path::Facts;
 use super::{PathProblem, Scope};
@@ -83,12 +83,14 @@ pub(crate) fn judge<B>(
         return Judged::Pass { model: None };
     }
     let facts = Facts::of(path);
+    // A path an upstream could resolve, decode or collapse into another
+    // can be matched against neither routes nor models.
+    let unclean = facts.check(path).err().map(|problem| match problem {
+        PathProblem::DotSegment => "the path has a `.` or `..` segment (as sent or percent-encoded), which an upstream may resolve to another path",
+        PathProblem::EncodedSeparator => "the path has an encoded `/` or `\\`, which an upstream may decode into another segment",
+    });
     if let Some(routes) = &scope.routes {
-        if let Err(problem) = facts.check(path) {
-            let note = match problem {
-                PathProblem::DotSegment => "the path has a `.` or `..` segment (as sent or percent-encoded), which an upstream may resolve to another path",
-                PathProblem::EncodedSeparator => "the path has an encoded `/` or `\\`, which an upstream may decode into another segment",
-            };
+        if let Some(note) = unclean {
             return Judged::Refuse(Refusal::new(
                 RejectReason::RouteNotAllowed,
                 Some(path),
@@ -106,6 +108,16 @@ pub(crate) fn judge<B>(
     if scope.models.is_none() {
         return Judged::Pass { model: None };
     }
+    let unclean = unclean.or(facts
+        .empty_segment
+        .then_some("the path has an empty segment (`//`), which an upstream may collapse"));
+    if let Some(note) = unclean {
+        return Judged::Refuse(Refusal::new(
+            RejectReason::ModelUnreadable,
+            None,
+            Some(note),
+        ));
+    }
     // The model is kept for the identity only when the layer hands it on:
     // a check that passes allocates nothing otherwise.
     let check = |model: std::borrow::Cow<'_, str>| -> Result<Option<Arc<str>>, Judged> {
@@ -119,9 +131,9 @@ pub(crate) fn judge<B>(
             )))
         }
     };
-    // A path that names the model is what Gemini and Vertex AI serve; its
-    // body has no model field of its own.
-    match in_path_with(path, &facts) {
+    // A path that names the model is what the upstream serves; a body
+    // model beside it is not read by Gemini, Vertex AI, Azure or Bedrock.
+    match in_path(path) {
         Named::Model(model) => {
             return check(model).map_or_else(|refused| refused, |model| Judged::Pass { model })
         }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::path::{decodes_to, percent_decode, Facts};
+use super::path::percent_decode;
 
 /// A model name a key may use: exact, or a prefix ending in `*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +19,7 @@ impl ModelPattern {
                 "a model pattern is empty; give a model name or a prefix ending in `*`".into(),
             );
         }
-        if pattern[..pattern.len() - 1].contains('*') {
+        if pattern.strip_suffix('*').unwrap_or(pattern).contains('*') {
             return Err(format!(
                 "model pattern {pattern:?} has a `*` before its end; only a trailing `*` (a prefix, such as \"claude-3-5-*\") is allowed"
             ));
@@ -58,62 +58,102 @@ pub(crate) enum Named<'a> {
     Unreadable(&'static str),
 }
 
-/// The model of a Gemini or Vertex AI path:
-/// `.../models/{model}:{method}` (`generateContent`,
-/// `streamGenerateContent`, `countTokens`, `embedContent`, any other
-/// method), including `.../publishers/google/models/{model}:{method}`;
-/// each segment percent-decoded once, as the upstream reads it.
-#[cfg(test)]
-fn in_path(path: &str) -> Named<'_> {
-    in_path_with(path, &Facts::of(path))
-}
-
-/// [`in_path`] with the path's [`Facts`] already found.
-pub(crate) fn in_path_with<'a>(path: &'a str, facts: &Facts) -> Named<'a> {
-    if !facts.percent {
-        return match facts.model {
-            None => Named::None,
-            Some(_) if facts.models => Named::Unreadable("the path names more than one model"),
-            Some((start, end)) => {
-                let model = &path[start..end];
-                if model.is_empty() || model.bytes().any(|b| b.is_ascii_control()) {
-                    Named::Unreadable("the path's model segment is not a plain model name")
-                } else {
-                    Named::Model(Cow::Borrowed(model))
-                }
-            }
-        };
-    }
+/// The model a path names, each segment percent-decoded once as the
+/// upstream reads it:
+///
+/// - Gemini and Vertex AI: `.../models/{model}:{method}` (any method),
+///   including `.../publishers/google/models/{model}:{method}`; a tuned
+///   model `.../tunedModels/{id}:{method}` is `tunedModels/{id}`, a Vertex
+///   endpoint `.../endpoints/{id}:{method}` is `endpoints/{id}`;
+/// - Azure OpenAI: `.../deployments/{deployment}/...`;
+/// - OpenAI's legacy engines: `.../engines/{engine}/...`;
+/// - Amazon Bedrock: `.../model/{model-id}/invoke` (and `converse`, and
+///   their streaming forms).
+///
+/// Two of them, a `{model}:{method}` segment with more than one `:`, or a
+/// decoded model with a `/`, `\`, `?`, `#` or `%` in it cannot be read for
+/// certain. The path must have passed [`Facts::check`] (no dot segments,
+/// no encoded separators) and have no empty segment: an upstream that
+/// resolves or collapses them could route to a model the check did not see.
+pub(crate) fn in_path(path: &str) -> Named<'_> {
     let mut found = Named::None;
     let mut segments = path.split('/').peekable();
     while let Some(segment) = segments.next() {
         let Some(&next) = segments.peek() else { break };
-        if !decodes_to(segment, "models") {
-            continue;
-        }
-        // Most paths are plain: decoded only when they hold a `%`.
-        let next = if next.contains('%') {
-            Cow::Owned(percent_decode(next))
-        } else {
-            Cow::Borrowed(next)
+        let model = match &*decode(segment) {
+            "models" => with_method(decode(next), ""),
+            "tunedModels" => with_method(decode(next), "tunedModels/"),
+            "endpoints" => with_method(decode(next), "endpoints/"),
+            "deployments" | "engines" => Some(Ok(decode(next))),
+            "model" => {
+                let mut after = segments.clone();
+                after.next();
+                let action = after.next().map(|a| decode(a));
+                let bedrock = [
+                    "invoke",
+                    "invoke-with-response-stream",
+                    "converse",
+                    "converse-stream",
+                ];
+                action
+                    .filter(|a| bedrock.contains(&&**a))
+                    .map(|_| Ok(decode(next)))
+            }
+            _ => None,
         };
-        let Some(at) = next.find(':') else { continue };
+        let model = match model {
+            None => continue,
+            Some(Err(why)) => return Named::Unreadable(why),
+            Some(Ok(model)) => model,
+        };
         if !matches!(found, Named::None) {
             return Named::Unreadable("the path names more than one model");
         }
-        let model = match next {
-            Cow::Borrowed(next) => Cow::Borrowed(&next[..at]),
-            Cow::Owned(mut next) => {
-                next.truncate(at);
-                Cow::Owned(next)
-            }
-        };
-        if model.is_empty() || model.contains('%') || model.chars().any(char::is_control) {
+        let plain = !model.is_empty()
+            && !model.contains(['/', '\\', '?', '#', '%'])
+            && !model.chars().any(char::is_control);
+        // A tuned model or endpoint keeps its own `/`.
+        let plain = plain
+            || (model.matches('/').count() == 1
+                && !model.ends_with('/')
+                && {
+                    let id = model.split_once('/').map_or("", |(_, id)| id);
+                    !id.is_empty()
+                        && !id.contains(['\\', '?', '#', '%'])
+                        && !id.chars().any(char::is_control)
+                }
+                && (model.starts_with("tunedModels/") || model.starts_with("endpoints/")));
+        if !plain {
             return Named::Unreadable("the path's model segment is not a plain model name");
         }
         found = Named::Model(model);
     }
     found
+}
+
+/// `segment` percent-decoded once; borrowed when there is nothing to decode.
+fn decode(segment: &str) -> Cow<'_, str> {
+    if segment.contains('%') {
+        Cow::Owned(percent_decode(segment))
+    } else {
+        Cow::Borrowed(segment)
+    }
+}
+
+/// `{model}:{method}`: the model (after `prefix`), `None` for a segment
+/// without a method, an error for one with more than one `:`.
+fn with_method<'a>(
+    segment: Cow<'a, str>,
+    prefix: &str,
+) -> Option<Result<Cow<'a, str>, &'static str>> {
+    let at = segment.find(':')?;
+    if segment[at + 1..].contains(':') {
+        return Some(Err("the path's model segment has more than one `:`"));
+    }
+    Some(Ok(match (prefix, segment) {
+        ("", Cow::Borrowed(s)) => Cow::Borrowed(&s[..at]),
+        (prefix, segment) => Cow::Owned(format!("{prefix}{}", &segment[..at])),
+    }))
 }
 
 /// The `model` query parameter (OpenAI's realtime API): a parameter whose
@@ -214,6 +254,51 @@ mod tests {
             in_path("/v1beta/models/a:generateContent/models/b:generateContent"),
             Named::Unreadable(_)
         ));
+    }
+
+    #[test]
+    fn every_path_form_that_names_a_model() {
+        let m = |s: &'static str| Named::Model(Cow::Borrowed(s));
+        let owned = |s: &str| Named::Model(Cow::Owned(s.to_owned()));
+        assert_eq!(
+            in_path("/openai/deployments/gpt-4o/chat/completions"),
+            m("gpt-4o")
+        );
+        assert_eq!(in_path("/v1/engines/davinci/completions"), m("davinci"));
+        assert_eq!(
+            in_path("/v1beta/tunedModels/my-tune:generateContent"),
+            owned("tunedModels/my-tune")
+        );
+        assert_eq!(
+            in_path("/v1/projects/p/locations/l/endpoints/123:predict"),
+            owned("endpoints/123")
+        );
+        assert_eq!(
+            in_path("/model/anthropic.claude-3-sonnet-20240229-v1%3A0/invoke"),
+            owned("anthropic.claude-3-sonnet-20240229-v1:0")
+        );
+        assert_eq!(
+            in_path("/model/x/list"),
+            Named::None,
+            "not a Bedrock action"
+        );
+        assert!(matches!(
+            in_path("/v1beta/models/llama3:70b:generateContent"),
+            Named::Unreadable(_)
+        ));
+        assert!(matches!(
+            in_path("/openai/deployments/a%2Fb/chat"),
+            Named::Unreadable(_)
+        ));
+        assert!(matches!(
+            in_path("/openai/deployments/a/x/deployments/b/y"),
+            Named::Unreadable(_)
+        ));
+        assert!(
+            ModelPattern::parse("通义千问").is_ok(),
+            "a multi-byte last character"
+        );
+        assert!(ModelPattern::parse("qwen-é*").unwrap().allows("qwen-é-max"));
     }
 
     #[test]

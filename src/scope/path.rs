@@ -104,68 +104,49 @@ fn check_encoded(path: &str) -> Result<(), PathProblem> {
 }
 
 /// What one pass over a path finds: whether it must be decoded to be read,
-/// whether it has a `\`, whether a segment as sent is a dot segment, and
-/// where a model segment of a Gemini path (`/models/{model}:{method}`) is.
+/// whether it has a `\`, a dot segment as sent, or an empty segment (`//`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Facts {
     pub(crate) percent: bool,
     pub(crate) backslash: bool,
     pub(crate) dot_segment: bool,
-    /// The first model segment's model, as a byte range of the path.
-    pub(crate) model: Option<(usize, usize)>,
-    /// More than one model segment.
-    pub(crate) models: bool,
+    /// A `//` (an empty segment between two others), which an upstream
+    /// may collapse.
+    pub(crate) empty_segment: bool,
 }
 
 impl Facts {
     /// One pass, no allocation: the request path of every request of a
     /// scoped key goes through it.
     pub(crate) fn of(path: &str) -> Facts {
-        // Most bytes are none of the four that matter: one table lookup
+        // Most bytes are none of the three that matter: one table lookup
         // each, and the rest only for those.
         const SPECIAL: [bool; 256] = {
             let mut table = [false; 256];
             table[b'/' as usize] = true;
             table[b'%' as usize] = true;
             table[b'\\' as usize] = true;
-            table[b':' as usize] = true;
             table
         };
         let bytes = path.as_bytes();
-        let (mut percent, mut backslash, mut dot_segment) = (false, false, false);
-        let (mut model, mut models) = (None, false);
+        let mut facts = Facts::default();
         let mut segment = 0;
-        let mut colon_seen = false;
         for (i, &b) in bytes.iter().enumerate() {
             if !SPECIAL[usize::from(b)] {
                 continue;
             }
             match b {
                 b'/' => {
-                    dot_segment |= is_dot_bytes(&bytes[segment..i]);
+                    facts.dot_segment |= is_dot_bytes(&bytes[segment..i]);
+                    facts.empty_segment |= i > 0 && segment == i;
                     segment = i + 1;
-                    colon_seen = false;
                 }
-                b'%' => percent = true,
-                b'\\' => backslash = true,
-                _ if !colon_seen => {
-                    colon_seen = true;
-                    if segment >= 8 && &bytes[segment - 8..segment] == b"/models/" {
-                        models |= model.is_some();
-                        model.get_or_insert((segment, i));
-                    }
-                }
-                _ => {}
+                b'%' => facts.percent = true,
+                _ => facts.backslash = true,
             }
         }
-        dot_segment |= is_dot_bytes(&bytes[segment..]);
-        Facts {
-            percent,
-            backslash,
-            dot_segment,
-            model,
-            models,
-        }
+        facts.dot_segment |= is_dot_bytes(&bytes[segment..]);
+        facts
     }
 
     /// [`check_path`]'s verdict, decoding only a path that needs it.
@@ -194,15 +175,6 @@ fn is_dot_bytes(segment: &[u8]) -> bool {
         segment,
         [b'.'] | [b'.', b'.'] | [b'.', b';', ..] | [b'.', b'.', b';', ..]
     )
-}
-
-/// Whether `segment` percent-decoded once is `word`, without allocating
-/// for a segment with no `%`.
-pub(crate) fn decodes_to(segment: &str, word: &str) -> bool {
-    if !segment.contains('%') {
-        return segment == word;
-    }
-    percent_decode(segment) == word
 }
 
 /// `segment` with each `%XX` decoded once (invalid escapes kept as they

@@ -436,3 +436,32 @@ async fn stripping_removes_the_query_key_and_keeps_the_rest() {
     // The header was the source; the query's copy is removed as well.
     assert_eq!(forwarded.uri.unwrap().to_string(), "/m?alt=sse");
 }
+
+#[tokio::test]
+async fn stripping_reaches_the_clients_uri_a_router_kept() {
+    use proxy_auth::ClientUri;
+    let layer = strict().query_key(true).insert_identity(true);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |request: http::Request<String>| {
+            *seen.lock().unwrap() = request.extensions().get::<ClientUri>().cloned();
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+        })
+    };
+    let mut request = common::request::<String>(Method::GET, "/x?key=sk-proxy&a=1", &[]);
+    *request.uri_mut() = format!("/x?key={KEY}&a=1").parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(ClientUri(format!("/v1/x?key={KEY}&a=1").parse().unwrap()));
+    let response = tower::ServiceExt::oneshot(tower::Layer::layer(&layer, inner), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let kept = seen
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the extension reaches the inner service");
+    assert_eq!(kept.0, "/v1/x?a=1", "the key is gone from the kept URI too");
+}

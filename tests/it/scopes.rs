@@ -364,3 +364,98 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_path_that_could_hide_or_move_the_model_is_refused() {
+    let mut keys = KeySet::new();
+    keys.add(NewKey::new("team-a", TEAM).models(["gpt-4o-mini", "gemini-1.5-flash"]))
+        .unwrap();
+    let layer = ProxyAuthLayer::with_keys(
+        ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-admin"),
+        keys,
+    );
+    let service = app(layer.clone().read_model_bodies(1 << 20));
+    for path in [
+        // A path model beside dot segments: a URL parser resolves it to
+        // /v1/chat/completions, whose body's model was never read.
+        "/v1/models/gpt-4o-mini:x/../../chat/completions",
+        "/v1/models/gpt-4o-mini:x/%2e%2e/%2e%2e/chat/completions",
+        // A Gemini model hidden from the check but not from a decoder.
+        "/v1beta/models%2Fgemini-ultra:generateContent",
+        "/v1beta/models/x/../gemini-ultra:generateContent",
+        "/v1beta/models//gemini-ultra:generateContent",
+        "/v1beta/models/gemini-1.5-flash:x:generateContent",
+    ] {
+        let request = from(
+            "127.0.0.1:1",
+            Method::POST,
+            path,
+            TEAM,
+            &[("content-type", "application/json")],
+            r#"{"model":"gpt-4o"}"#,
+        );
+        let response = answer(service.clone(), request).await;
+        assert!(
+            response.status.is_client_error(),
+            "{path}: {}",
+            response.status
+        );
+        assert_eq!(
+            response.header("x-proxy-auth-error"),
+            Some("model_unreadable"),
+            "{path}"
+        );
+    }
+    // Azure deployments and legacy engines name the model in the path too.
+    for (path, status) in [
+        (
+            "/openai/deployments/gpt-4o/chat/completions",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/openai/deployments/gpt-4o-mini/chat/completions",
+            StatusCode::OK,
+        ),
+        ("/v1/engines/davinci/completions", StatusCode::FORBIDDEN),
+    ] {
+        let request = from("127.0.0.1:1", Method::POST, path, TEAM, &[], "{}");
+        assert_eq!(
+            answer(service.clone(), request).await.status,
+            status,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_heads_only_layer_and_its_check_refuse_a_body_they_cannot_see() {
+    let mut keys = KeySet::new();
+    keys.add(NewKey::new("team-a", TEAM).models(["gpt-4o-mini"]))
+        .unwrap();
+    let layer = ProxyAuthLayer::with_keys(
+        ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-admin"),
+        keys,
+    );
+    // HTTP/2 sends a body without mentioning it in the head, on any method.
+    let mut h2_get = get::<String>(
+        "/v1/models",
+        &[("authorization", &format!("Bearer {TEAM}"))],
+    );
+    *h2_get.version_mut() = http::Version::HTTP_2;
+    *h2_get.body_mut() = r#"{"model":"gpt-4o"}"#.to_owned();
+    let Decision::Reject(r) = layer.check(&h2_get) else {
+        panic!("check must agree with the service")
+    };
+    assert_eq!(r.reason, RejectReason::ModelUnreadable);
+    assert_eq!(
+        send(layer.clone(), h2_get).await.reason(),
+        Some("model_unreadable")
+    );
+    // An HTTP/1.1 GET without Content-Length has no body.
+    let h1_get = get::<String>(
+        "/v1/models",
+        &[("authorization", &format!("Bearer {TEAM}"))],
+    );
+    assert!(layer.check(&h1_get).is_allowed());
+    assert!(send(layer, h1_get).await.reached_inner());
+}
