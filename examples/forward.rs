@@ -484,7 +484,11 @@ async fn main() {
         eprintln!("error: {message}");
         std::process::exit(2);
     });
-    let (settings, listener) = settings::start("forward").await;
+    let settings = settings::start();
+    let shared = SharedSecurityConfig::new(settings.config.clone());
+    settings::guard_or_exit(&shared, &settings);
+    let listener = settings::bind_or_exit(&settings).await;
+    settings::print_banner("forward", &settings, &shared, &listener);
     let local = listener
         .local_addr()
         .map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
@@ -492,7 +496,7 @@ async fn main() {
         "forward: listening on http://{local}, forwarding to {upstream} (upstream key: {})",
         if upstream.has_key() { "set" } else { "none" }
     );
-    let service = app(SharedSecurityConfig::new(settings.config), upstream).unwrap_or_else(|e| {
+    let service = app(shared, upstream).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1);
     });
