@@ -34,6 +34,7 @@ mod upstream;
 
 mod browser;
 mod compose;
+mod config_file;
 mod cors;
 mod credentials;
 mod forward;
