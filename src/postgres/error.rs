@@ -51,6 +51,14 @@ pub enum StoreError {
     /// `revoke` or `set_expiry` with a label that is not in the table.
     #[error("no key is labelled {0:?}; `list` shows the labels")]
     UnknownLabel(String),
+    /// The shared config's named keys are already kept by another source
+    /// (a watched config file, or another store); see
+    /// [`SharedSecurityConfig`](crate::SharedSecurityConfig#one-source-of-named-keys).
+    #[error("the key store is not started: the shared config's named keys are already kept by {owner}, and the two would replace each other's keys; keep the named keys in one place (this key table, with auth_mode and api_key from the environment rather than a watched file, or the file's `keys` list), or stop {owner} first")]
+    KeysOwned {
+        /// The source that keeps the keys.
+        owner: String,
+    },
     /// The OS's random generator failed while generating a key.
     #[error(transparent)]
     KeyGeneration(#[from] crate::KeyGenError),

@@ -51,7 +51,14 @@
 //!    (60 s by default), a safety net should a notification ever be lost.
 //!
 //! The store owns the key set: keys put there by other means are replaced
-//! at the next full reload. The config's `api_key` is not in the table and
+//! at the next full reload. A [`watch`](crate::watch)ed config file on the
+//! same shared config would replace the store's keys at each change (and
+//! the store the file's), so the two are refused together: whichever
+//! starts second fails ([`StoreError::KeysOwned`]) naming the other. With
+//! a store, give the mode and `api_key` in code or the environment. The
+//! store writes only the key set, never the mode, so the shared config's
+//! [listen-address guard](crate::SharedSecurityConfig#the-listen-address-guard)
+//! has nothing of the store's to refuse. The config's `api_key` is not in the table and
 //! keeps working (an operator's key that survives any database state).
 //!
 //! # When the database goes away
@@ -302,7 +309,9 @@ where
     /// until [`KeyStoreHandle::stop`] (or dropping the handle).
     ///
     /// Errors if the database cannot be reached or the table cannot be
-    /// created or read; nothing is changed in `shared` then.
+    /// created or read, or if another source already keeps `shared`'s named
+    /// keys (a watched config file: [`StoreError::KeysOwned`]); nothing is
+    /// changed in `shared` then.
     ///
     /// Needs a tokio runtime with its I/O and time drivers enabled (as
     /// `#[tokio::main]` sets up); the task runs on it.
@@ -311,14 +320,22 @@ where
     ///
     /// Outside a tokio runtime (like `tokio::spawn`).
     pub async fn start(&self, shared: SharedSecurityConfig) -> Result<KeyStoreHandle, StoreError> {
+        let claim = shared
+            .claim_keys(format!("the PostgreSQL key store at {}", self.address))
+            .map_err(|owner| StoreError::KeysOwned { owner })?;
         let status = Arc::new(Status::default());
         let (stop, stopped) = oneshot::channel();
         let (ready, started) = oneshot::channel();
-        let follower = sync::Follower::new(self.clone(), shared, Arc::clone(&status));
+        let follower = sync::Follower::new(self.clone(), shared, claim, Arc::clone(&status));
         let task = tokio::spawn(follower.run(ready, stopped));
         match started.await {
             Ok(Ok(())) => Ok(KeyStoreHandle { stop, task, status }),
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => {
+                // The task releases its claim on the keys as it ends: wait
+                // for that, so a retry on the same handle is not refused.
+                let _ = task.await;
+                Err(e)
+            }
             Err(_) => Err(StoreError::Database {
                 address: self.address.clone(),
                 doing: "starting (the store's task ended before its first load)",

@@ -14,6 +14,7 @@ use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
 
 use super::rows::{insert, read_row, report};
 use super::{connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT};
+use crate::shared::KeysClaim;
 use crate::{KeySet, SharedSecurityConfig};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -30,6 +31,8 @@ type Ready = Option<oneshot::Sender<Result<(), StoreError>>>;
 pub(crate) struct Follower<T> {
     store: PgKeyStore<T>,
     shared: SharedSecurityConfig,
+    /// Released when the task ends (stopped, dropped, or failed at start).
+    _claim: KeysClaim,
     status: Arc<Status>,
     backoff: Duration,
     outage_since: Option<Instant>,
@@ -55,11 +58,13 @@ where
     pub(crate) fn new(
         store: PgKeyStore<T>,
         shared: SharedSecurityConfig,
+        claim: KeysClaim,
         status: Arc<Status>,
     ) -> Self {
         Follower {
             store,
             shared,
+            _claim: claim,
             status,
             backoff: FIRST_BACKOFF,
             outage_since: None,

@@ -30,7 +30,10 @@
 //! left out takes its default, and leaving `keys` out removes every named
 //! key. So keys managed in code with
 //! [`SharedSecurityConfig::update_keys`] are replaced at the next change of
-//! the file; use one or the other.
+//! the file; use one or the other. A [`postgres`](crate::postgres) key
+//! store on the same shared config would replace the file's keys and the
+//! file the store's, so the two are refused together: the second to start
+//! is an error ([`WatchError::KeysOwned`] here) naming the first.
 //!
 //! # What counts as a bad file
 //!
@@ -173,6 +176,12 @@ pub fn watch_file(
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| WatchError::NoRuntime { path: path.clone() })?;
     let format = Format::of(&path)?;
+    let claim = shared
+        .claim_keys(format!("the config file {}", path.display()))
+        .map_err(|owner| WatchError::KeysOwned {
+            path: path.clone(),
+            owner,
+        })?;
     let bytes = read_within(&path).map_err(|source| WatchError::Read {
         path: path.clone(),
         source,
@@ -223,7 +232,11 @@ pub fn watch_file(
 
     let path = follower.path.clone();
     let task = runtime.spawn(follower.run(watcher, wake));
-    Ok(WatchHandle { path, task })
+    Ok(WatchHandle {
+        path,
+        task,
+        _claim: claim,
+    })
 }
 
 /// Keeps a [`watch_file`] task running; dropping it (or calling
@@ -234,6 +247,8 @@ pub fn watch_file(
 pub struct WatchHandle {
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    /// Released when the handle is dropped, after the task was aborted.
+    _claim: crate::shared::KeysClaim,
 }
 
 impl WatchHandle {
@@ -669,6 +684,7 @@ fn log_rejected(error: &WatchError) {
             | WatchError::UnknownFormat { path }
             | WatchError::NoRuntime { path }
             | WatchError::Watch { path, .. }
+            | WatchError::KeysOwned { path, .. }
             | WatchError::Exposed { path, .. } => path.display(),
         },
         line,

@@ -559,3 +559,27 @@ async fn the_example_refuses_a_reload_that_would_open_auth_on_the_lan() {
     }
     assert_eq!(status("").await, 401);
 }
+
+// --- Part 8: one source of named keys --------------------------------------
+
+#[tokio::test]
+async fn two_files_on_one_shared_config_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.toml");
+    let second = dir.path().join("second.toml");
+    std::fs::write(&first, toml("strict", "sk-first")).unwrap();
+    std::fs::write(&second, toml("strict", "sk-second")).unwrap();
+    let (shared, watch) = follow(&first);
+    let err = watch_file(shared.clone(), &second).unwrap_err();
+    assert!(matches!(err, WatchError::KeysOwned { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&format!("kept by the config file {}", first.display())),
+        "{err}"
+    );
+    assert_eq!(shared.load().api_key, "sk-first");
+    // Stopped, the first lets another follow the handle.
+    watch.stop();
+    let _second = watch_file(shared.clone(), &second).unwrap();
+    assert_eq!(shared.load().api_key, "sk-second");
+}

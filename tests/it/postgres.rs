@@ -721,3 +721,69 @@ fn a_bulk_import_by_sql_is_applied_as_one_reload() {
         );
     })
 }
+
+/// A watched file and the store each replace the whole key set: on one
+/// shared config, the second to start is refused, naming the first, and
+/// nothing changes.
+#[cfg(feature = "watch")]
+#[test]
+fn a_watched_file_and_the_store_on_one_shared_config_are_refused_together() {
+    use proxy_auth::watch::{watch_file, WatchError};
+    run(|_logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        let store = PgKeyStore::new(&server.url()).unwrap();
+        let address = format!("the PostgreSQL key store at 127.0.0.1:{}", server.port);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(
+            &path,
+            "auth_mode = \"strict\"\napi_key = \"sk-file\"\n[[keys]]\nlabel = \"from-file\"\nkey = \"sk-from-file\"\n",
+        )
+        .unwrap();
+        let admin = store.admin().await.unwrap();
+        let db_key = shown(admin.add("from-db", None).await.unwrap());
+
+        // The store first, then the file.
+        let a = Replica::start(&store).await;
+        assert_eq!(a.verdict(&db_key).await, accepted("from-db"));
+        let err = watch_file(a.shared.clone(), &path).unwrap_err();
+        assert!(matches!(err, WatchError::KeysOwned { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&address) && message.contains(&path.display().to_string()),
+            "{message}"
+        );
+        assert_eq!(a.verdict(&db_key).await, accepted("from-db"));
+        assert_eq!(a.verdict("sk-from-file").await, Verdict::Refused);
+        assert_eq!(a.shared.load().api_key, OPERATOR_KEY);
+
+        // The file first, then the store.
+        let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(
+            ProxyAuthMode::Strict,
+            OPERATOR_KEY,
+        ));
+        let watch = watch_file(shared.clone(), &path).unwrap();
+        let err = store.start(shared.clone()).await.unwrap_err();
+        assert!(matches!(err, StoreError::KeysOwned { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("the config file {}", path.display())),
+            "{message}"
+        );
+        assert_eq!(
+            verdict(&shared, "sk-from-file").await,
+            accepted("from-file")
+        );
+        assert_eq!(verdict(&shared, &db_key).await, Verdict::Refused);
+
+        // Once the file is no longer followed, the store may start.
+        drop(watch);
+        let handle = store.start(shared.clone()).await.unwrap();
+        assert_eq!(verdict(&shared, &db_key).await, accepted("from-db"));
+        assert_eq!(verdict(&shared, "sk-from-file").await, Verdict::Refused);
+        handle.stop().await;
+    })
+}
