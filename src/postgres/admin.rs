@@ -11,8 +11,7 @@ use super::schema::{self, TABLE};
 use super::{db_error, PgKeyStore, StoreError};
 use crate::ApiKey;
 
-/// Labels travel in `NOTIFY` payloads (at most 8000 bytes) and in logs.
-const MAX_LABEL_BYTES: usize = 256;
+use super::MAX_LABEL_BYTES;
 
 /// A connection for issuing and revoking keys, from [`PgKeyStore::admin`].
 ///

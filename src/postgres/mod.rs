@@ -46,7 +46,11 @@
 //!    insert adds the key, a revoke, delete or expiry in the past removes it,
 //!    an expiry change replaces it. Notifications that arrive together are
 //!    applied with one query and one swap of the key set; a burst of more
-//!    than 1,000 rows (a bulk import) becomes one full reload,
+//!    than 1,000 rows (a bulk import) becomes one full reload. No payload
+//!    is queued: the store keeps only the set of labels to re-read (at most
+//!    1,000 of at most 256 bytes) or "reload everything", so a flood of
+//!    notifications costs a replica bounded memory and one full reload (two
+//!    if it is still arriving when that reload starts),
 //! 4. reloads the whole table every [`reload_interval`](PgKeyStore::reload_interval)
 //!    (60 s by default), a safety net should a notification ever be lost.
 //!
@@ -81,6 +85,34 @@
 //! At start, an unreachable database is an error naming its `host:port`
 //! (never the password); the proxy decides whether to exit or to serve
 //! without the store.
+//!
+//! # Privileges, and who can notify
+//!
+//! A replica's database user needs `CONNECT` on the database, `USAGE` on
+//! the table's schema and `SELECT` on `proxy_auth_keys`; `LISTEN` needs no
+//! privilege. The first start (or an upgrade that adds a trigger or an
+//! index) also needs the right to create the table, its functions,
+//! triggers and index: run it once as the table's owner (the `keys` CLI
+//! does, through [`KeyAdmin`]), after which read-only replicas work. The
+//! admin user needs `SELECT`, `INSERT` and `UPDATE` on the table and
+//! `USAGE` on its id sequence.
+//!
+//! PostgreSQL has no privilege for `NOTIFY`: **any role that can connect to
+//! the database can notify on the store's channel**, with any payload.
+//! The store treats a payload it does not recognise as "reload
+//! everything" and keeps no payload (above), so such a role can make
+//! replicas reload, but cannot change a key, fill their memory or hold them
+//! up. To keep even that away, give the key table a database of its own
+//! and let only the proxy's roles connect to it:
+//!
+//! ```sql
+//! CREATE DATABASE proxy_keys;
+//! REVOKE CONNECT, TEMPORARY ON DATABASE proxy_keys FROM PUBLIC;
+//! GRANT CONNECT ON DATABASE proxy_keys TO proxy_replica, proxy_admin;
+//! ```
+//!
+//! (plus matching `pg_hba.conf` lines), and point the connection string at
+//! that database.
 //!
 //! # Issuing and revoking keys
 //!
@@ -189,6 +221,10 @@ pub use handle::{KeyStoreHandle, KeyStoreStatus};
 /// More distinct labels than this in one burst of notifications are applied
 /// by a full reload instead of row by row.
 pub(crate) const BATCH_LIMIT: usize = 1000;
+
+/// The longest label a row may have: labels travel in `NOTIFY` payloads
+/// (at most 8000 bytes) and in logs.
+pub(crate) const MAX_LABEL_BYTES: usize = 256;
 
 /// How the replicas' connections appear in `pg_stat_activity`.
 const APPLICATION_NAME: &str = "proxy-auth key store";

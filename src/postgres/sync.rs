@@ -4,16 +4,18 @@
 use std::collections::HashSet;
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
 
 use super::rows::{insert, read_row, report};
-use super::{connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT};
+use super::{
+    connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT, MAX_LABEL_BYTES,
+};
 use crate::shared::KeysClaim;
 use crate::{KeySet, SharedSecurityConfig};
 
@@ -138,14 +140,22 @@ where
         mut connection: Connection<Socket, T::Stream>,
         ready: &mut Ready,
     ) -> StoreError {
-        let (notify, mut notifications) = mpsc::unbounded_channel();
+        // What notifications asked for, kept to a bounded size (see
+        // `Pending`): anyone who can connect to the database can NOTIFY on
+        // the channel, as fast and as large as they like, so no payload is
+        // queued.
+        let pending = Mutex::new(Pending::default());
+        let wake = Notify::new();
+        let status = Arc::clone(&self.status);
         // Driving the connection in the same task as the queries, so the
         // store stays one task and notifications keep their commit order.
-        let drive = async move {
+        let drive = async {
             loop {
                 match poll_fn(|cx| connection.poll_message(cx)).await {
                     Some(Ok(AsyncMessage::Notification(n))) => {
-                        let _ = notify.send(n.payload().to_owned());
+                        status.notifications.fetch_add(1, Ordering::Relaxed);
+                        lock(&pending).add(n.payload());
+                        wake.notify_one();
                     }
                     Some(Ok(_notice)) => {}
                     Some(Err(e)) => return Some(e),
@@ -158,14 +168,15 @@ where
                 Some(e) => db_error(&self.store.address, "following the key table", e),
                 None => closed(&self.store.address),
             },
-            lost = self.follow_session(&client, &mut notifications, ready) => lost,
+            lost = self.follow_session(&client, &pending, &wake, ready) => lost,
         }
     }
 
     async fn follow_session(
         &mut self,
         client: &Client,
-        notifications: &mut mpsc::UnboundedReceiver<String>,
+        pending: &Mutex<Pending>,
+        wake: &Notify,
         ready: &mut Ready,
     ) -> StoreError {
         let statements = match self.prepare(client).await {
@@ -196,13 +207,17 @@ where
         loop {
             let outcome = tokio::select! {
                 _ = timer.tick() => self.full_reload(client, &statements).await,
-                first = notifications.recv() => {
-                    let Some(first) = first else { return closed(&self.store.address) };
-                    let mut batch = vec![first];
-                    while let Ok(more) = notifications.try_recv() {
-                        batch.push(more);
+                () = wake.notified() => {
+                    // Everything notified since the last look, in one
+                    // query and one swap of the key set.
+                    let batch = std::mem::take(&mut *lock(pending));
+                    if batch.full {
+                        self.full_reload(client, &statements).await
+                    } else if batch.labels.is_empty() {
+                        Ok(())
+                    } else {
+                        self.apply(client, &statements, batch.labels.into_iter().collect()).await
                     }
-                    self.apply(client, &statements, batch).await
                 }
             };
             if let Err(e) = outcome {
@@ -288,24 +303,8 @@ where
         &mut self,
         client: &Client,
         statements: &Statements,
-        batch: Vec<String>,
+        labels: Vec<String>,
     ) -> Result<(), StoreError> {
-        let mut labels = Vec::new();
-        let mut seen = HashSet::new();
-        for payload in batch {
-            match payload.split_once(' ') {
-                Some(("INSERT" | "UPDATE" | "DELETE", label)) => {
-                    if seen.insert(label.to_owned()) {
-                        labels.push(label.to_owned());
-                    }
-                }
-                // TRUNCATE, or a NOTIFY on the channel by someone else.
-                _ => return self.full_reload(client, statements).await,
-            }
-        }
-        if labels.len() > BATCH_LIMIT {
-            return self.full_reload(client, statements).await;
-        }
         let rows = self
             .query(client, &statements.labels, Some(&labels))
             .await?;
@@ -348,10 +347,85 @@ where
     }
 }
 
+/// What the notifications received since the store last looked ask for:
+/// the labels to re-read, or a full reload. Its size is bounded whatever
+/// arrives: at most [`BATCH_LIMIT`] labels of at most [`MAX_LABEL_BYTES`]
+/// each (about 256 KiB); past that, or for a payload that names no label a
+/// row could have, it is "reload everything" and holds nothing. So a burst
+/// of any size is one re-read of its labels or one full reload (two if it
+/// is still arriving when that reload starts), never a queue of payloads.
+#[derive(Default)]
+pub(crate) struct Pending {
+    labels: HashSet<String>,
+    full: bool,
+}
+
+impl Pending {
+    fn add(&mut self, payload: &str) {
+        if self.full {
+            return;
+        }
+        match payload.split_once(' ') {
+            Some(("INSERT" | "UPDATE" | "DELETE", label))
+                if label.len() <= MAX_LABEL_BYTES
+                    && (self.labels.len() < BATCH_LIMIT || self.labels.contains(label)) =>
+            {
+                if !self.labels.contains(label) {
+                    self.labels.insert(label.to_owned());
+                }
+            }
+            // TRUNCATE, a bulk change, a label no row may have, or a NOTIFY
+            // on the channel by someone else.
+            _ => {
+                self.full = true;
+                self.labels = HashSet::new();
+            }
+        }
+    }
+}
+
+fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
+    // Only `add` and `take` run under the lock, neither can panic half-way.
+    pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn closed(address: &str) -> StoreError {
     StoreError::Database {
         address: address.to_owned(),
         doing: "following the key table",
         source: "the server closed the connection".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_notifications_stay_bounded() {
+        let mut pending = Pending::default();
+        for i in 0..BATCH_LIMIT {
+            pending.add(&format!("INSERT key-{i}"));
+            pending.add(&format!("UPDATE key-{i}"));
+        }
+        assert!(!pending.full);
+        assert_eq!(pending.labels.len(), BATCH_LIMIT);
+        pending.add("DELETE one-too-many");
+        assert!(pending.full && pending.labels.is_empty());
+        pending.add("INSERT later");
+        assert!(pending.labels.is_empty());
+
+        for payload in [
+            "TRUNCATE ".to_owned(),
+            "hello".to_owned(),
+            format!("INSERT {}", "x".repeat(MAX_LABEL_BYTES + 1)),
+        ] {
+            let mut pending = Pending::default();
+            pending.add("INSERT alice");
+            pending.add(&payload);
+            assert!(pending.full && pending.labels.is_empty(), "{payload:?}");
+        }
     }
 }

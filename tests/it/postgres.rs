@@ -787,3 +787,84 @@ fn a_watched_file_and_the_store_on_one_shared_config_are_refused_together() {
         handle.stop().await;
     })
 }
+
+/// A `/proc/self/status` field, in KiB.
+fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Any role that can connect may NOTIFY on the store's channel: a burst of
+/// 20,000 distinct 8 KB payloads (160 MB) must cost a replica bounded
+/// memory and a bounded number of reloads. Alone in its own process, so
+/// the peak resident size (VmHWM, reset before the burst) is this test's.
+#[test]
+fn a_burst_of_large_notifications_costs_bounded_memory() {
+    if common::rerun_alone(
+        module_path!(),
+        "a_burst_of_large_notifications_costs_bounded_memory",
+    ) {
+        return;
+    }
+    // INFO, not DEBUG: the client library's debug lines are not under test
+    // and would hold payloads.
+    let logs = Logs::new(tracing::Level::INFO);
+    let _capturing = logs.set_default();
+    logs.runtime(2).block_on(async {
+        let Some(server) = server() else {
+            return;
+        };
+        let store = PgKeyStore::new(&server.url()).unwrap();
+        let a = Replica::start(&store).await;
+        let admin = store.admin().await.unwrap();
+        let key = shown(admin.add("before", None).await.unwrap());
+        until_all(&[&a], &key, accepted("before"), PROPAGATION).await;
+        let sql = server.client().await;
+        let before = a.handle.status();
+
+        // Resets VmHWM to the current resident size (Linux 4.0 and later).
+        std::fs::write("/proc/self/clear_refs", "5").unwrap();
+        let start_kib = proc_status_kib("VmHWM");
+        const BURST: i32 = 20_000;
+        const PAYLOAD: usize = 7990;
+        // One transaction: every notification reaches the replica at commit,
+        // back to back. Distinct payloads: PostgreSQL folds repeated ones.
+        sql.execute(
+            "SELECT count(pg_notify('proxy_auth_keys', 'INSERT ' || i || repeat('x', 7980))) \
+             FROM generate_series(1, $1::int4) AS i",
+            &[&BURST],
+        )
+        .await
+        .unwrap();
+        // A real change after the burst: once it is applied, the replica
+        // has read the whole burst. Bounded waits; they fail only on a hang.
+        admin.revoke("before").await.unwrap();
+        until_all(&[&a], &key, Verdict::Refused, Duration::from_secs(120)).await;
+        until(Duration::from_secs(120), "every notification read", || {
+            a.handle.status().notifications > before.notifications + BURST as u64
+        })
+        .await;
+        let grew_kib = proc_status_kib("VmHWM").saturating_sub(start_kib);
+        let after = a.handle.status();
+        let reloads = after.full_reloads - before.full_reloads;
+        eprintln!(
+            "burst of {BURST} x {PAYLOAD} B: peak resident size grew {grew_kib} KiB; {reloads} full reloads"
+        );
+        // 160 MB went through; the replica keeps at most 1,000 labels of
+        // 256 bytes. 32 MiB is slack for the allocator and the runtime.
+        assert!(
+            grew_kib < 32 * 1024,
+            "peak resident size grew {grew_kib} KiB for {} MB of notifications",
+            BURST as usize * PAYLOAD / 1_000_000
+        );
+        assert!(
+            reloads <= 4,
+            "{reloads} full reloads for one burst: {after:?}"
+        );
+        assert_eq!(a.verdict(OPERATOR_KEY).await, Verdict::Accepted(None));
+    })
+}
