@@ -77,10 +77,23 @@
 //! away, and logs at info level that it is back.
 //!
 //! A change made during the outage is therefore in force at most
-//! `backoff cap + reload time` after the database is back. TCP keepalives
-//! (15 s idle, then 3 probes 5 s apart) are set unless the connection string
-//! sets them, and every query has a 30 s timeout, so a server that vanished
-//! without closing the connection is noticed within about 30 s too.
+//! `backoff cap + reload time` after the database is back.
+//!
+//! A connection can also go silent without closing: the host or the
+//! network vanished, or the backend stopped answering while its host stays
+//! up (stopped, swapped out, stuck), which TCP keepalives alone cannot
+//! tell, since the host still answers them. So every statement of the
+//! store must be answered within 10 s (client side, and the server's
+//! `statement_timeout`), and an idle connection is asked `SELECT 1` every
+//! 4 s, to be answered within 5 s. **A silent connection is given up at
+//! most 10 s after it went silent** (9 s idle, 10 s mid-reload); the store
+//! then reconnects at once (the postmaster hands it a new backend even
+//! when the old one is stuck) and reloads the whole table. A key revoked
+//! during the silence is therefore refused at most 10 s plus one connect
+//! (at most 5 s, the connect timeout) and one reload after the revoke; if
+//! the database cannot be reached at all, the outage rules above apply.
+//! TCP keepalives (5 s idle, then 3 probes 2 s apart) are set unless the
+//! connection string sets them, for the host that vanished.
 //!
 //! At start, an unreachable database is an error naming its `host:port`
 //! (never the password); the proxy decides whether to exit or to serve
@@ -251,8 +264,9 @@ impl PgKeyStore<NoTls> {
     /// unencrypted until [`tls`](Self::tls) says otherwise.
     ///
     /// Unless `url` sets them: the connection's `application_name` is
-    /// `proxy-auth key store`, the connect timeout 5 s, and TCP keepalives
-    /// start after 15 s idle.
+    /// `proxy-auth key store`, the connect timeout 5 s, TCP keepalives
+    /// start after 5 s idle (3 probes 2 s apart), and the server's
+    /// `statement_timeout` is 10 s.
     pub fn new(url: &str) -> Result<Self, StoreError> {
         let mut config: Config =
             url.parse()
@@ -272,14 +286,24 @@ impl PgKeyStore<NoTls> {
         }
         // The default (2 h idle) would leave a replica on a dead connection,
         // missing every change, for hours after a silent network failure.
+        // (A backend that stops answering on a live host answers keepalives
+        // all the same: the store's own ping finds that, see `sync`.)
         if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-            config.keepalives_idle(Duration::from_secs(15));
+            config.keepalives_idle(Duration::from_secs(5));
         }
         if config.get_keepalives_interval().is_none() {
-            config.keepalives_interval(Duration::from_secs(5));
+            config.keepalives_interval(Duration::from_secs(2));
         }
         if config.get_keepalives_retries().is_none() {
             config.keepalives_retries(3);
+        }
+        // The server gives up on a statement of the store's as the store
+        // itself does, so nothing it abandoned keeps running there.
+        let options = config.get_options().unwrap_or_default();
+        if !options.contains("statement_timeout") {
+            let timeout_ms = sync::QUERY_TIMEOUT.as_millis();
+            let options = format!("{options} -c statement_timeout={timeout_ms}");
+            config.options(options.trim());
         }
         let address = address(&config);
         Ok(PgKeyStore {

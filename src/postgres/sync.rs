@@ -24,9 +24,18 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// drops it after every reload) does not count as a healthy server: the
 /// store backs off instead of reconnecting and reloading in a tight loop.
 const FLAP_WINDOW: Duration = Duration::from_secs(1);
-/// A query on a connection that died without a FIN would otherwise wait for
-/// TCP keepalive; a full reload of 100,000 rows takes well under a second.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long any statement of the store may take before the connection is
+/// given up and replaced. A backend that stopped answering while its host
+/// stays up (stopped, swapped out, stuck on a lock) keeps the TCP
+/// connection alive and answers every keepalive, so only an answer that
+/// does not come tells it; a full reload of 100,000 rows takes well under
+/// a second.
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle connection is asked `SELECT 1`, answered within
+/// [`PING_TIMEOUT`]: with no query of its own in flight, a replica would
+/// otherwise not notice a silent backend until its next reload.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(4);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Ready = Option<oneshot::Sender<Result<(), StoreError>>>;
 
@@ -204,9 +213,12 @@ where
         let every = self.store.reload_interval;
         let mut timer = interval_at(Instant::now() + every, every);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ping = interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let outcome = tokio::select! {
                 _ = timer.tick() => self.full_reload(client, &statements).await,
+                _ = ping.tick() => self.ping(client).await,
                 () = wake.notified() => {
                     // Everything notified since the last look, in one
                     // query and one swap of the key set.
@@ -226,9 +238,35 @@ where
         }
     }
 
+    /// Whether the backend still answers; an error replaces the connection.
+    async fn ping(&self, client: &Client) -> Result<(), StoreError> {
+        match timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(db_error(&self.store.address, "checking the connection", e)),
+            Err(_) => Err(StoreError::Database {
+                address: self.store.address.clone(),
+                doing: "checking the connection",
+                source: format!("no answer to SELECT 1 within {PING_TIMEOUT:?}").into(),
+            }),
+        }
+    }
+
+    /// [`prepare_untimed`](Self::prepare_untimed) within [`QUERY_TIMEOUT`].
+    async fn prepare(&self, client: &Client) -> Result<Statements, StoreError> {
+        timeout(QUERY_TIMEOUT, self.prepare_untimed(client))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Database {
+                    address: self.store.address.clone(),
+                    doing: "preparing the key table",
+                    source: format!("no answer within {QUERY_TIMEOUT:?}").into(),
+                })
+            })
+    }
+
     /// Table and trigger, then `LISTEN` before the first load, so no commit
     /// falls between what the load sees and what is notified.
-    async fn prepare(&self, client: &Client) -> Result<Statements, StoreError> {
+    async fn prepare_untimed(&self, client: &Client) -> Result<Statements, StoreError> {
         schema::ensure(client, &self.store.address).await?;
         client.batch_execute(&schema::listen()).await.map_err(|e| {
             db_error(

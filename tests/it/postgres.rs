@@ -868,3 +868,82 @@ fn a_burst_of_large_notifications_costs_bounded_memory() {
         assert_eq!(a.verdict(OPERATOR_KEY).await, Verdict::Accepted(None));
     })
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to the server process `pid`.
+fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+/// Resumes a stopped backend when dropped, also when the test fails, so the
+/// server can be shut down.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// The store's backend stops answering (SIGSTOP) while its host and the
+/// postmaster stay up: TCP keepalives are answered by the kernel, so only
+/// the store's own timeouts can tell. The stated bound is 10 s to give up
+/// the connection, then one connect and one reload; the wait below is
+/// twice that plus slack, for a loaded machine, and fails only well past
+/// the promise (the store used to take 70 s and more).
+#[test]
+fn a_stalled_backend_is_replaced_and_a_revocation_applies_within_the_bound() {
+    run(|logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        // Defaults: the bound under test is the documented one.
+        let store = PgKeyStore::new(&server.url()).unwrap();
+        let a = Replica::start(&store).await;
+        let admin = store.admin().await.unwrap();
+        let key = shown(admin.add("stalled", None).await.unwrap());
+        until_all(&[&a], &key, accepted("stalled"), PROPAGATION).await;
+
+        let sql = server.client().await;
+        let pid: i32 = sql
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'proxy-auth key store'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        signal(pid, "STOP");
+        let resume = Resume(pid);
+        admin.revoke("stalled").await.unwrap();
+        let took = until_all(&[&a], &key, Verdict::Refused, Duration::from_secs(25)).await;
+        eprintln!("revoked while the backend was stopped; refused after {took:?}");
+        until(Duration::from_secs(10), "the store reconnected", || {
+            a.handle.status().connected
+        })
+        .await;
+
+        // Resumed, the old backend finds its client gone; the new
+        // connection follows changes as usual.
+        drop(resume);
+        let later = shown(admin.add("later", None).await.unwrap());
+        until_all(&[&a], &later, accepted("later"), PROPAGATION).await;
+        let logs = logs.text();
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("WARN") && l.contains("lost its database")),
+            "{logs}"
+        );
+        assert!(
+            !logs.contains(&key) && !logs.contains(&later),
+            "a key was logged"
+        );
+    })
+}
