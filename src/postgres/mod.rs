@@ -152,19 +152,33 @@
 //! CREATE TABLE proxy_auth_keys (
 //!     id          bigserial   PRIMARY KEY,
 //!     label       text        NOT NULL UNIQUE,
-//!     key_digest  text        NOT NULL UNIQUE,  -- 'sha256:<64 hex>', see key_digest()
+//!     key_digest  text        NOT NULL UNIQUE,  -- 'sha256:<64 lowercase hex>', see key_digest()
 //!     created_at  timestamptz NOT NULL DEFAULT now(),
 //!     expires_at  timestamptz,                  -- NULL: never expires
 //!     revoked_at  timestamptz                   -- NULL: active
 //! );
 //! -- plus an AFTER INSERT OR UPDATE OR DELETE trigger (and one for TRUNCATE)
-//! -- that runs pg_notify('proxy_auth_keys', '<op> <label>')
+//! -- that runs pg_notify('proxy_auth_keys', '<op> <label>'), a BEFORE
+//! -- INSERT OR UPDATE trigger that lowercases a well-formed key_digest, and
+//! -- an index on lower(key_digest)
 //! ```
+//!
+//! A digest reaches the table in one spelling, lowercase, whoever writes
+//! it ([`KeyAdmin`] and the `keys` CLI write [`key_digest`](crate::key_digest)'s
+//! form; plain SQL goes through the trigger), so the `UNIQUE` constraint
+//! refuses a second row for a key in any spelling. A table made by an older
+//! version is upgraded at start (trigger, index, and its digests lowercased
+//! where that collides with no other row). Whatever the table holds, a
+//! replica treats digests that differ only in case as one key: **rows that
+//! hold the same key are one error** (logged once, naming every label),
+//! and the key is accepted under none of them, so a key revoked under one
+//! label is not back under another; delete the rows that should not
+//! exist.
 //!
 //! The notification names the label, never the digest, and no plaintext key
 //! is stored anywhere. A row whose label is empty or has surrounding
-//! whitespace, or whose `key_digest` is not `sha256:` followed by 64 hex
-//! characters, is skipped with an error log naming its label; the other rows
+//! whitespace, or whose `key_digest` is not exactly `sha256:` followed by
+//! 64 hex characters, is skipped with an error log naming its label; the other rows
 //! load as usual. (A value without the `sha256:` prefix is never taken as a
 //! plaintext key.)
 //!

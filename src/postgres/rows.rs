@@ -38,10 +38,20 @@ pub(crate) fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
         _ => return problem("its key_digest is NULL or not text"),
     };
     // Without the prefix a value would be taken as a plaintext key by
-    // `KeySet::insert`: refuse it instead.
-    if !matches!(classify(digest.expose_secret().trim()), KeyText::Digest(_)) {
-        return problem("its key_digest is not \"sha256:\" followed by 64 hex characters");
-    }
+    // `KeySet::insert`: refuse it instead. Exactly the digest, nothing
+    // around it: the table's index and the holders count compare
+    // `lower(key_digest)`, which must be the same key for the same text.
+    let digest = match classify(digest.expose_secret()) {
+        // One spelling from here on, lowercase, as `key_digest` writes it.
+        KeyText::Digest(bytes) => {
+            crate::ApiKey::new(crate::digest::digest_string(&zeroize::Zeroizing::new(bytes)))
+        }
+        _ => {
+            return problem(
+                "its key_digest is not \"sha256:\" followed by 64 hex characters (and nothing around them)",
+            )
+        }
+    };
     let expires_at = match row.try_get::<_, Option<SystemTime>>(2) {
         Ok(at) => at,
         Err(_) => return problem("its expires_at is not a timestamp"),
@@ -58,6 +68,17 @@ pub(crate) fn insert(keys: &mut KeySet, row: &KeyRow) -> Result<(), KeySetError>
         None => keys.insert(row.label.as_str(), row.digest.expose_secret()),
         Some(at) => keys.insert_expiring(row.label.as_str(), row.digest.expose_secret(), at),
     }
+}
+
+/// The rows labelled `labels` hold one key (their digests differ at most in
+/// case): none of them is accepted, so a key revoked under one label is
+/// not accepted under another.
+pub(crate) fn report_shared(labels: &[String]) {
+    tracing::error!(
+        target: "proxy_auth",
+        labels = ?labels,
+        "skipping rows of the key table that hold the same key: {labels:?}; none of them is accepted (revoking one revokes the key). Delete the rows that should not exist"
+    );
 }
 
 pub(crate) fn report(label: &str, problem: &dyn Display) {

@@ -1,7 +1,7 @@
 //! The store's one task: connect, load, follow notifications, reload on a
 //! timer, and reconnect with backoff when the database goes away.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
 
-use super::rows::{insert, read_row, report};
+use super::rows::{insert, read_row, report, report_shared};
 use super::{
     connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT, MAX_LABEL_BYTES,
 };
@@ -315,7 +315,18 @@ where
         let rows = self.query(client, &statements.all, None).await?;
         let mut keys = KeySet::new();
         let mut bad = HashSet::new();
+        // Rows that hold one key under several labels, by (a hash of) that
+        // key: none of them is loaded.
+        let mut shared_keys: HashMap<[u8; 32], Vec<String>> = HashMap::new();
         for row in &rows {
+            if holders(row) > 1 {
+                let (key, label) = shared_key(row);
+                shared_keys.entry(key).or_default().push(label);
+                continue;
+            }
+            if !row.try_get::<_, bool>(3).unwrap_or(false) {
+                continue;
+            }
             let outcome = read_row(row)
                 .and_then(|row| insert(&mut keys, &row).map_err(|e| (row.label, e.to_string())));
             if let Err((label, problem)) = outcome {
@@ -326,6 +337,15 @@ where
             }
         }
         drop(rows);
+        for mut labels in shared_keys.into_values() {
+            labels.sort();
+            if labels.iter().fold(false, |new, label| {
+                self.reported.insert(label.clone()) | new
+            }) {
+                report_shared(&labels);
+            }
+            bad.extend(labels);
+        }
         self.reported.retain(|label| bad.contains(label));
         let count = keys.len() as u64;
         self.shared.store_keys(keys);
@@ -346,6 +366,11 @@ where
         let rows = self
             .query(client, &statements.labels, Some(&labels))
             .await?;
+        // A key held by another row too: the full reload finds every row
+        // holding it, active or revoked, and loads none of them.
+        if rows.iter().any(|row| holders(row) > 1) {
+            return self.full_reload(client, statements).await;
+        }
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
             match read_row(row) {
@@ -356,26 +381,24 @@ where
                 }
             }
         }
-        let mut failures = Vec::new();
         let mut count = 0;
-        let _ = self.shared.update_keys(|keys| {
-            failures.clear();
+        let applied = self.shared.update_keys(|keys| {
             // Removals first: a digest moving from one label to another in
             // the same burst must not collide with itself.
             for label in &labels {
                 keys.remove(label);
             }
             for row in &found {
-                if let Err(e) = insert(keys, row) {
-                    failures.push((row.label.clone(), e));
-                }
+                insert(keys, row)?;
             }
             count = keys.len() as u64;
             Ok(())
         });
-        for (label, e) in failures {
-            report(&label, &e);
-            self.reported.insert(label);
+        // A row that collides with a key already loaded under another label
+        // (a table the digest trigger did not guard): nothing of this batch
+        // was stored, and the full reload judges every row holding the key.
+        if applied.is_err() {
+            return self.full_reload(client, statements).await;
         }
         self.status.keys.store(count, Ordering::Relaxed);
         self.status
@@ -383,6 +406,30 @@ where
             .fetch_add(labels.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// How many rows of the table hold this row's key, in any spelling of its
+/// digest; an unreadable count is taken as shared, so the row is not loaded.
+fn holders(row: &Row) -> i64 {
+    row.try_get::<_, i64>(4).unwrap_or(i64::MAX)
+}
+
+/// What groups a row with the others holding its key (the SHA-256 of its
+/// lowercased digest, so the digest itself is not kept), and its label.
+fn shared_key(row: &Row) -> ([u8; 32], String) {
+    let raw = zeroize::Zeroizing::new(
+        row.try_get::<_, Option<String>>(1)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    );
+    let digest = zeroize::Zeroizing::new(raw.to_ascii_lowercase());
+    let label = row
+        .try_get::<_, Option<String>>(0)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    (crate::digest::sha256(digest.as_bytes()), label)
 }
 
 /// What the notifications received since the store last looked ask for:

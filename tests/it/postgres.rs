@@ -947,3 +947,119 @@ fn a_stalled_backend_is_replaced_and_a_revocation_applies_within_the_bound() {
         );
     })
 }
+
+/// `sha256:<hex>` and `SHA256:<HEX>` are one key. On a table made before
+/// the store normalized digests, two rows holding it in the two spellings
+/// are one error naming both, never an active key, and revoking one of
+/// them keeps the key refused through every later full reload. On the
+/// upgraded table, a new row's digest is stored lowercase, so a second
+/// spelling of it is refused by the table itself.
+#[test]
+fn two_spellings_of_one_digest_are_one_key_and_revoking_either_holds() {
+    run(|logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        let sql = server.client().await;
+        // The table as the previous version created it.
+        sql.batch_execute(
+            "CREATE TABLE proxy_auth_keys (id bigserial PRIMARY KEY, label text NOT NULL UNIQUE, \
+             key_digest text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now(), \
+             expires_at timestamptz, revoked_at timestamptz)",
+        )
+        .await
+        .unwrap();
+        let lower = key_digest("sk-twice");
+        let upper = format!("SHA256:{}", lower[7..].to_uppercase());
+        sql.execute(
+            "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ('lower-row', $1), ('upper-row', $2)",
+            &[&lower, &upper],
+        )
+        .await
+        .unwrap();
+
+        let store = PgKeyStore::new(&server.url())
+            .unwrap()
+            .reload_interval(Duration::from_secs(1));
+        let a = Replica::start(&store).await;
+        assert_eq!(a.verdict("sk-twice").await, Verdict::Refused);
+        assert_eq!(a.handle.status().keys, 0);
+        let text = logs.text();
+        assert!(
+            text.lines().any(|l| l.contains("ERROR")
+                && l.contains("same key")
+                && l.contains("\"lower-row\"")
+                && l.contains("\"upper-row\"")),
+            "no error naming both rows:\n{text}"
+        );
+        assert!(!text.contains(&lower[7..]) && !text.contains(&upper[7..]));
+
+        // Revoke one; the other holds the revoked key and stays refused,
+        // through full reloads of the timer and of a replica starting anew.
+        sql.batch_execute(
+            "UPDATE proxy_auth_keys SET revoked_at = now() WHERE label = 'lower-row'",
+        )
+        .await
+        .unwrap();
+        let reloads = a.handle.status().full_reloads;
+        until(Duration::from_secs(10), "two full reloads", || {
+            a.handle.status().full_reloads >= reloads + 2
+        })
+        .await;
+        assert_eq!(a.verdict("sk-twice").await, Verdict::Refused);
+        let b = Replica::start(&store).await;
+        assert_eq!(b.verdict("sk-twice").await, Verdict::Refused);
+        // A key revoked under its only label, for the upgraded table below.
+        let single = key_digest("sk-single");
+        sql.execute(
+            "INSERT INTO proxy_auth_keys (label, key_digest, revoked_at) VALUES ('single', $1, now())",
+            &[&single],
+        )
+        .await
+        .unwrap();
+        let stored: String = sql
+            .query_one(
+                "SELECT key_digest FROM proxy_auth_keys WHERE label = 'upper-row'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, upper, "a pair that collides is left as it is");
+
+        // The upgraded table stores digests lowercase: the UNIQUE constraint
+        // refuses a second spelling of a key, here of a revoked one.
+        let shouted = format!("SHA256:{}", single[7..].to_uppercase());
+        let refused = sql
+            .execute(
+                "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ('single-again', $1)",
+                &[&shouted],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
+            "{refused}"
+        );
+        let fresh = key_digest("sk-fresh");
+        sql.execute(
+            "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ('fresh', $1)",
+            &[&format!("SHA256:{}", fresh[7..].to_uppercase())],
+        )
+        .await
+        .unwrap();
+        let stored: String = sql
+            .query_one(
+                "SELECT key_digest FROM proxy_auth_keys WHERE label = 'fresh'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, fresh, "normalized on the way in");
+        until_all(&[&a, &b], "sk-fresh", accepted("fresh"), PROPAGATION).await;
+        until_all(&[&a, &b], "sk-twice", Verdict::Refused, Duration::ZERO).await;
+    })
+}
