@@ -38,13 +38,16 @@ pub enum StoreError {
         source: Box<dyn StdError + Send + Sync>,
     },
     /// A label given to the admin API was not acceptable.
-    #[error("label {label:?} is not usable: {reason}")]
+    #[error("label {label:?} is not usable: it {reason}")]
     InvalidLabel {
         /// The label as given.
         label: String,
         /// What to change.
         reason: &'static str,
     },
+    /// An expiry given to the admin API before 1970 or after the year 9999.
+    #[error("the expiry is out of range: give a time between 1970 and the end of the year 9999, or none for a key that never expires")]
+    ExpiryOutOfRange,
     /// `add` with a label that is already in the table (active or revoked).
     #[error("label {0:?} is already in the key table (labels are never reused, even after a revoke, so logs stay unambiguous); pick another label")]
     LabelTaken(String),

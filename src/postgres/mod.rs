@@ -176,9 +176,13 @@
 //! exist.
 //!
 //! The notification names the label, never the digest, and no plaintext key
-//! is stored anywhere. A row whose label is empty or has surrounding
-//! whitespace, or whose `key_digest` is not exactly `sha256:` followed by
-//! 64 hex characters, is skipped with an error log naming its label; the other rows
+//! is stored anywhere. A row whose label is not plain printable text
+//! (empty, surrounding whitespace, over 256 bytes, or a control, zero-width,
+//! bidirectional or other invisible character, any of which could act on a
+//! terminal or make two labels look alike: [`KeyAdmin::add`] refuses the
+//! same), or whose `key_digest` is not exactly `sha256:` followed by
+//! 64 hex characters, is skipped with an error log naming its label
+//! (escaped, as in `"\u{1b}[2J"`); the other rows
 //! load as usual. (A value without the `sha256:` prefix is never taken as a
 //! plaintext key.)
 //!

@@ -1063,3 +1063,149 @@ fn two_spellings_of_one_digest_are_one_key_and_revoking_either_holds() {
         until_all(&[&a, &b], "sk-twice", Verdict::Refused, Duration::ZERO).await;
     })
 }
+
+/// The built `keys` CLI against a real server: every bad argument is a
+/// clear usage error (status 2, never a panic), labels are plain printable
+/// text, and labels written into the table by hand are printed escaped by
+/// `list` and skipped by replicas with an error that names them escaped.
+#[test]
+fn the_keys_cli_checks_every_argument_and_prints_labels_escaped() {
+    run(|logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        let binary = common::example_binary("keys");
+        let url = server.url();
+        let cli = |args: &[&str]| {
+            std::process::Command::new(&binary)
+                .env_clear()
+                .env("PROXY_DATABASE_URL", &url)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let raw = ['\u{1b}', '\u{200b}', '\u{202e}', '\u{2066}'];
+        for (args, says) in [
+            (
+                &["add", "alice", "--expires-in", "20000000000000"][..],
+                "more than 100 years",
+            ),
+            (
+                &["add", "alice", "--expires-in=99999999999999999999"],
+                "not a whole number",
+            ),
+            (
+                &["add", "alice", "--expires-in"],
+                "--expires-in needs a value",
+            ),
+            (
+                &["add", "alice", "--expires-in", "soon"],
+                "not a whole number",
+            ),
+            (
+                &["add", "alice", "--expires-in", "-5"],
+                "not a whole number",
+            ),
+            (
+                &["add", "alice", "--expires-in=60", "--expires-in", "1"],
+                "given twice",
+            ),
+            (&["add", "alice", "--bogus"], "unknown option \"--bogus\""),
+            (&["add", "--bogus=\u{1b}[2J", "alice"], "unknown option"),
+            (&["add"], "add needs a label"),
+            (&["add", "alice", "bob"], "one label"),
+            (&["revoke"], "revoke needs the label"),
+            (&["revoke", "alice", "--force"], "one label and no options"),
+            (&["list", "extra"], "list takes no arguments"),
+            (&["frobnicate"], "unknown command"),
+            (&[], "no command given"),
+            (&["add", "ali\u{200b}ce"], "plain printable text"),
+            (&["add", "\u{202e}ecila"], "bidirectional"),
+            (&["add", "a\u{2066}b"], "bidirectional"),
+            (&["add", "\u{1b}[2J\u{1b}[Hroot"], "control"),
+        ] {
+            let out = cli(args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+            assert!(
+                !stderr.contains(raw),
+                "{args:?} printed a raw character: {stderr:?}"
+            );
+        }
+        let out = cli(&["list"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("0 keys"));
+
+        // Rows written by hand, beside a good one.
+        let sql = server.client().await;
+        let hand = [
+            ("\u{1b}[2J\u{1b}[Hevil", "sk-evil"),
+            ("ali\u{200b}ce", "sk-zero-width"),
+            ("\u{202e}gpj.exe", "sk-bidi"),
+            ("good", "sk-good"),
+        ];
+        for (label, key) in hand {
+            sql.execute(
+                "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ($1, $2)",
+                &[&label, &key_digest(key)],
+            )
+            .await
+            .unwrap();
+        }
+        let out = cli(&["list"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(
+            !stdout.contains(raw),
+            "list printed a raw character: {stdout:?}"
+        );
+        for shown in [
+            "\\u{1b}[2J\\u{1b}[Hevil",
+            "ali\\u{200b}ce",
+            "\\u{202e}gpj.exe",
+            "good",
+        ] {
+            assert!(stdout.contains(shown), "{shown} not in:\n{stdout}");
+        }
+        let a = Replica::start(&PgKeyStore::new(&url).unwrap()).await;
+        assert_eq!(a.verdict("sk-good").await, accepted("good"));
+        for (_, key) in &hand[..3] {
+            assert_eq!(a.verdict(key).await, Verdict::Refused, "{key}");
+        }
+        let text = logs.text();
+        assert!(!text.contains(raw), "a raw character was logged");
+        for shown in [
+            "\\u{1b}[2J\\u{1b}[Hevil",
+            "ali\\u{200b}ce",
+            "\\u{202e}gpj.exe",
+        ] {
+            assert!(
+                text.lines().any(|l| l.contains("ERROR")
+                    && l.contains(shown)
+                    && l.contains("plain printable text")),
+                "no error naming {shown}:\n{text}"
+            );
+        }
+
+        // The admin API refuses an expiry past the year 9999 (the client
+        // would overflow on it); a good add goes through the CLI.
+        let admin = PgKeyStore::new(&url).unwrap().admin().await.unwrap();
+        let far = std::time::UNIX_EPOCH + Duration::from_secs(20_000_000_000_000);
+        assert!(matches!(
+            admin.add("far", Some(far)).await,
+            Err(StoreError::ExpiryOutOfRange)
+        ));
+        assert!(matches!(
+            admin.set_expiry("good", Some(far)).await,
+            Err(StoreError::ExpiryOutOfRange)
+        ));
+        let out = cli(&["add", "alice", "--expires-in", "86400"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let key = stdout.lines().last().unwrap().to_owned();
+        until_all(&[&a], &key, accepted("alice"), PROPAGATION).await;
+    })
+}
