@@ -189,16 +189,19 @@
 //! # Cost
 //!
 //! Measured with `cargo bench --bench postgres --features postgres` (100,000
-//! keys, loopback, a shared 2-core machine, three runs): start-up load
-//! 120-200 ms median (connect, schema check, `LISTEN`, read and index every
-//! row); about 170 bytes of heap per key (each digest once on the heap,
-//! wiped when its last owner drops it); from sending a change to the new
-//! verdict on the other replica p50 9-18 ms, p99 20-70 ms over 200 adds and
-//! 200 revokes (at 1,000 keys: p50 under 1 ms, p99 about 5 ms); the request
-//! path costs the same as with a plain [`KeySet`](crate::KeySet) (it is the
-//! same lookup: 400-420 ns either way in the same run). A change is applied
+//! keys, loopback, a shared 2-core machine, one run with other builds
+//! going on): start-up load 340-380 ms median (connect, schema check,
+//! `LISTEN`, read and index every row; counting the rows that hold each key
+//! in any spelling sorts the table, about 130 ms of it: the version without
+//! that count, measured right after on the same machine, took 200-250 ms);
+//! about 250 bytes of heap per key (each
+//! digest once on the heap, wiped when its last owner drops it); from
+//! sending a change to the new verdict on the other replica p50 20-23 ms,
+//! p99 about 40 ms over 200 adds and 200 revokes; the request path costs
+//! the same as with a plain [`KeySet`](crate::KeySet) (it is the same
+//! lookup: 443 and 444 ns in the same run). A change is applied
 //! copy-on-write (the readers' set is never locked), so its cost grows with
-//! the set: that is most of the 10 ms at 100,000 keys. Re-reading only the
+//! the set: that is most of the 20 ms at 100,000 keys. Re-reading only the
 //! changed rows is why a change costs that and not a full reload each (which
 //! at that size costs most of the start-up time above).
 //!
