@@ -107,13 +107,18 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 
 #[tokio::main]
 async fn main() {
-    let (settings, listener) = settings::start("axum").await;
-    let shared = SharedSecurityConfig::new(settings.config);
+    let settings = settings::start();
+    let shared = SharedSecurityConfig::new(settings.config.clone());
     // Kept alive while serving: dropping them stops following the file or
     // the key store.
     let _config_file = config_file::follow_from_env(&shared);
     #[cfg(feature = "postgres")]
     let _key_store = key_store::follow(&shared).await;
+    // After the file was read: the guard judges the config in force, and
+    // every reload from then on.
+    settings::guard_or_exit(&shared, &settings);
+    let listener = settings::bind_or_exit(&settings).await;
+    settings::print_banner("axum", &settings, &shared, &listener);
     let app = app_with_cors(shared, settings.cors.as_ref());
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

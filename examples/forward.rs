@@ -29,8 +29,8 @@
 //!   header the client used. The upstream key goes in that same header
 //!   (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`), so an SDK
 //!   for any of the three APIs works unchanged. A request the layer let
-//!   through without a key (a preflight, in `strict` or
-//!   `all_except_health`) gets no upstream key. In mode `off` (which `auto`
+//!   through without a key (only the exempt `/healthz`, answered here)
+//!   gets no upstream key. In mode `off` (which `auto`
 //!   is on loopback) nothing is authenticated: there the key header the
 //!   client sent picks where the upstream key goes, and the forwarder
 //!   removes the three headers, `Proxy-Authorization` and any `key` query
@@ -60,9 +60,21 @@
 //!   head get `502` and `upstream_failed`. There is no timeout on the
 //!   response itself: a non-streaming completion may take minutes. An
 //!   upstream that fails mid-body aborts the client's response, so the
-//!   client sees a truncated stream, not a clean end. Paths with `.` or
-//!   `..` segments get `400`: the upstream would resolve them and could
-//!   leave the base URL's path.
+//!   client sees a truncated stream, not a clean end.
+//! - **Paths.** A path that `proxy_auth::check_path` refuses gets `400`
+//!   with a JSON body that says why: a `.` or `..` segment as sent,
+//!   percent-encoded once or twice (`%2e%2e`, `%252e%252e`) or with `;`
+//!   parameters (`..;`), or an encoded `/` or `\` (`..%2f`, `..%5c`) or a
+//!   `\`. An upstream that resolves or decodes them could serve a path
+//!   outside the base URL's.
+//! - **`OPTIONS`** is answered here with `204 No Content` and never
+//!   forwarded, preflight or not, with or without a key: the layer lets
+//!   every `OPTIONS` through without one (a CORS preflight carries none),
+//!   so forwarding would hand the upstream unauthenticated requests (with
+//!   their bodies and method-override headers). This example has no CORS
+//!   layer: the `204` grants no origin, so a page's preflight gets no
+//!   `Access-Control-Allow-*` header and its browser does not send the
+//!   request.
 //! - **Hang-ups and shutdown.** A client that hangs up mid-stream drops
 //!   the upstream connection with it, so the provider stops generating
 //!   (and billing) for nobody. On Ctrl-C the proxy stops accepting, closes
@@ -160,7 +172,7 @@ impl Forward {
 
     /// `auth` is the config of the layer in front, so that only in mode
     /// `off` does a request the layer did not authenticate get the upstream
-    /// key (a preflight in `strict` mode does not).
+    /// key (one the layer let through without a key does not).
     fn build(upstream: Upstream, auth: Option<SharedSecurityConfig>) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         // The https connector hands plain http:// URIs to this one too.
@@ -223,13 +235,22 @@ impl Forward {
                 "CONNECT is not supported: this is a reverse proxy",
             );
         }
-        if has_dot_segment(request.uri().path()) {
-            // The upstream would resolve them and could climb out of the
-            // base URL's path (`/v1/../admin`).
+        if request.method() == Method::OPTIONS {
+            // Answered here, whatever it carries: the layer lets every
+            // OPTIONS through without a key (CORS preflights carry none), so
+            // forwarding one would hand the upstream an unauthenticated
+            // request, body and method-override headers included. No CORS
+            // headers: this example grants no origin, so a browser's
+            // preflight succeeds but its request is not sent.
+            return no_content();
+        }
+        if let Err(problem) = proxy_auth::check_path(request.uri().path()) {
+            // The upstream could resolve or decode it into another path and
+            // climb out of the base URL's (`/v1/..%2fadmin`).
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "paths with . or .. segments are not forwarded",
+                &format!("the path {problem}, so it is not forwarded"),
             );
         }
         let (mut parts, body) = request.into_parts();
@@ -304,14 +325,6 @@ where
     }
 }
 
-/// `.` or `..` as a path segment, also percent-encoded (RFC 3986 §5.2.4).
-fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
-        segment == "." || segment == ".."
-    })
-}
-
 /// RFC 9110 §7.6.1: fields meant for this connection only. Names listed in
 /// `Connection` are dropped first, since they are hop-by-hop too.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -372,6 +385,17 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// `204 No Content`, the proxy's answer to every `OPTIONS`.
+fn no_content() -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 
@@ -484,7 +508,11 @@ async fn main() {
         eprintln!("error: {message}");
         std::process::exit(2);
     });
-    let (settings, listener) = settings::start("forward").await;
+    let settings = settings::start();
+    let shared = SharedSecurityConfig::new(settings.config.clone());
+    settings::guard_or_exit(&shared, &settings);
+    let listener = settings::bind_or_exit(&settings).await;
+    settings::print_banner("forward", &settings, &shared, &listener);
     let local = listener
         .local_addr()
         .map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
@@ -492,7 +520,7 @@ async fn main() {
         "forward: listening on http://{local}, forwarding to {upstream} (upstream key: {})",
         if upstream.has_key() { "set" } else { "none" }
     );
-    let service = app(SharedSecurityConfig::new(settings.config), upstream).unwrap_or_else(|e| {
+    let service = app(shared, upstream).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1);
     });

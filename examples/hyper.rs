@@ -50,8 +50,11 @@ async fn handle(
 
 #[tokio::main]
 async fn main() {
-    let (settings, listener) = settings::start("hyper").await;
-    let shared = SharedSecurityConfig::new(settings.config);
+    let settings = settings::start();
+    let shared = SharedSecurityConfig::new(settings.config.clone());
+    settings::guard_or_exit(&shared, &settings);
+    let listener = settings::bind_or_exit(&settings).await;
+    settings::print_banner("hyper", &settings, &shared, &listener);
     // CORS outside auth, as in the axum example; no layer at all when unset.
     let service = ServiceBuilder::new()
         .option_layer(settings.cors.as_ref().map(settings::cors::layer))

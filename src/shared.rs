@@ -36,7 +36,17 @@ use crate::{KeySet, KeySetError};
 /// [`ProxySecurityConfig::check_listen_addr`] checks one config: a config
 /// that would serve that address with auth silently off (`auto` without
 /// `allow_lan_access` on a non-loopback address) is refused, and the one in
-/// force stays.
+/// force stays. A [`postgres`](crate::postgres) key store writes only the
+/// named key set, which the guard does not need to judge: the mode alone
+/// decides whether auth is on.
+///
+/// # One source of named keys
+///
+/// A watched file ([`watch::watch_file`](crate::watch::watch_file)) and a
+/// key store (`postgres::PgKeyStore::start`) each replace the whole named
+/// key set, so a handle is followed by at most one of them at a time: the
+/// second one to start on the same handle is refused with an error naming
+/// the first, until the first is stopped.
 ///
 /// ```
 /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
@@ -76,6 +86,32 @@ struct Writer {
     ///
     /// [`guard_listen_addr`]: SharedSecurityConfig::guard_listen_addr
     listen: Option<SocketAddr>,
+    /// What keeps the named key set, while a watched file or a key store
+    /// does: each replaces the whole set, so two would undo each other.
+    #[cfg(any(feature = "watch", feature = "postgres"))]
+    keys_owner: Option<String>,
+}
+
+/// Held by a source that replaces the whole named key set (a watched file,
+/// a key store) for as long as it runs; dropping it lets another source
+/// claim the set.
+#[cfg(any(feature = "watch", feature = "postgres"))]
+pub(crate) struct KeysClaim {
+    shared: SharedSecurityConfig,
+}
+
+#[cfg(any(feature = "watch", feature = "postgres"))]
+impl Drop for KeysClaim {
+    fn drop(&mut self) {
+        self.shared.lock().keys_owner = None;
+    }
+}
+
+#[cfg(any(feature = "watch", feature = "postgres"))]
+impl fmt::Debug for KeysClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeysClaim").finish_non_exhaustive()
+    }
 }
 
 impl SharedSecurityConfig {
@@ -134,6 +170,21 @@ impl SharedSecurityConfig {
         self.policy().config.check_listen_addr(addr)?;
         writer.listen = Some(addr);
         Ok(())
+    }
+
+    /// Makes `owner` (how errors name it, e.g. "the config file
+    /// /etc/auth.toml") the one source that keeps the named key set, or
+    /// names the source that already does.
+    #[cfg(any(feature = "watch", feature = "postgres"))]
+    pub(crate) fn claim_keys(&self, owner: String) -> Result<KeysClaim, String> {
+        let mut writer = self.lock();
+        if let Some(current) = &writer.keys_owner {
+            return Err(current.clone());
+        }
+        writer.keys_owner = Some(owner);
+        Ok(KeysClaim {
+            shared: self.clone(),
+        })
     }
 
     /// The address given to [`guard_listen_addr`](Self::guard_listen_addr),

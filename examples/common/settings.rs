@@ -4,14 +4,20 @@
 //! `PROXY_CORS_ORIGINS` (in [`cors`]).
 //!
 //! A non-loopback `PROXY_LISTEN` while `auto` resolves to `off` is refused
-//! (exit status 2): set `PROXY_AUTH_MODE=off` to mean it.
+//! (exit status 2): set `PROXY_AUTH_MODE=off` to mean it. The check is the
+//! shared config's listen-address guard
+//! (`SharedSecurityConfig::guard_listen_addr`), set before binding, so it
+//! also judges a `PROXY_CONFIG_FILE` (axum example) at start and on every
+//! reload: a reload it refuses is rejected like a bad edit.
 
 #[path = "cors.rs"]
 pub mod cors;
 
 use std::net::SocketAddr;
 
-use proxy_auth::{generate_api_key, ApiKey, ProxyAuthMode, ProxySecurityConfig};
+use proxy_auth::{
+    generate_api_key, ApiKey, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig,
+};
 
 pub struct Settings {
     pub listen: SocketAddr,
@@ -66,9 +72,8 @@ pub fn from_env() -> Result<Settings, String> {
         };
         SocketAddr::from((host, 8045))
     });
-    config.check_listen_addr(listen).map_err(|e| {
-        format!("{e} (PROXY_ALLOW_LAN_ACCESS=true, PROXY_AUTH_MODE=strict, or PROXY_AUTH_MODE=off)")
-    })?;
+    // Not checked against `listen` here: `guard` does, on the config that
+    // is in force once a config file (if any) was read.
     Ok(Settings {
         listen,
         config,
@@ -96,12 +101,28 @@ pub fn from_env_or_exit() -> Settings {
     })
 }
 
-/// Logging, settings and the listening socket, or a message and a non-zero
-/// exit; then the banner.
-pub async fn start(example: &str) -> (Settings, tokio::net::TcpListener) {
+/// Logging and the settings, or a message and exit status 2.
+pub fn start() -> Settings {
     init_logging();
-    let settings = from_env_or_exit();
-    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+    from_env_or_exit()
+}
+
+/// Guards `settings.listen` on `shared` (call it after every source of
+/// config was read into `shared`, before binding): refused, a message and
+/// exit status 2; from then on every write to `shared`, a config file's
+/// reloads included, is checked the same way.
+pub fn guard_or_exit(shared: &SharedSecurityConfig, settings: &Settings) {
+    if let Err(e) = shared.guard_listen_addr(settings.listen) {
+        eprintln!(
+            "error: {e} (PROXY_ALLOW_LAN_ACCESS=true, PROXY_AUTH_MODE=strict, or PROXY_AUTH_MODE=off; in a PROXY_CONFIG_FILE, allow_lan_access = true or another auth_mode)"
+        );
+        std::process::exit(2);
+    }
+}
+
+/// The listening socket, or a message and exit status 1.
+pub async fn bind_or_exit(settings: &Settings) -> tokio::net::TcpListener {
+    match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!(
@@ -110,26 +131,30 @@ pub async fn start(example: &str) -> (Settings, tokio::net::TcpListener) {
             );
             std::process::exit(1);
         }
-    };
-    print_banner(example, &settings);
-    (settings, listener)
+    }
 }
 
-/// What is in force, so nobody has to guess; the key only if it was
-/// generated here (the user does not know it otherwise).
-pub fn print_banner(example: &str, settings: &Settings) {
-    let config = &settings.config;
-    println!(
-        "proxy-auth {example} example listening on http://{}",
-        settings.listen
-    );
+/// What is in force (`shared`, after every source of config was read), so
+/// nobody has to guess; the key only if it was generated here (the user
+/// does not know it otherwise).
+pub fn print_banner(
+    example: &str,
+    settings: &Settings,
+    shared: &SharedSecurityConfig,
+    listener: &tokio::net::TcpListener,
+) {
+    let config = shared.load();
+    let listen = listener.local_addr().unwrap_or(settings.listen);
+    println!("proxy-auth {example} example listening on http://{listen}");
     println!(
         "auth_mode={} allow_lan_access={} -> effective mode: {}",
         config.auth_mode,
         config.allow_lan_access,
         config.effective_auth_mode()
     );
-    if settings.generated_key {
+    if config.api_key != settings.config.api_key {
+        println!("api key: from the config file (not printed)");
+    } else if settings.generated_key {
         println!(
             "PROXY_API_KEY not set; generated key: {}",
             config.api_key.expose_secret()

@@ -11,8 +11,7 @@ use super::schema::{self, TABLE};
 use super::{db_error, PgKeyStore, StoreError};
 use crate::ApiKey;
 
-/// Labels travel in `NOTIFY` payloads (at most 8000 bytes) and in logs.
-const MAX_LABEL_BYTES: usize = 256;
+use super::rows::label_problem;
 
 /// A connection for issuing and revoking keys, from [`PgKeyStore::admin`].
 ///
@@ -84,6 +83,7 @@ impl KeyAdmin {
         expires_at: Option<SystemTime>,
     ) -> Result<ApiKey, StoreError> {
         check_label(label)?;
+        check_expiry(expires_at)?;
         // Wiped if the insert fails or this future is dropped half-way
         // (an `ApiKey` wipes itself); handed over only on success.
         let key = crate::try_generate_api_key()?;
@@ -130,6 +130,7 @@ impl KeyAdmin {
         label: &str,
         expires_at: Option<SystemTime>,
     ) -> Result<(), StoreError> {
+        check_expiry(expires_at)?;
         let sql = format!("UPDATE {TABLE} SET expires_at = $2 WHERE label = $1");
         let changed = self
             .client
@@ -176,21 +177,33 @@ impl fmt::Debug for KeyAdmin {
 /// The same rules the replicas apply when reading, so a key added here is
 /// always loadable.
 fn check_label(label: &str) -> Result<(), StoreError> {
-    let reason = if label.trim().is_empty() {
-        "it is empty; name the key after its user, e.g. \"alice\" or \"ci-bot\""
-    } else if label.trim() != label {
-        "it has leading or trailing whitespace"
-    } else if label.len() > MAX_LABEL_BYTES {
-        "it is longer than 256 bytes"
-    } else if label.chars().any(char::is_control) {
-        "it contains control characters"
-    } else {
+    match label_problem(label) {
+        None => Ok(()),
+        Some(reason) => Err(StoreError::InvalidLabel {
+            label: label.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// The latest expiry the table can be given: the end of the year 9999
+/// (the PostgreSQL client's encoding overflows a few hundred thousand years
+/// on, and nobody means a key to live that long).
+const LAST_EXPIRY_SECS: u64 = 253_402_300_799;
+
+/// Refuses an expiry outside 1970 to 9999, before it reaches the client.
+fn check_expiry(expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    let Some(at) = expires_at else {
         return Ok(());
     };
-    Err(StoreError::InvalidLabel {
-        label: label.to_owned(),
-        reason,
-    })
+    let secs = match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => after.as_secs(),
+        Err(_) => return Err(StoreError::ExpiryOutOfRange),
+    };
+    if secs > LAST_EXPIRY_SECS {
+        return Err(StoreError::ExpiryOutOfRange);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -199,14 +212,28 @@ mod tests {
 
     #[test]
     fn labels_are_checked_before_the_database_is_asked() {
-        for bad in ["", "  ", " alice", "alice\n", "a\u{7}b", &"x".repeat(257)] {
-            assert!(
-                matches!(check_label(bad), Err(StoreError::InvalidLabel { .. })),
-                "{bad:?}"
-            );
+        for bad in ["", " alice", "a\u{7}b", "ali\u{200b}ce", &"x".repeat(257)] {
+            let err = check_label(bad).unwrap_err();
+            assert!(matches!(err, StoreError::InvalidLabel { .. }), "{bad:?}");
+            // Shown escaped: the message never carries the character itself.
+            assert!(!err.to_string().contains(['\u{7}', '\u{200b}']), "{err}");
         }
         for good in ["alice", "ci bot", "équipe-7", &"x".repeat(256)] {
             assert!(check_label(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn expiries_past_the_year_9999_are_refused_before_the_client_sees_them() {
+        let epoch = std::time::UNIX_EPOCH;
+        let far = epoch + std::time::Duration::from_secs(20_000_000_000_000);
+        assert!(matches!(
+            check_expiry(Some(far)),
+            Err(StoreError::ExpiryOutOfRange)
+        ));
+        let last = epoch + std::time::Duration::from_secs(LAST_EXPIRY_SECS);
+        assert!(check_expiry(Some(last)).is_ok());
+        assert!(check_expiry(None).is_ok());
+        assert!(check_expiry(Some(SystemTime::now())).is_ok());
     }
 }

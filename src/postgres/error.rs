@@ -38,19 +38,30 @@ pub enum StoreError {
         source: Box<dyn StdError + Send + Sync>,
     },
     /// A label given to the admin API was not acceptable.
-    #[error("label {label:?} is not usable: {reason}")]
+    #[error("label {label:?} is not usable: it {reason}")]
     InvalidLabel {
         /// The label as given.
         label: String,
         /// What to change.
         reason: &'static str,
     },
+    /// An expiry given to the admin API before 1970 or after the year 9999.
+    #[error("the expiry is out of range: give a time between 1970 and the end of the year 9999, or none for a key that never expires")]
+    ExpiryOutOfRange,
     /// `add` with a label that is already in the table (active or revoked).
     #[error("label {0:?} is already in the key table (labels are never reused, even after a revoke, so logs stay unambiguous); pick another label")]
     LabelTaken(String),
     /// `revoke` or `set_expiry` with a label that is not in the table.
     #[error("no key is labelled {0:?}; `list` shows the labels")]
     UnknownLabel(String),
+    /// The shared config's named keys are already kept by another source
+    /// (a watched config file, or another store); see
+    /// [`SharedSecurityConfig`](crate::SharedSecurityConfig#one-source-of-named-keys).
+    #[error("the key store is not started: the shared config's named keys are already kept by {owner}, and the two would replace each other's keys; keep the named keys in one place (this key table, with auth_mode and api_key from the environment rather than a watched file, or the file's `keys` list), or stop {owner} first")]
+    KeysOwned {
+        /// The source that keeps the keys.
+        owner: String,
+    },
     /// The OS's random generator failed while generating a key.
     #[error(transparent)]
     KeyGeneration(#[from] crate::KeyGenError),

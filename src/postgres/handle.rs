@@ -33,6 +33,7 @@ impl KeyStoreHandle {
             keys: self.status.keys.load(Ordering::Relaxed),
             full_reloads: self.status.full_reloads.load(Ordering::Relaxed),
             changes_applied: self.status.changes_applied.load(Ordering::Relaxed),
+            notifications: self.status.notifications.load(Ordering::Relaxed),
         }
     }
 }
@@ -57,6 +58,9 @@ pub struct KeyStoreStatus {
     pub full_reloads: u64,
     /// Labels applied from notifications so far.
     pub changes_applied: u64,
+    /// Notifications received on the channel so far, the store's own and
+    /// anyone else's.
+    pub notifications: u64,
 }
 
 #[derive(Default)]
@@ -65,4 +69,5 @@ pub(crate) struct Status {
     pub(crate) keys: AtomicU64,
     pub(crate) full_reloads: AtomicU64,
     pub(crate) changes_applied: AtomicU64,
+    pub(crate) notifications: AtomicU64,
 }

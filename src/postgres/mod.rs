@@ -46,12 +46,23 @@
 //!    insert adds the key, a revoke, delete or expiry in the past removes it,
 //!    an expiry change replaces it. Notifications that arrive together are
 //!    applied with one query and one swap of the key set; a burst of more
-//!    than 1,000 rows (a bulk import) becomes one full reload,
+//!    than 1,000 rows (a bulk import) becomes one full reload. No payload
+//!    is queued: the store keeps only the set of labels to re-read (at most
+//!    1,000 of at most 256 bytes) or "reload everything", so a flood of
+//!    notifications costs a replica bounded memory and one full reload (two
+//!    if it is still arriving when that reload starts),
 //! 4. reloads the whole table every [`reload_interval`](PgKeyStore::reload_interval)
 //!    (60 s by default), a safety net should a notification ever be lost.
 //!
 //! The store owns the key set: keys put there by other means are replaced
-//! at the next full reload. The config's `api_key` is not in the table and
+//! at the next full reload. A [`watch`](crate::watch)ed config file on the
+//! same shared config would replace the store's keys at each change (and
+//! the store the file's), so the two are refused together: whichever
+//! starts second fails ([`StoreError::KeysOwned`]) naming the other. With
+//! a store, give the mode and `api_key` in code or the environment. The
+//! store writes only the key set, never the mode, so the shared config's
+//! [listen-address guard](crate::SharedSecurityConfig#the-listen-address-guard)
+//! has nothing of the store's to refuse. The config's `api_key` is not in the table and
 //! keeps working (an operator's key that survives any database state).
 //!
 //! # When the database goes away
@@ -66,14 +77,55 @@
 //! away, and logs at info level that it is back.
 //!
 //! A change made during the outage is therefore in force at most
-//! `backoff cap + reload time` after the database is back. TCP keepalives
-//! (15 s idle, then 3 probes 5 s apart) are set unless the connection string
-//! sets them, and every query has a 30 s timeout, so a server that vanished
-//! without closing the connection is noticed within about 30 s too.
+//! `backoff cap + reload time` after the database is back.
+//!
+//! A connection can also go silent without closing: the host or the
+//! network vanished, or the backend stopped answering while its host stays
+//! up (stopped, swapped out, stuck), which TCP keepalives alone cannot
+//! tell, since the host still answers them. So every statement of the
+//! store must be answered within 10 s (client side, and the server's
+//! `statement_timeout`), and an idle connection is asked `SELECT 1` every
+//! 4 s, to be answered within 5 s. **A silent connection is given up at
+//! most 10 s after it went silent** (9 s idle, 10 s mid-reload); the store
+//! then reconnects at once (the postmaster hands it a new backend even
+//! when the old one is stuck) and reloads the whole table. A key revoked
+//! during the silence is therefore refused at most 10 s plus one connect
+//! (at most 5 s, the connect timeout) and one reload after the revoke; if
+//! the database cannot be reached at all, the outage rules above apply.
+//! TCP keepalives (5 s idle, then 3 probes 2 s apart) are set unless the
+//! connection string sets them, for the host that vanished.
 //!
 //! At start, an unreachable database is an error naming its `host:port`
 //! (never the password); the proxy decides whether to exit or to serve
 //! without the store.
+//!
+//! # Privileges, and who can notify
+//!
+//! A replica's database user needs `CONNECT` on the database, `USAGE` on
+//! the table's schema and `SELECT` on `proxy_auth_keys`; `LISTEN` needs no
+//! privilege. The first start (or an upgrade that adds a trigger or an
+//! index) also needs the right to create the table, its functions,
+//! triggers and index: run it once as the table's owner (the `keys` CLI
+//! does, through [`KeyAdmin`]), after which read-only replicas work. The
+//! admin user needs `SELECT`, `INSERT` and `UPDATE` on the table and
+//! `USAGE` on its id sequence.
+//!
+//! PostgreSQL has no privilege for `NOTIFY`: **any role that can connect to
+//! the database can notify on the store's channel**, with any payload.
+//! The store treats a payload it does not recognise as "reload
+//! everything" and keeps no payload (above), so such a role can make
+//! replicas reload, but cannot change a key, fill their memory or hold them
+//! up. To keep even that away, give the key table a database of its own
+//! and let only the proxy's roles connect to it:
+//!
+//! ```sql
+//! CREATE DATABASE proxy_keys;
+//! REVOKE CONNECT, TEMPORARY ON DATABASE proxy_keys FROM PUBLIC;
+//! GRANT CONNECT ON DATABASE proxy_keys TO proxy_replica, proxy_admin;
+//! ```
+//!
+//! (plus matching `pg_hba.conf` lines), and point the connection string at
+//! that database.
 //!
 //! # Issuing and revoking keys
 //!
@@ -100,35 +152,56 @@
 //! CREATE TABLE proxy_auth_keys (
 //!     id          bigserial   PRIMARY KEY,
 //!     label       text        NOT NULL UNIQUE,
-//!     key_digest  text        NOT NULL UNIQUE,  -- 'sha256:<64 hex>', see key_digest()
+//!     key_digest  text        NOT NULL UNIQUE,  -- 'sha256:<64 lowercase hex>', see key_digest()
 //!     created_at  timestamptz NOT NULL DEFAULT now(),
 //!     expires_at  timestamptz,                  -- NULL: never expires
 //!     revoked_at  timestamptz                   -- NULL: active
 //! );
 //! -- plus an AFTER INSERT OR UPDATE OR DELETE trigger (and one for TRUNCATE)
-//! -- that runs pg_notify('proxy_auth_keys', '<op> <label>')
+//! -- that runs pg_notify('proxy_auth_keys', '<op> <label>'), a BEFORE
+//! -- INSERT OR UPDATE trigger that lowercases a well-formed key_digest, and
+//! -- an index on lower(key_digest)
 //! ```
 //!
+//! A digest reaches the table in one spelling, lowercase, whoever writes
+//! it ([`KeyAdmin`] and the `keys` CLI write [`key_digest`](crate::key_digest)'s
+//! form; plain SQL goes through the trigger), so the `UNIQUE` constraint
+//! refuses a second row for a key in any spelling. A table made by an older
+//! version is upgraded at start (trigger, index, and its digests lowercased
+//! where that collides with no other row). Whatever the table holds, a
+//! replica treats digests that differ only in case as one key: **rows that
+//! hold the same key are one error** (logged once, naming every label),
+//! and the key is accepted under none of them, so a key revoked under one
+//! label is not back under another; delete the rows that should not
+//! exist.
+//!
 //! The notification names the label, never the digest, and no plaintext key
-//! is stored anywhere. A row whose label is empty or has surrounding
-//! whitespace, or whose `key_digest` is not `sha256:` followed by 64 hex
-//! characters, is skipped with an error log naming its label; the other rows
+//! is stored anywhere. A row whose label is not plain printable text
+//! (empty, surrounding whitespace, over 256 bytes, or a control, zero-width,
+//! bidirectional or other invisible character, any of which could act on a
+//! terminal or make two labels look alike: [`KeyAdmin::add`] refuses the
+//! same), or whose `key_digest` is not exactly `sha256:` followed by
+//! 64 hex characters, is skipped with an error log naming its label
+//! (escaped, as in `"\u{1b}[2J"`); the other rows
 //! load as usual. (A value without the `sha256:` prefix is never taken as a
 //! plaintext key.)
 //!
 //! # Cost
 //!
 //! Measured with `cargo bench --bench postgres --features postgres` (100,000
-//! keys, loopback, a shared 2-core machine, three runs): start-up load
-//! 120-200 ms median (connect, schema check, `LISTEN`, read and index every
-//! row); about 170 bytes of heap per key (each digest once on the heap,
-//! wiped when its last owner drops it); from sending a change to the new
-//! verdict on the other replica p50 9-18 ms, p99 20-70 ms over 200 adds and
-//! 200 revokes (at 1,000 keys: p50 under 1 ms, p99 about 5 ms); the request
-//! path costs the same as with a plain [`KeySet`](crate::KeySet) (it is the
-//! same lookup: 400-420 ns either way in the same run). A change is applied
+//! keys, loopback, a shared 2-core machine, one run with other builds
+//! going on): start-up load 340-380 ms median (connect, schema check,
+//! `LISTEN`, read and index every row; counting the rows that hold each key
+//! in any spelling sorts the table, about 130 ms of it: the version without
+//! that count, measured right after on the same machine, took 200-250 ms);
+//! about 250 bytes of heap per key (each
+//! digest once on the heap, wiped when its last owner drops it); from
+//! sending a change to the new verdict on the other replica p50 20-23 ms,
+//! p99 about 40 ms over 200 adds and 200 revokes; the request path costs
+//! the same as with a plain [`KeySet`](crate::KeySet) (it is the same
+//! lookup: 443 and 444 ns in the same run). A change is applied
 //! copy-on-write (the readers' set is never locked), so its cost grows with
-//! the set: that is most of the 10 ms at 100,000 keys. Re-reading only the
+//! the set: that is most of the 20 ms at 100,000 keys. Re-reading only the
 //! changed rows is why a change costs that and not a full reload each (which
 //! at that size costs most of the start-up time above).
 //!
@@ -183,6 +256,10 @@ pub use handle::{KeyStoreHandle, KeyStoreStatus};
 /// by a full reload instead of row by row.
 pub(crate) const BATCH_LIMIT: usize = 1000;
 
+/// The longest label a row may have: labels travel in `NOTIFY` payloads
+/// (at most 8000 bytes) and in logs.
+pub(crate) const MAX_LABEL_BYTES: usize = 256;
+
 /// How the replicas' connections appear in `pg_stat_activity`.
 const APPLICATION_NAME: &str = "proxy-auth key store";
 const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
@@ -208,8 +285,9 @@ impl PgKeyStore<NoTls> {
     /// unencrypted until [`tls`](Self::tls) says otherwise.
     ///
     /// Unless `url` sets them: the connection's `application_name` is
-    /// `proxy-auth key store`, the connect timeout 5 s, and TCP keepalives
-    /// start after 15 s idle.
+    /// `proxy-auth key store`, the connect timeout 5 s, TCP keepalives
+    /// start after 5 s idle (3 probes 2 s apart), and the server's
+    /// `statement_timeout` is 10 s.
     pub fn new(url: &str) -> Result<Self, StoreError> {
         let mut config: Config =
             url.parse()
@@ -229,14 +307,24 @@ impl PgKeyStore<NoTls> {
         }
         // The default (2 h idle) would leave a replica on a dead connection,
         // missing every change, for hours after a silent network failure.
+        // (A backend that stops answering on a live host answers keepalives
+        // all the same: the store's own ping finds that, see `sync`.)
         if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-            config.keepalives_idle(Duration::from_secs(15));
+            config.keepalives_idle(Duration::from_secs(5));
         }
         if config.get_keepalives_interval().is_none() {
-            config.keepalives_interval(Duration::from_secs(5));
+            config.keepalives_interval(Duration::from_secs(2));
         }
         if config.get_keepalives_retries().is_none() {
             config.keepalives_retries(3);
+        }
+        // The server gives up on a statement of the store's as the store
+        // itself does, so nothing it abandoned keeps running there.
+        let options = config.get_options().unwrap_or_default();
+        if !options.contains("statement_timeout") {
+            let timeout_ms = sync::QUERY_TIMEOUT.as_millis();
+            let options = format!("{options} -c statement_timeout={timeout_ms}");
+            config.options(options.trim());
         }
         let address = address(&config);
         Ok(PgKeyStore {
@@ -302,7 +390,9 @@ where
     /// until [`KeyStoreHandle::stop`] (or dropping the handle).
     ///
     /// Errors if the database cannot be reached or the table cannot be
-    /// created or read; nothing is changed in `shared` then.
+    /// created or read, or if another source already keeps `shared`'s named
+    /// keys (a watched config file: [`StoreError::KeysOwned`]); nothing is
+    /// changed in `shared` then.
     ///
     /// Needs a tokio runtime with its I/O and time drivers enabled (as
     /// `#[tokio::main]` sets up); the task runs on it.
@@ -311,14 +401,22 @@ where
     ///
     /// Outside a tokio runtime (like `tokio::spawn`).
     pub async fn start(&self, shared: SharedSecurityConfig) -> Result<KeyStoreHandle, StoreError> {
+        let claim = shared
+            .claim_keys(format!("the PostgreSQL key store at {}", self.address))
+            .map_err(|owner| StoreError::KeysOwned { owner })?;
         let status = Arc::new(Status::default());
         let (stop, stopped) = oneshot::channel();
         let (ready, started) = oneshot::channel();
-        let follower = sync::Follower::new(self.clone(), shared, Arc::clone(&status));
+        let follower = sync::Follower::new(self.clone(), shared, claim, Arc::clone(&status));
         let task = tokio::spawn(follower.run(ready, stopped));
         match started.await {
             Ok(Ok(())) => Ok(KeyStoreHandle { stop, task, status }),
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => {
+                // The task releases its claim on the keys as it ends: wait
+                // for that, so a retry on the same handle is not refused.
+                let _ = task.await;
+                Err(e)
+            }
             Err(_) => Err(StoreError::Database {
                 address: self.address.clone(),
                 doing: "starting (the store's task ended before its first load)",

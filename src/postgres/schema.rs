@@ -43,8 +43,32 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- Digests reach the table in one spelling, lowercase, so the UNIQUE
+-- constraint sees two spellings of one key as the same value.
+CREATE OR REPLACE FUNCTION {TABLE}_normalize() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.key_digest ~* '^sha256:[0-9a-f]{{64}}$' THEN
+        NEW.key_digest := lower(NEW.key_digest);
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- Rows written before that trigger existed: normalized where no other row
+-- holds the same key (those pairs are refused by the replicas instead).
+UPDATE {TABLE} AS t SET key_digest = lower(t.key_digest)
+    WHERE t.key_digest ~* '^sha256:[0-9a-f]{{64}}$' AND t.key_digest <> lower(t.key_digest)
+    AND NOT EXISTS (SELECT 1 FROM {TABLE} AS o
+                    WHERE o.id <> t.id AND lower(o.key_digest) = lower(t.key_digest));
+-- Finds the rows that hold the same key in any spelling (see select_labels).
+CREATE INDEX IF NOT EXISTS {TABLE}_digest_lower ON {TABLE} (lower(key_digest));
 DO $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = '{TABLE}_normalize' AND tgrelid = '{TABLE}'::regclass) THEN
+        CREATE TRIGGER {TABLE}_normalize BEFORE INSERT OR UPDATE OF key_digest ON {TABLE}
+            FOR EACH ROW EXECUTE FUNCTION {TABLE}_normalize();
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger
                    WHERE tgname = '{TABLE}_notify' AND tgrelid = '{TABLE}'::regclass) THEN
         CREATE TRIGGER {TABLE}_notify AFTER INSERT OR UPDATE OR DELETE ON {TABLE}
@@ -61,21 +85,34 @@ $$;
     )
 }
 
-/// Every key in force: not revoked and not yet expired. Expired rows stay
-/// in the table for the record but cost no memory on the replicas; a key
-/// that expires after the load is refused by the key set at its expiry.
+/// Every key in force: not revoked and not yet expired; plus every row,
+/// active or not, that holds the same key as another row in any spelling
+/// of its digest (`holders` over 1), so a replica refuses the key under
+/// every label rather than accepting it under one. Expired rows stay in
+/// the table for the record but cost no memory on the replicas; a key that
+/// expires after the load is refused by the key set at its expiry.
+///
+/// Columns: label, key_digest, expires_at, active, holders.
 pub(crate) fn select_active() -> String {
     format!(
-        "SELECT label, key_digest, expires_at FROM {TABLE} \
-         WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+        "SELECT label, key_digest, expires_at, active, holders FROM ( \
+           SELECT label, key_digest, expires_at, \
+             revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AS active, \
+             count(*) OVER (PARTITION BY lower(key_digest)) AS holders \
+           FROM {TABLE}) AS keys \
+         WHERE active OR holders > 1"
     )
 }
 
-/// The rows of the labels named by a batch of notifications; labels absent
-/// from the answer are removed.
+/// The active rows of the labels named by a batch of notifications (labels
+/// absent from the answer are removed), each with the number of rows that
+/// hold its key in any spelling (found through the `lower(key_digest)`
+/// index); more than one sends the replica to a full reload.
 pub(crate) fn select_labels() -> String {
     format!(
-        "SELECT label, key_digest, expires_at FROM {TABLE} \
+        "SELECT label, key_digest, expires_at, true AS active, \
+           (SELECT count(*) FROM {TABLE} AS o WHERE lower(o.key_digest) = lower(t.key_digest)) AS holders \
+         FROM {TABLE} AS t \
          WHERE label = ANY($1) AND revoked_at IS NULL \
          AND (expires_at IS NULL OR expires_at > now())"
     )
@@ -85,28 +122,44 @@ pub(crate) fn listen() -> String {
     format!("LISTEN {TABLE}")
 }
 
-/// Creates the table and triggers if any is missing. Skipped when all are
-/// there, so replicas whose database user may only read the table (and
-/// `LISTEN`, which needs no privilege) work once an admin created it.
+/// Creates the table, its triggers and index if any is missing (and
+/// normalizes the digests of rows written before the normalizing trigger).
+/// Skipped when all are there, so replicas whose database user may only
+/// read the table (and `LISTEN`, which needs no privilege) work once an
+/// admin created it. A table from an older version that such a user may
+/// not upgrade is used as it is, with a warning: the replicas' own checks
+/// (one key under two labels is refused) do not depend on the upgrade.
 pub(crate) async fn ensure(
     client: &tokio_postgres::Client,
     address: &str,
 ) -> Result<(), super::StoreError> {
     let check = format!(
-        "SELECT to_regclass('{TABLE}') IS NOT NULL AND \
+        "SELECT to_regclass('{TABLE}') IS NOT NULL, \
+         to_regclass('{TABLE}') IS NOT NULL AND to_regclass('{TABLE}_digest_lower') IS NOT NULL AND \
          (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('{TABLE}') \
-          AND tgname IN ('{TABLE}_notify', '{TABLE}_notify_truncate')) = 2"
+          AND tgname IN ('{TABLE}_notify', '{TABLE}_notify_truncate', '{TABLE}_normalize')) = 3"
     );
-    let present = client
+    let (exists, complete) = client
         .query_one(&check, &[])
         .await
-        .and_then(|row| row.try_get::<_, bool>(0))
+        .and_then(|row| Ok((row.try_get::<_, bool>(0)?, row.try_get::<_, bool>(1)?)))
         .map_err(|e| super::db_error(address, "looking for the key table", e))?;
-    if !present {
-        client
-            .batch_execute(&create_statements())
-            .await
-            .map_err(|e| super::db_error(address, "creating the key table", e))?;
+    if complete {
+        return Ok(());
     }
-    Ok(())
+    match client.batch_execute(&create_statements()).await {
+        Ok(()) => Ok(()),
+        Err(e)
+            if exists
+                && e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+        {
+            tracing::warn!(
+                target: "proxy_auth",
+                address,
+                "the key table was made by an older version and this database user may not upgrade it (a digest-normalizing trigger and an index); using it as it is. Run the `keys` CLI or any replica once as the table's owner to upgrade it"
+            );
+            Ok(())
+        }
+        Err(e) => Err(super::db_error(address, "creating the key table", e)),
+    }
 }

@@ -1,19 +1,22 @@
 //! The store's one task: connect, load, follow notifications, reload on a
 //! timer, and reconnect with backoff when the database goes away.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
 
-use super::rows::{insert, read_row, report};
-use super::{connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT};
+use super::rows::{insert, read_row, report, report_shared};
+use super::{
+    connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT, MAX_LABEL_BYTES,
+};
+use crate::shared::KeysClaim;
 use crate::{KeySet, SharedSecurityConfig};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -21,15 +24,26 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// drops it after every reload) does not count as a healthy server: the
 /// store backs off instead of reconnecting and reloading in a tight loop.
 const FLAP_WINDOW: Duration = Duration::from_secs(1);
-/// A query on a connection that died without a FIN would otherwise wait for
-/// TCP keepalive; a full reload of 100,000 rows takes well under a second.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long any statement of the store may take before the connection is
+/// given up and replaced. A backend that stopped answering while its host
+/// stays up (stopped, swapped out, stuck on a lock) keeps the TCP
+/// connection alive and answers every keepalive, so only an answer that
+/// does not come tells it; a full reload of 100,000 rows takes well under
+/// a second.
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle connection is asked `SELECT 1`, answered within
+/// [`PING_TIMEOUT`]: with no query of its own in flight, a replica would
+/// otherwise not notice a silent backend until its next reload.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(4);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Ready = Option<oneshot::Sender<Result<(), StoreError>>>;
 
 pub(crate) struct Follower<T> {
     store: PgKeyStore<T>,
     shared: SharedSecurityConfig,
+    /// Released when the task ends (stopped, dropped, or failed at start).
+    _claim: KeysClaim,
     status: Arc<Status>,
     backoff: Duration,
     outage_since: Option<Instant>,
@@ -55,11 +69,13 @@ where
     pub(crate) fn new(
         store: PgKeyStore<T>,
         shared: SharedSecurityConfig,
+        claim: KeysClaim,
         status: Arc<Status>,
     ) -> Self {
         Follower {
             store,
             shared,
+            _claim: claim,
             status,
             backoff: FIRST_BACKOFF,
             outage_since: None,
@@ -133,14 +149,22 @@ where
         mut connection: Connection<Socket, T::Stream>,
         ready: &mut Ready,
     ) -> StoreError {
-        let (notify, mut notifications) = mpsc::unbounded_channel();
+        // What notifications asked for, kept to a bounded size (see
+        // `Pending`): anyone who can connect to the database can NOTIFY on
+        // the channel, as fast and as large as they like, so no payload is
+        // queued.
+        let pending = Mutex::new(Pending::default());
+        let wake = Notify::new();
+        let status = Arc::clone(&self.status);
         // Driving the connection in the same task as the queries, so the
         // store stays one task and notifications keep their commit order.
-        let drive = async move {
+        let drive = async {
             loop {
                 match poll_fn(|cx| connection.poll_message(cx)).await {
                     Some(Ok(AsyncMessage::Notification(n))) => {
-                        let _ = notify.send(n.payload().to_owned());
+                        status.notifications.fetch_add(1, Ordering::Relaxed);
+                        lock(&pending).add(n.payload());
+                        wake.notify_one();
                     }
                     Some(Ok(_notice)) => {}
                     Some(Err(e)) => return Some(e),
@@ -153,14 +177,15 @@ where
                 Some(e) => db_error(&self.store.address, "following the key table", e),
                 None => closed(&self.store.address),
             },
-            lost = self.follow_session(&client, &mut notifications, ready) => lost,
+            lost = self.follow_session(&client, &pending, &wake, ready) => lost,
         }
     }
 
     async fn follow_session(
         &mut self,
         client: &Client,
-        notifications: &mut mpsc::UnboundedReceiver<String>,
+        pending: &Mutex<Pending>,
+        wake: &Notify,
         ready: &mut Ready,
     ) -> StoreError {
         let statements = match self.prepare(client).await {
@@ -188,16 +213,23 @@ where
         let every = self.store.reload_interval;
         let mut timer = interval_at(Instant::now() + every, every);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ping = interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let outcome = tokio::select! {
                 _ = timer.tick() => self.full_reload(client, &statements).await,
-                first = notifications.recv() => {
-                    let Some(first) = first else { return closed(&self.store.address) };
-                    let mut batch = vec![first];
-                    while let Ok(more) = notifications.try_recv() {
-                        batch.push(more);
+                _ = ping.tick() => self.ping(client).await,
+                () = wake.notified() => {
+                    // Everything notified since the last look, in one
+                    // query and one swap of the key set.
+                    let batch = std::mem::take(&mut *lock(pending));
+                    if batch.full {
+                        self.full_reload(client, &statements).await
+                    } else if batch.labels.is_empty() {
+                        Ok(())
+                    } else {
+                        self.apply(client, &statements, batch.labels.into_iter().collect()).await
                     }
-                    self.apply(client, &statements, batch).await
                 }
             };
             if let Err(e) = outcome {
@@ -206,9 +238,35 @@ where
         }
     }
 
+    /// Whether the backend still answers; an error replaces the connection.
+    async fn ping(&self, client: &Client) -> Result<(), StoreError> {
+        match timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(db_error(&self.store.address, "checking the connection", e)),
+            Err(_) => Err(StoreError::Database {
+                address: self.store.address.clone(),
+                doing: "checking the connection",
+                source: format!("no answer to SELECT 1 within {PING_TIMEOUT:?}").into(),
+            }),
+        }
+    }
+
+    /// [`prepare_untimed`](Self::prepare_untimed) within [`QUERY_TIMEOUT`].
+    async fn prepare(&self, client: &Client) -> Result<Statements, StoreError> {
+        timeout(QUERY_TIMEOUT, self.prepare_untimed(client))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Database {
+                    address: self.store.address.clone(),
+                    doing: "preparing the key table",
+                    source: format!("no answer within {QUERY_TIMEOUT:?}").into(),
+                })
+            })
+    }
+
     /// Table and trigger, then `LISTEN` before the first load, so no commit
     /// falls between what the load sees and what is notified.
-    async fn prepare(&self, client: &Client) -> Result<Statements, StoreError> {
+    async fn prepare_untimed(&self, client: &Client) -> Result<Statements, StoreError> {
         schema::ensure(client, &self.store.address).await?;
         client.batch_execute(&schema::listen()).await.map_err(|e| {
             db_error(
@@ -257,7 +315,18 @@ where
         let rows = self.query(client, &statements.all, None).await?;
         let mut keys = KeySet::new();
         let mut bad = HashSet::new();
+        // Rows that hold one key under several labels, by (a hash of) that
+        // key: none of them is loaded.
+        let mut shared_keys: HashMap<[u8; 32], Vec<String>> = HashMap::new();
         for row in &rows {
+            if holders(row) > 1 {
+                let (key, label) = shared_key(row);
+                shared_keys.entry(key).or_default().push(label);
+                continue;
+            }
+            if !row.try_get::<_, bool>(3).unwrap_or(false) {
+                continue;
+            }
             let outcome = read_row(row)
                 .and_then(|row| insert(&mut keys, &row).map_err(|e| (row.label, e.to_string())));
             if let Err((label, problem)) = outcome {
@@ -268,6 +337,15 @@ where
             }
         }
         drop(rows);
+        for mut labels in shared_keys.into_values() {
+            labels.sort();
+            if labels.iter().fold(false, |new, label| {
+                self.reported.insert(label.clone()) | new
+            }) {
+                report_shared(&labels);
+            }
+            bad.extend(labels);
+        }
         self.reported.retain(|label| bad.contains(label));
         let count = keys.len() as u64;
         self.shared.store_keys(keys);
@@ -283,27 +361,16 @@ where
         &mut self,
         client: &Client,
         statements: &Statements,
-        batch: Vec<String>,
+        labels: Vec<String>,
     ) -> Result<(), StoreError> {
-        let mut labels = Vec::new();
-        let mut seen = HashSet::new();
-        for payload in batch {
-            match payload.split_once(' ') {
-                Some(("INSERT" | "UPDATE" | "DELETE", label)) => {
-                    if seen.insert(label.to_owned()) {
-                        labels.push(label.to_owned());
-                    }
-                }
-                // TRUNCATE, or a NOTIFY on the channel by someone else.
-                _ => return self.full_reload(client, statements).await,
-            }
-        }
-        if labels.len() > BATCH_LIMIT {
-            return self.full_reload(client, statements).await;
-        }
         let rows = self
             .query(client, &statements.labels, Some(&labels))
             .await?;
+        // A key held by another row too: the full reload finds every row
+        // holding it, active or revoked, and loads none of them.
+        if rows.iter().any(|row| holders(row) > 1) {
+            return self.full_reload(client, statements).await;
+        }
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
             match read_row(row) {
@@ -314,26 +381,24 @@ where
                 }
             }
         }
-        let mut failures = Vec::new();
         let mut count = 0;
-        let _ = self.shared.update_keys(|keys| {
-            failures.clear();
+        let applied = self.shared.update_keys(|keys| {
             // Removals first: a digest moving from one label to another in
             // the same burst must not collide with itself.
             for label in &labels {
                 keys.remove(label);
             }
             for row in &found {
-                if let Err(e) = insert(keys, row) {
-                    failures.push((row.label.clone(), e));
-                }
+                insert(keys, row)?;
             }
             count = keys.len() as u64;
             Ok(())
         });
-        for (label, e) in failures {
-            report(&label, &e);
-            self.reported.insert(label);
+        // A row that collides with a key already loaded under another label
+        // (a table the digest trigger did not guard): nothing of this batch
+        // was stored, and the full reload judges every row holding the key.
+        if applied.is_err() {
+            return self.full_reload(client, statements).await;
         }
         self.status.keys.store(count, Ordering::Relaxed);
         self.status
@@ -343,10 +408,109 @@ where
     }
 }
 
+/// How many rows of the table hold this row's key, in any spelling of its
+/// digest; an unreadable count is taken as shared, so the row is not loaded.
+fn holders(row: &Row) -> i64 {
+    row.try_get::<_, i64>(4).unwrap_or(i64::MAX)
+}
+
+/// What groups a row with the others holding its key (the SHA-256 of its
+/// lowercased digest, so the digest itself is not kept), and its label.
+fn shared_key(row: &Row) -> ([u8; 32], String) {
+    let raw = zeroize::Zeroizing::new(
+        row.try_get::<_, Option<String>>(1)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    );
+    let digest = zeroize::Zeroizing::new(raw.to_ascii_lowercase());
+    let label = row
+        .try_get::<_, Option<String>>(0)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    (crate::digest::sha256(digest.as_bytes()), label)
+}
+
+/// What the notifications received since the store last looked ask for:
+/// the labels to re-read, or a full reload. Its size is bounded whatever
+/// arrives: at most [`BATCH_LIMIT`] labels of at most [`MAX_LABEL_BYTES`]
+/// each (about 256 KiB); past that, or for a payload that names no label a
+/// row could have, it is "reload everything" and holds nothing. So a burst
+/// of any size is one re-read of its labels or one full reload (two if it
+/// is still arriving when that reload starts), never a queue of payloads.
+#[derive(Default)]
+pub(crate) struct Pending {
+    labels: HashSet<String>,
+    full: bool,
+}
+
+impl Pending {
+    fn add(&mut self, payload: &str) {
+        if self.full {
+            return;
+        }
+        match payload.split_once(' ') {
+            Some(("INSERT" | "UPDATE" | "DELETE", label))
+                if label.len() <= MAX_LABEL_BYTES
+                    && (self.labels.len() < BATCH_LIMIT || self.labels.contains(label)) =>
+            {
+                if !self.labels.contains(label) {
+                    self.labels.insert(label.to_owned());
+                }
+            }
+            // TRUNCATE, a bulk change, a label no row may have, or a NOTIFY
+            // on the channel by someone else.
+            _ => {
+                self.full = true;
+                self.labels = HashSet::new();
+            }
+        }
+    }
+}
+
+fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
+    // Only `add` and `take` run under the lock, neither can panic half-way.
+    pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn closed(address: &str) -> StoreError {
     StoreError::Database {
         address: address.to_owned(),
         doing: "following the key table",
         source: "the server closed the connection".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_notifications_stay_bounded() {
+        let mut pending = Pending::default();
+        for i in 0..BATCH_LIMIT {
+            pending.add(&format!("INSERT key-{i}"));
+            pending.add(&format!("UPDATE key-{i}"));
+        }
+        assert!(!pending.full);
+        assert_eq!(pending.labels.len(), BATCH_LIMIT);
+        pending.add("DELETE one-too-many");
+        assert!(pending.full && pending.labels.is_empty());
+        pending.add("INSERT later");
+        assert!(pending.labels.is_empty());
+
+        for payload in [
+            "TRUNCATE ".to_owned(),
+            "hello".to_owned(),
+            format!("INSERT {}", "x".repeat(MAX_LABEL_BYTES + 1)),
+        ] {
+            let mut pending = Pending::default();
+            pending.add("INSERT alice");
+            pending.add(&payload);
+            assert!(pending.full && pending.labels.is_empty(), "{payload:?}");
+        }
     }
 }

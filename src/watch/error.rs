@@ -58,6 +58,16 @@ pub enum WatchError {
         /// The guard's refusal, naming the address and the fix.
         source: crate::ExposedWithoutAuth,
     },
+    /// The shared config's named keys are already kept by another source
+    /// (a key store, or another watched file); see
+    /// [`SharedSecurityConfig`](crate::SharedSecurityConfig#one-source-of-named-keys).
+    #[error("{path}: not followed: the shared config's named keys are already kept by {owner}, and the two would replace each other's keys; keep the named keys in one place (the key table, with auth_mode and api_key from the environment, or this file's `keys` list), or stop {owner} first")]
+    KeysOwned {
+        /// The file.
+        path: PathBuf,
+        /// The source that keeps the keys.
+        owner: String,
+    },
     /// The directory holding the file could not be watched.
     #[error("{path}: cannot watch the config file's directory: {message}")]
     Watch {

@@ -40,8 +40,11 @@ impl Format {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    /// Required, unlike in [`ProxySecurityConfig`]'s own serde form: a file
+    /// caught half-written may hold only `api_key`, and its default
+    /// (`auto`, `off` on loopback) must never be what turns auth off.
     #[serde(default)]
-    auth_mode: ProxyAuthMode,
+    auth_mode: Option<ProxyAuthMode>,
     #[serde(deserialize_with = "api_key")]
     api_key: ApiKey,
     #[serde(default)]
@@ -93,8 +96,18 @@ pub(crate) fn parse(
             "api_key is empty and there are no named keys, so no request could be let in; set api_key (a key or its sha256:<hex> digest)".into(),
         ));
     }
-    let config = ProxySecurityConfig::new(file.auth_mode, file.api_key)
-        .allow_lan_access(file.allow_lan_access);
+    let Some(auth_mode) = file.auth_mode else {
+        // Where a missing field is reported by the parsers: the file's end.
+        let (line, column) = line_column(text.as_bytes(), text.trim_end().len());
+        return Err(invalid(
+            path,
+            line,
+            column,
+            "auth_mode is not set; name it (off, strict, all_except_health or auto): a config file must say which mode it means, so a file caught half-written never turns auth off by default".into(),
+        ));
+    };
+    let config =
+        ProxySecurityConfig::new(auth_mode, file.api_key).allow_lan_access(file.allow_lan_access);
     Ok((config, file.keys))
 }
 
@@ -376,8 +389,8 @@ mod tests {
         .unwrap();
         assert_eq!(config2, config);
         assert_eq!(keys2, keys);
-        // Defaults as in the `security` section.
-        let (config, keys) = toml("api_key = \"sk-1\"").unwrap();
+        // `allow_lan_access` and `keys` have defaults; `auth_mode` has none.
+        let (config, keys) = toml("auth_mode = \"auto\"\napi_key = \"sk-1\"").unwrap();
         assert_eq!(
             config,
             ProxySecurityConfig::new(ProxyAuthMode::Auto, "sk-1")
@@ -434,7 +447,27 @@ mod tests {
             "api_key = \"k\"\nauth_mode = \"strict\"\nnot toml at all\n",
         ));
         assert_eq!(line, 3, "{msg}");
-        assert!(json(r#"{"api_key":"","keys":[{"label":"a","key":"sk-a"}]}"#).is_ok());
+        assert!(
+            json(r#"{"auth_mode":"strict","api_key":"","keys":[{"label":"a","key":"sk-a"}]}"#)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_file_that_does_not_name_auth_mode_is_refused() {
+        for (result, at) in [
+            (json("{\n  \"api_key\": \"sk-1\"\n}\n"), (3, 2)),
+            (
+                toml("api_key = \"sk-1\"\nallow_lan_access = true\n"),
+                (2, 24),
+            ),
+            (toml("api_key = \"sk-1\""), (1, 17)),
+        ] {
+            let (line, column, msg) = position(result);
+            assert_eq!((line, column), at, "{msg}");
+            assert!(msg.contains("auth_mode is not set"), "{msg}");
+            assert!(msg.contains("strict"), "{msg}");
+        }
     }
 
     #[test]

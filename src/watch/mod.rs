@@ -14,7 +14,7 @@
 //! fields and optionally the named keys, in [`KeySet`]'s list form:
 //!
 //! ```toml
-//! auth_mode = "all_except_health"   # off | strict | all_except_health | auto (default)
+//! auth_mode = "all_except_health"   # required: off | strict | all_except_health | auto
 //! api_key = "sha256:f3abf2a6cc4f00987743db5f544ba345b4899ae31f326d8ee9c4816de153c9e0"
 //! allow_lan_access = true           # default false
 //!
@@ -24,18 +24,25 @@
 //! expires_at = 1767225600           # optional, Unix seconds
 //! ```
 //!
-//! The file is the whole truth: a field left out takes its default, and
-//! leaving `keys` out removes every named key. So keys managed in code with
+//! `auth_mode` is required: a file that does not name it is refused, so
+//! a file caught half-written (only `api_key` so far) never turns `auto`
+//! into `off` by default. Otherwise the file is the whole truth: a field
+//! left out takes its default, and leaving `keys` out removes every named
+//! key. So keys managed in code with
 //! [`SharedSecurityConfig::update_keys`] are replaced at the next change of
-//! the file; use one or the other.
+//! the file; use one or the other. A [`postgres`](crate::postgres) key
+//! store on the same shared config would replace the file's keys and the
+//! file the store's, so the two are refused together: the second to start
+//! is an error ([`WatchError::KeysOwned`] here) naming the first.
 //!
 //! # What counts as a bad file
 //!
-//! A file that does not parse, has an unknown field (a misspelt
+//! A file that does not parse, does not name `auth_mode`, has an unknown field (a misspelt
 //! `allow_lan_acess` would otherwise silently stay `false`), an unknown
 //! mode, no `api_key`, a `sha256:` value that is not 64 hex characters, a
 //! key clients could not send in a header, a repeated label or key, an empty
-//! `api_key` with no named keys, or is empty, missing or unreadable, is
+//! `api_key` with no named keys, is empty, missing, unreadable, not a
+//! regular file or over 16 MiB, or cannot be read within 5 s, is
 //! rejected. At start that is the error [`watch_file`] returns; later the
 //! **last good config stays in force** and one error is logged (target
 //! `proxy_auth`) with the file, line and column, e.g.
@@ -73,9 +80,23 @@
 //! (writing a key as its own digest is not a rotation), and the number of
 //! named keys and whether they changed. Never a key.
 //!
-//! Each re-read is a small blocking file read on the runtime's
-//! thread; config files are small, so it is not worth a thread hop. The
-//! runtime needs its time driver (`#[tokio::main]` enables it).
+//! # What a file read may cost
+//!
+//! Every re-read (open, read, hash, parse) runs on a thread of its own,
+//! never on one of the runtime's workers, and is waited for at most 5 s:
+//! requests are answered meanwhile, whatever the path does. A path that is
+//! not a regular file once symlinks are followed (a FIFO, a directory, a
+//! device, a socket) is refused without being opened, and checked again
+//! on the opened handle, since opening a FIFO for reading waits for a
+//! writer. A read that does not finish within 5 s (a stalled network
+//! mount, a FIFO swapped in between the check and the open) is a failed
+//! read: logged once, the last good config stays, and no other read starts
+//! until that one returns, so a path that blocks for good costs one thread.
+//! A file over 16 MiB (100,000 named keys as digests take about 11 MB) is
+//! refused before it is read. At start, [`watch_file`] and [`load_file`]
+//! wait for their read the same way, at most 5 s.
+//!
+//! The runtime needs its time driver (`#[tokio::main]` enables it).
 //!
 //! # Example
 //!
@@ -129,7 +150,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub fn load_file(path: impl AsRef<Path>) -> Result<(ProxySecurityConfig, KeySet), WatchError> {
     let path = path.as_ref();
     let format = Format::of(path)?;
-    let bytes = read(path).map_err(|source| WatchError::Read {
+    let bytes = read_within(path).map_err(|source| WatchError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -155,7 +176,13 @@ pub fn watch_file(
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| WatchError::NoRuntime { path: path.clone() })?;
     let format = Format::of(&path)?;
-    let bytes = read(&path).map_err(|source| WatchError::Read {
+    let claim = shared
+        .claim_keys(format!("the config file {}", path.display()))
+        .map_err(|owner| WatchError::KeysOwned {
+            path: path.clone(),
+            owner,
+        })?;
+    let bytes = read_within(&path).map_err(|source| WatchError::Read {
         path: path.clone(),
         source,
     })?;
@@ -187,6 +214,7 @@ pub fn watch_file(
         seen: Seen::of(&bytes),
         watched: HashSet::new(),
         names,
+        reading: None,
     };
     // The file's own directory must be watchable; a symlink target's
     // directory is best effort (see `rewatch`).
@@ -198,12 +226,17 @@ pub fn watch_file(
             message: e.to_string(),
         })?;
     follower.watched.insert(dir);
-    follower.rewatch(&mut watcher);
+    let resolved = std::fs::canonicalize(&follower.path).ok();
+    follower.rewatch(&mut watcher, resolved);
     follower.apply(config, keys, "config file loaded")?;
 
     let path = follower.path.clone();
     let task = runtime.spawn(follower.run(watcher, wake));
-    Ok(WatchHandle { path, task })
+    Ok(WatchHandle {
+        path,
+        task,
+        _claim: claim,
+    })
 }
 
 /// Keeps a [`watch_file`] task running; dropping it (or calling
@@ -214,6 +247,8 @@ pub fn watch_file(
 pub struct WatchHandle {
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    /// Released when the handle is dropped, after the task was aborted.
+    _claim: crate::shared::KeysClaim,
 }
 
 impl WatchHandle {
@@ -269,19 +304,40 @@ fn about(event: &Event, names: &Mutex<HashSet<OsString>>) -> bool {
     })
 }
 
-/// Large enough for 100,000 named keys; a bigger file is a mistake (a log
-/// or a binary at the configured path), refused before it fills memory.
-const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// 100,000 named keys given as digests take about 11 MB of TOML; a bigger
+/// file is a mistake (a log or a binary at the configured path), refused
+/// before it is read into memory.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long one read of the file may take. A path whose open or read
+/// blocks (a FIFO swapped in between the check and the open, a stalled
+/// network mount) counts as unreadable after this, and the last good
+/// config stays.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The file's bytes, in a buffer wiped when dropped (the file holds the
 /// key). Grown by hand: `Vec`'s own growth would free the smaller buffer
 /// with the bytes read so far still in it.
+///
+/// Blocking: callers run it on a thread of its own ([`read_within`],
+/// [`Follower::read`]), never on a runtime worker.
 fn read(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let hint = file.metadata().map_or(0, |m| m.len()).min(MAX_FILE_BYTES);
+    // Checked before opening: opening a FIFO for reading waits for a
+    // writer, and a device or a directory is no config file.
+    regular_file(&std::fs::metadata(path)?)?;
+    let file = std::fs::File::open(path)?;
+    // Checked again on what was opened: the path may have been swapped
+    // between the two.
+    let metadata = file.metadata()?;
+    regular_file(&metadata)?;
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    // One byte over the cap, so a file that grew since the check is caught.
+    let mut file = file.take(MAX_FILE_BYTES + 1);
     // One byte over the size, so the read that finds the end needs no room.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(hint as usize + 1));
+    let mut bytes = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
     loop {
         if bytes.len() == bytes.capacity() {
             let mut bigger = Zeroizing::new(Vec::with_capacity(2 * bytes.capacity() + 4096));
@@ -301,15 +357,87 @@ fn read(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
         };
         bytes.truncate(filled + n);
         if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                "the file is larger than 64 MiB; is the path right?",
-            ));
+            return Err(too_large());
         }
         if n == 0 {
             return Ok(bytes);
         }
     }
+}
+
+fn too_large() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::FileTooLarge,
+        "the file is larger than 16 MiB, more than any config file needs; is the path right?",
+    )
+}
+
+/// Refuses what is not a regular file once symlinks are followed.
+fn regular_file(metadata: &std::fs::Metadata) -> std::io::Result<()> {
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        special_kind(&kind)
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("not a regular file but {what}, which is not opened; point the path at the config file itself"),
+    ))
+}
+
+#[cfg(unix)]
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("reading the file did not finish within {READ_TIMEOUT:?} (a FIFO or a stalled network mount?)"),
+    )
+}
+
+/// [`read`] on a thread of its own, waited for at most [`READ_TIMEOUT`]:
+/// for [`watch_file`] and [`load_file`], which block their caller anyway
+/// but must not block it for good.
+fn read_within(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let path = path.to_owned();
+    reader_thread(move || {
+        let _ = done.send(read(&path));
+    })?;
+    result
+        .recv_timeout(READ_TIMEOUT)
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// A plain thread, not `tokio::task::spawn_blocking`: a runtime waits for
+/// its blocking tasks when it shuts down, so a read stuck for good would
+/// keep the process from exiting. A stuck thread is left behind instead,
+/// and at most one per follower (see [`Follower::read`]).
+fn reader_thread(read: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("proxy-auth-config-read".into())
+        .spawn(read)
+        .map(drop)
 }
 
 fn parent(path: &Path) -> PathBuf {
@@ -321,7 +449,7 @@ fn parent(path: &Path) -> PathBuf {
 
 /// What the last read found, so an unchanged file (good or bad) is not
 /// applied or reported again.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Seen {
     /// The SHA-256 of the content: the file holds the key, so the content
     /// itself is not kept between reads.
@@ -341,6 +469,19 @@ enum Outcome {
     Failed,
 }
 
+/// What one read off the runtime found.
+enum Read {
+    /// The same content as last time.
+    Same,
+    /// New content, parsed (on the reading thread too: a big file takes
+    /// a while).
+    New(Seen, Result<(ProxySecurityConfig, KeySet), WatchError>),
+    Failed(std::io::Error),
+}
+
+/// The result of one read, and where the path resolves to now.
+type ReadResult = (Read, Option<PathBuf>);
+
 struct Follower {
     shared: SharedSecurityConfig,
     path: PathBuf,
@@ -349,6 +490,9 @@ struct Follower {
     watched: HashSet<PathBuf>,
     /// The entry names whose events concern the file (see [`about`]).
     names: Arc<Mutex<HashSet<OsString>>>,
+    /// A read that outlived [`READ_TIMEOUT`]; no other starts before it
+    /// returns, so a path that blocks every read costs one thread.
+    reading: Option<tokio::sync::oneshot::Receiver<ReadResult>>,
 }
 
 impl Follower {
@@ -363,9 +507,9 @@ impl Follower {
             }
             // A failure may be a writer caught half-way: look again once
             // before reporting it.
-            if let Outcome::Failed = self.reload(&mut watcher, false) {
+            if let Outcome::Failed = self.reload(&mut watcher, false).await {
                 tokio::time::sleep(DEBOUNCE).await;
-                self.reload(&mut watcher, true);
+                self.reload(&mut watcher, true).await;
             }
         }
     }
@@ -373,31 +517,32 @@ impl Follower {
     /// Re-reads the file; applies it if it changed and is good. With
     /// `report` off, a failure is neither logged nor remembered, so the
     /// retry that follows reports it.
-    fn reload(&mut self, watcher: &mut notify::RecommendedWatcher, report: bool) -> Outcome {
-        let outcome = match read(&self.path).map(|bytes| (Seen::of(&bytes), bytes)) {
-            Ok((seen, _)) if self.seen == seen => Outcome::Unchanged,
-            Ok((seen, bytes)) => match file::parse(&self.path, self.format, &bytes) {
-                Ok((config, keys)) => {
-                    let applied = self.apply(config, keys, "config file reloaded");
-                    self.seen = seen;
-                    match applied {
-                        Ok(()) => Outcome::Applied,
-                        Err(error) => {
-                            log_rejected(&error);
-                            Outcome::Failed
-                        }
-                    }
-                }
-                Err(error) => {
-                    if report {
+    async fn reload(&mut self, watcher: &mut notify::RecommendedWatcher, report: bool) -> Outcome {
+        let (read, resolved) = self.read().await;
+        let outcome = match read {
+            Read::Same => Outcome::Unchanged,
+            Read::New(seen, Ok((config, keys))) => {
+                let applied = self.apply(config, keys, "config file reloaded");
+                self.seen = seen;
+                match applied {
+                    Ok(()) => Outcome::Applied,
+                    Err(error) => {
                         log_rejected(&error);
-                        self.seen = seen;
+                        Outcome::Failed
                     }
-                    Outcome::Failed
                 }
-            },
-            Err(source) if self.seen == Seen::Unreadable(source.kind()) => Outcome::Unchanged,
-            Err(source) => {
+            }
+            Read::New(seen, Err(error)) => {
+                if report {
+                    log_rejected(&error);
+                    self.seen = seen;
+                }
+                Outcome::Failed
+            }
+            Read::Failed(source) if self.seen == Seen::Unreadable(source.kind()) => {
+                Outcome::Unchanged
+            }
+            Read::Failed(source) => {
                 if report {
                     self.seen = Seen::Unreadable(source.kind());
                     log_rejected(&WatchError::Read {
@@ -408,8 +553,55 @@ impl Follower {
                 Outcome::Failed
             }
         };
-        self.rewatch(watcher);
+        // Only when the reading thread answered: the path is resolved there.
+        if let Some(resolved) = resolved {
+            self.rewatch(watcher, resolved);
+        }
         outcome
+    }
+
+    /// Reads, hashes and parses the file on a thread of its own, waiting at
+    /// most [`READ_TIMEOUT`]: the runtime's workers serve requests and
+    /// never wait for the file system.
+    async fn read(&mut self) -> (Read, Option<Option<PathBuf>>) {
+        if let Some(mut reading) = self.reading.take() {
+            match reading.try_recv() {
+                // The stuck read came back; its content may be stale.
+                Ok(_) | Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {}
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                    self.reading = Some(reading);
+                    return (Read::Failed(timed_out()), None);
+                }
+            }
+        }
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        let (path, format, seen) = (self.path.clone(), self.format, self.seen.clone());
+        let started = reader_thread(move || {
+            let read = match read(&path) {
+                Err(e) => Read::Failed(e),
+                Ok(bytes) => match Seen::of(&bytes) {
+                    now if now == seen => Read::Same,
+                    now => Read::New(now, file::parse(&path, format, &bytes)),
+                },
+            };
+            let _ = done.send((read, std::fs::canonicalize(&path).ok()));
+        });
+        if let Err(e) = started {
+            return (Read::Failed(e), None);
+        }
+        match tokio::time::timeout(READ_TIMEOUT, &mut result).await {
+            Ok(Ok((read, resolved))) => (read, Some(resolved)),
+            Ok(Err(_)) => (
+                Read::Failed(std::io::Error::other(
+                    "the reading thread ended without a result",
+                )),
+                None,
+            ),
+            Err(_) => {
+                self.reading = Some(result);
+                (Read::Failed(timed_out()), None)
+            }
+        }
     }
 
     /// Stores the file's config, unless the listen-address guard refuses it.
@@ -440,10 +632,11 @@ impl Follower {
         Ok(())
     }
 
-    /// Watches the directory the path resolves into, besides the path's own
-    /// (always watched), so a symlink to a file elsewhere is followed too;
-    /// re-targeted after each read because a swap moves it.
-    fn rewatch(&mut self, watcher: &mut notify::RecommendedWatcher) {
+    /// Watches the directory the path resolves into (`resolved`, found by
+    /// the reading thread), besides the path's own (always watched), so a
+    /// symlink to a file elsewhere is followed too; re-targeted after each
+    /// read because a swap moves it.
+    fn rewatch(&mut self, watcher: &mut notify::RecommendedWatcher, resolved: Option<PathBuf>) {
         let own = parent(&self.path);
         let mut wanted = HashSet::from([own.clone()]);
         let mut names: HashSet<OsString> = self
@@ -452,7 +645,7 @@ impl Follower {
             .map(OsString::from)
             .into_iter()
             .collect();
-        if let Ok(resolved) = std::fs::canonicalize(&self.path) {
+        if let Some(resolved) = resolved {
             wanted.insert(parent(&resolved));
             names.extend(resolved.file_name().map(OsString::from));
         }
@@ -491,6 +684,7 @@ fn log_rejected(error: &WatchError) {
             | WatchError::UnknownFormat { path }
             | WatchError::NoRuntime { path }
             | WatchError::Watch { path, .. }
+            | WatchError::KeysOwned { path, .. }
             | WatchError::Exposed { path, .. } => path.display(),
         },
         line,

@@ -159,30 +159,102 @@ async fn in_mode_off_the_clients_key_is_still_replaced() {
     assert!(!has_header(&reply, "x-proxy-auth-error"));
 }
 
-#[tokio::test]
-async fn a_preflight_passes_the_layer_but_never_gets_the_upstream_key() {
-    let upstream = upstream::start().await;
-    let proxy = start_proxy(
-        ProxyAuthMode::Strict,
-        upstream_at(&upstream.url(), UPSTREAM_KEY),
-    )
-    .await;
+/// One request written byte for byte (what hyper's client would refuse to
+/// send, such as a `\` in the path, or a body on `OPTIONS`), its answer
+/// read to the end within 10 s.
+async fn raw(addr: SocketAddr, request: String) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("a whole answer within 10 s");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    (status, answer)
+}
 
-    // OPTIONS passes in every mode; with a key header it must not turn
-    // into a request signed with the operator's key.
-    let reply = exchange(
-        proxy,
-        "OPTIONS",
-        "/v1/chat/completions",
-        &[("Authorization", "Bearer sk-anything")],
-    )
-    .await;
-    assert_eq!(reply.status, 401, "{}", reply.body);
-    let seen = &upstream.requests()[0];
-    assert_eq!(seen.method, "OPTIONS");
-    for name in ["authorization", "x-api-key", "x-goog-api-key"] {
-        assert!(!seen.headers.contains_key(name), "{name} forwarded");
+#[tokio::test]
+async fn every_options_is_answered_by_the_proxy_and_never_forwarded() {
+    let upstream = upstream::start().await;
+    for mode in [
+        ProxyAuthMode::Strict,
+        ProxyAuthMode::AllExceptHealth,
+        ProxyAuthMode::Off,
+    ] {
+        let proxy = start_proxy(mode, upstream_at(&upstream.url(), UPSTREAM_KEY)).await;
+        let bearer = format!("Bearer {PROXY_KEY}");
+        let cases: [(&str, Vec<(&str, &str)>); 5] = [
+            (
+                "a CORS preflight",
+                vec![
+                    ("Origin", "https://evil.example"),
+                    ("Access-Control-Request-Method", "POST"),
+                    ("Access-Control-Request-Headers", "authorization"),
+                ],
+            ),
+            ("a plain OPTIONS", vec![]),
+            (
+                "an OPTIONS with a wrong key",
+                vec![("Authorization", "Bearer sk-anything")],
+            ),
+            (
+                "an OPTIONS with the right key",
+                vec![("Authorization", bearer.as_str())],
+            ),
+            (
+                "an OPTIONS with method overrides",
+                vec![
+                    ("X-HTTP-Method-Override", "DELETE"),
+                    ("X-Method-Override", "POST"),
+                ],
+            ),
+        ];
+        for (what, headers) in &cases {
+            let reply = exchange(proxy, "OPTIONS", "/v1/chat/completions", headers).await;
+            assert_eq!(reply.status, 204, "{mode:?}, {what}: {}", reply.body);
+            assert!(reply.body.is_empty(), "{mode:?}, {what}: {}", reply.body);
+            assert!(
+                !reply.head.contains("access-control-allow"),
+                "{mode:?}, {what}: no origin is granted: {}",
+                reply.head
+            );
+        }
+        // With a body and a method override, as an attacker would send it.
+        let (status, answer) = raw(
+            proxy,
+            "OPTIONS /v1/files HTTP/1.1\r\nHost: localhost\r\nX-HTTP-Method-Override: DELETE\r\n\
+             Content-Type: application/json\r\nContent-Length: 17\r\nConnection: close\r\n\r\n\
+             {\"purge\": \"all\"}\r\n"
+                .to_owned(),
+        )
+        .await;
+        assert_eq!(status, 204, "{mode:?}: {answer}");
+        // `OPTIONS *` too.
+        let (status, answer) = raw(
+            proxy,
+            "OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_owned(),
+        )
+        .await;
+        assert_eq!(status, 204, "{mode:?}: {answer}");
     }
+    assert!(
+        upstream.requests().is_empty(),
+        "OPTIONS reached the upstream: {:?}",
+        upstream
+            .requests()
+            .iter()
+            .map(|seen| (&seen.method, &seen.path_and_query))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -209,13 +281,48 @@ async fn dot_segments_cannot_climb_out_of_the_base_path() {
     let base = format!("{}/v1", upstream.url());
     let proxy = start_proxy(ProxyAuthMode::Strict, upstream_at(&base, UPSTREAM_KEY)).await;
 
-    for path in ["/../admin", "/models/./x", "/%2E%2e/admin", "/a/.%2e"] {
+    // (path, what the 400's message names)
+    let attacks = [
+        ("/../admin", "`.` or `..` segment"),
+        ("/models/./x", "`.` or `..` segment"),
+        ("/%2E%2e/admin", "`.` or `..` segment"),
+        ("/a/.%2e", "`.` or `..` segment"),
+        ("/..%2fadmin", "encoded `/`"),
+        ("/%2e%2e%2fadmin", "encoded `/`"),
+        ("/..;/admin", "`.` or `..` segment"),
+        ("/..;jsessionid=x/admin", "`.` or `..` segment"),
+        ("/..%5cadmin", "encoded `/` or `\\`"),
+        ("/%252e%252e/admin", "`.` or `..` segment"),
+        ("/%252e%252e%252fadmin", "encoded `/`"),
+        ("/models%2f..%2f..%2fadmin", "encoded `/`"),
+    ];
+    for (path, says) in attacks {
         let reply = exchange(proxy, "GET", path, &[("x-api-key", PROXY_KEY)]).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.body);
         assert!(
             reply.head.contains("x-proxy-error: bad_request"),
             "{}",
             reply.head
+        );
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(says) && message.contains("not forwarded"),
+            "{path}: {message}"
+        );
+    }
+    // A raw `\` (hyper's client will not send one; a client may).
+    for path in ["/..\\admin", "/models\\..\\..\\admin"] {
+        let (status, answer) = raw(
+            proxy,
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nx-api-key: {PROXY_KEY}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(
+            status == 400 && answer.contains("x-proxy-error: bad_request"),
+            "{path}: {answer}"
         );
     }
     // Dots inside a segment are ordinary characters.

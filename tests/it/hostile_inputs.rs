@@ -162,6 +162,16 @@ fn table() -> Vec<Row> {
         row("/healthz%3Fx needs the key", Aeh, "GET", "/healthz%3Fx", &[], Want::Missing),
         row("/healthz#frag exempt (http drops the fragment)", Aeh, "GET", "/healthz#frag", &[], Want::Pass(Allowed::ExemptPath)),
         row("/healthz;x (path parameter) needs the key", Aeh, "GET", "/healthz;x", &[], Want::Missing),
+        // Dot segments and separators an upstream may decode (issue 18): none
+        // is the exempt path, so each needs the key.
+        row("/healthz/..%2fv1/models needs the key", Aeh, "GET", "/healthz/..%2fv1/models", &[], Want::Missing),
+        row("/healthz/%2e%2e%2fv1 needs the key", Aeh, "GET", "/healthz/%2e%2e%2fv1", &[], Want::Missing),
+        row("/healthz/..;/v1 needs the key", Aeh, "GET", "/healthz/..;/v1", &[], Want::Missing),
+        row("/healthz\\..\\v1 needs the key", Aeh, "GET", "/healthz\\..\\v1", &[], Want::Missing),
+        row("/healthz/..%5cv1 needs the key", Aeh, "GET", "/healthz/..%5cv1", &[], Want::Missing),
+        row("/healthz/%252e%252e/v1 needs the key", Aeh, "GET", "/healthz/%252e%252e/v1", &[], Want::Missing),
+        row("/v1/%252e%252e/healthz needs the key", Aeh, "GET", "/v1/%252e%252e/healthz", &[], Want::Missing),
+        row("/healthz%2f needs the key", Aeh, "GET", "/healthz%2f", &[], Want::Missing),
         row("absolute-form other path needs the key", Aeh, "GET", "http://h/v1/models", &[], Want::Missing),
         row("absolute-form with right key", Aeh, "GET", "http://healthz/v1", &[("x-api-key", k)], Want::Ok(XApiKey)),
         row("authority-form CONNECT needs the key", Aeh, "CONNECT", "h:443", &[], Want::Missing),
@@ -171,6 +181,11 @@ fn table() -> Vec<Row> {
         row("OPTIONS passes without a key", Strict, "OPTIONS", "/v1", &[], Want::Pass(Allowed::Preflight)),
         row("OPTIONS passes with a duplicate bad key", Strict, "OPTIONS", "/v1", &[("authorization", b"x"), ("authorization", b"y")], Want::Pass(Allowed::Preflight)),
         row("OPTIONS * passes", Strict, "OPTIONS", "*", &[], Want::Pass(Allowed::Preflight)),
+        // The layer passes every OPTIONS, whatever it carries: a proxy must
+        // answer it rather than forward it (the forward example does, 204).
+        row("OPTIONS with a method override passes the layer", Strict, "OPTIONS", "/v1/files", &[("x-http-method-override", b"DELETE")], Want::Pass(Allowed::Preflight)),
+        row("OPTIONS with a wrong key passes the layer", Strict, "OPTIONS", "/v1/chat/completions", &[("authorization", &wrong)], Want::Pass(Allowed::Preflight)),
+        row("a CORS preflight passes without a key", Strict, "OPTIONS", "/v1/chat/completions", &[("origin", b"https://evil.example"), ("access-control-request-method", b"POST")], Want::Pass(Allowed::Preflight)),
         row("lowercase `options` is another method and needs the key", Strict, "options", "/v1", &[], Want::Missing),
         row("extension method needs the key", Strict, "PROPFIND", "/v1", &[], Want::Missing),
         // Off passes everything.

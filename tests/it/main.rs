@@ -35,6 +35,7 @@ mod upstream;
 mod adoption;
 mod browser;
 mod compose;
+mod config_file;
 mod cors;
 mod credentials;
 mod diagnosis;

@@ -721,3 +721,491 @@ fn a_bulk_import_by_sql_is_applied_as_one_reload() {
         );
     })
 }
+
+/// A watched file and the store each replace the whole key set: on one
+/// shared config, the second to start is refused, naming the first, and
+/// nothing changes.
+#[cfg(feature = "watch")]
+#[test]
+fn a_watched_file_and_the_store_on_one_shared_config_are_refused_together() {
+    use proxy_auth::watch::{watch_file, WatchError};
+    run(|_logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        let store = PgKeyStore::new(&server.url()).unwrap();
+        let address = format!("the PostgreSQL key store at 127.0.0.1:{}", server.port);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(
+            &path,
+            "auth_mode = \"strict\"\napi_key = \"sk-file\"\n[[keys]]\nlabel = \"from-file\"\nkey = \"sk-from-file\"\n",
+        )
+        .unwrap();
+        let admin = store.admin().await.unwrap();
+        let db_key = shown(admin.add("from-db", None).await.unwrap());
+
+        // The store first, then the file.
+        let a = Replica::start(&store).await;
+        assert_eq!(a.verdict(&db_key).await, accepted("from-db"));
+        let err = watch_file(a.shared.clone(), &path).unwrap_err();
+        assert!(matches!(err, WatchError::KeysOwned { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&address) && message.contains(&path.display().to_string()),
+            "{message}"
+        );
+        assert_eq!(a.verdict(&db_key).await, accepted("from-db"));
+        assert_eq!(a.verdict("sk-from-file").await, Verdict::Refused);
+        assert_eq!(a.shared.load().api_key, OPERATOR_KEY);
+
+        // The file first, then the store.
+        let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(
+            ProxyAuthMode::Strict,
+            OPERATOR_KEY,
+        ));
+        let watch = watch_file(shared.clone(), &path).unwrap();
+        let err = store.start(shared.clone()).await.unwrap_err();
+        assert!(matches!(err, StoreError::KeysOwned { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("the config file {}", path.display())),
+            "{message}"
+        );
+        assert_eq!(
+            verdict(&shared, "sk-from-file").await,
+            accepted("from-file")
+        );
+        assert_eq!(verdict(&shared, &db_key).await, Verdict::Refused);
+
+        // Once the file is no longer followed, the store may start.
+        drop(watch);
+        let handle = store.start(shared.clone()).await.unwrap();
+        assert_eq!(verdict(&shared, &db_key).await, accepted("from-db"));
+        assert_eq!(verdict(&shared, "sk-from-file").await, Verdict::Refused);
+        handle.stop().await;
+    })
+}
+
+/// A `/proc/self/status` field, in KiB.
+fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Any role that can connect may NOTIFY on the store's channel: a burst of
+/// 20,000 distinct 8 KB payloads (160 MB) must cost a replica bounded
+/// memory and a bounded number of reloads. Alone in its own process, so
+/// the peak resident size (VmHWM, reset before the burst) is this test's.
+#[test]
+fn a_burst_of_large_notifications_costs_bounded_memory() {
+    if common::rerun_alone(
+        module_path!(),
+        "a_burst_of_large_notifications_costs_bounded_memory",
+    ) {
+        return;
+    }
+    // INFO, not DEBUG: the client library's debug lines are not under test
+    // and would hold payloads.
+    let logs = Logs::new(tracing::Level::INFO);
+    let _capturing = logs.set_default();
+    logs.runtime(2).block_on(async {
+        let Some(server) = server() else {
+            return;
+        };
+        let store = PgKeyStore::new(&server.url()).unwrap();
+        let a = Replica::start(&store).await;
+        let admin = store.admin().await.unwrap();
+        let key = shown(admin.add("before", None).await.unwrap());
+        until_all(&[&a], &key, accepted("before"), PROPAGATION).await;
+        let sql = server.client().await;
+        let before = a.handle.status();
+
+        // Resets VmHWM to the current resident size (Linux 4.0 and later).
+        std::fs::write("/proc/self/clear_refs", "5").unwrap();
+        let start_kib = proc_status_kib("VmHWM");
+        const BURST: i32 = 20_000;
+        const PAYLOAD: usize = 7990;
+        // One transaction: every notification reaches the replica at commit,
+        // back to back. Distinct payloads: PostgreSQL folds repeated ones.
+        sql.execute(
+            "SELECT count(pg_notify('proxy_auth_keys', 'INSERT ' || i || repeat('x', 7980))) \
+             FROM generate_series(1, $1::int4) AS i",
+            &[&BURST],
+        )
+        .await
+        .unwrap();
+        // A real change after the burst: once it is applied, the replica
+        // has read the whole burst. Bounded waits; they fail only on a hang.
+        admin.revoke("before").await.unwrap();
+        until_all(&[&a], &key, Verdict::Refused, Duration::from_secs(120)).await;
+        until(Duration::from_secs(120), "every notification read", || {
+            a.handle.status().notifications > before.notifications + BURST as u64
+        })
+        .await;
+        let grew_kib = proc_status_kib("VmHWM").saturating_sub(start_kib);
+        let after = a.handle.status();
+        let reloads = after.full_reloads - before.full_reloads;
+        eprintln!(
+            "burst of {BURST} x {PAYLOAD} B: peak resident size grew {grew_kib} KiB; {reloads} full reloads"
+        );
+        // 160 MB went through; the replica keeps at most 1,000 labels of
+        // 256 bytes. 32 MiB is slack for the allocator and the runtime.
+        assert!(
+            grew_kib < 32 * 1024,
+            "peak resident size grew {grew_kib} KiB for {} MB of notifications",
+            BURST as usize * PAYLOAD / 1_000_000
+        );
+        assert!(
+            reloads <= 4,
+            "{reloads} full reloads for one burst: {after:?}"
+        );
+        assert_eq!(a.verdict(OPERATOR_KEY).await, Verdict::Accepted(None));
+    })
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to the server process `pid`.
+fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+/// Resumes a stopped backend when dropped, also when the test fails, so the
+/// server can be shut down.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// The store's backend stops answering (SIGSTOP) while its host and the
+/// postmaster stay up: TCP keepalives are answered by the kernel, so only
+/// the store's own timeouts can tell. The stated bound is 10 s to give up
+/// the connection, then one connect and one reload; the wait below is
+/// twice that plus slack, for a loaded machine, and fails only well past
+/// the promise (the store used to take 70 s and more).
+#[test]
+fn a_stalled_backend_is_replaced_and_a_revocation_applies_within_the_bound() {
+    run(|logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        // Defaults: the bound under test is the documented one.
+        let store = PgKeyStore::new(&server.url()).unwrap();
+        let a = Replica::start(&store).await;
+        let admin = store.admin().await.unwrap();
+        let key = shown(admin.add("stalled", None).await.unwrap());
+        until_all(&[&a], &key, accepted("stalled"), PROPAGATION).await;
+
+        let sql = server.client().await;
+        let pid: i32 = sql
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'proxy-auth key store'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        signal(pid, "STOP");
+        let resume = Resume(pid);
+        admin.revoke("stalled").await.unwrap();
+        let took = until_all(&[&a], &key, Verdict::Refused, Duration::from_secs(25)).await;
+        eprintln!("revoked while the backend was stopped; refused after {took:?}");
+        until(Duration::from_secs(10), "the store reconnected", || {
+            a.handle.status().connected
+        })
+        .await;
+
+        // Resumed, the old backend finds its client gone; the new
+        // connection follows changes as usual.
+        drop(resume);
+        let later = shown(admin.add("later", None).await.unwrap());
+        until_all(&[&a], &later, accepted("later"), PROPAGATION).await;
+        let logs = logs.text();
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("WARN") && l.contains("lost its database")),
+            "{logs}"
+        );
+        assert!(
+            !logs.contains(&key) && !logs.contains(&later),
+            "a key was logged"
+        );
+    })
+}
+
+/// `sha256:<hex>` and `SHA256:<HEX>` are one key. On a table made before
+/// the store normalized digests, two rows holding it in the two spellings
+/// are one error naming both, never an active key, and revoking one of
+/// them keeps the key refused through every later full reload. On the
+/// upgraded table, a new row's digest is stored lowercase, so a second
+/// spelling of it is refused by the table itself.
+#[test]
+fn two_spellings_of_one_digest_are_one_key_and_revoking_either_holds() {
+    run(|logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        let sql = server.client().await;
+        // The table as the previous version created it.
+        sql.batch_execute(
+            "CREATE TABLE proxy_auth_keys (id bigserial PRIMARY KEY, label text NOT NULL UNIQUE, \
+             key_digest text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now(), \
+             expires_at timestamptz, revoked_at timestamptz)",
+        )
+        .await
+        .unwrap();
+        let lower = key_digest("sk-twice");
+        let upper = format!("SHA256:{}", lower[7..].to_uppercase());
+        sql.execute(
+            "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ('lower-row', $1), ('upper-row', $2)",
+            &[&lower, &upper],
+        )
+        .await
+        .unwrap();
+
+        let store = PgKeyStore::new(&server.url())
+            .unwrap()
+            .reload_interval(Duration::from_secs(1));
+        let a = Replica::start(&store).await;
+        assert_eq!(a.verdict("sk-twice").await, Verdict::Refused);
+        assert_eq!(a.handle.status().keys, 0);
+        let text = logs.text();
+        assert!(
+            text.lines().any(|l| l.contains("ERROR")
+                && l.contains("same key")
+                && l.contains("\"lower-row\"")
+                && l.contains("\"upper-row\"")),
+            "no error naming both rows:\n{text}"
+        );
+        assert!(!text.contains(&lower[7..]) && !text.contains(&upper[7..]));
+
+        // Revoke one; the other holds the revoked key and stays refused,
+        // through full reloads of the timer and of a replica starting anew.
+        sql.batch_execute(
+            "UPDATE proxy_auth_keys SET revoked_at = now() WHERE label = 'lower-row'",
+        )
+        .await
+        .unwrap();
+        let reloads = a.handle.status().full_reloads;
+        until(Duration::from_secs(10), "two full reloads", || {
+            a.handle.status().full_reloads >= reloads + 2
+        })
+        .await;
+        assert_eq!(a.verdict("sk-twice").await, Verdict::Refused);
+        let b = Replica::start(&store).await;
+        assert_eq!(b.verdict("sk-twice").await, Verdict::Refused);
+        // A key revoked under its only label, for the upgraded table below.
+        let single = key_digest("sk-single");
+        sql.execute(
+            "INSERT INTO proxy_auth_keys (label, key_digest, revoked_at) VALUES ('single', $1, now())",
+            &[&single],
+        )
+        .await
+        .unwrap();
+        let stored: String = sql
+            .query_one(
+                "SELECT key_digest FROM proxy_auth_keys WHERE label = 'upper-row'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, upper, "a pair that collides is left as it is");
+
+        // The upgraded table stores digests lowercase: the UNIQUE constraint
+        // refuses a second spelling of a key, here of a revoked one.
+        let shouted = format!("SHA256:{}", single[7..].to_uppercase());
+        let refused = sql
+            .execute(
+                "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ('single-again', $1)",
+                &[&shouted],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
+            "{refused}"
+        );
+        let fresh = key_digest("sk-fresh");
+        sql.execute(
+            "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ('fresh', $1)",
+            &[&format!("SHA256:{}", fresh[7..].to_uppercase())],
+        )
+        .await
+        .unwrap();
+        let stored: String = sql
+            .query_one(
+                "SELECT key_digest FROM proxy_auth_keys WHERE label = 'fresh'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, fresh, "normalized on the way in");
+        until_all(&[&a, &b], "sk-fresh", accepted("fresh"), PROPAGATION).await;
+        until_all(&[&a, &b], "sk-twice", Verdict::Refused, Duration::ZERO).await;
+    })
+}
+
+/// The built `keys` CLI against a real server: every bad argument is a
+/// clear usage error (status 2, never a panic), labels are plain printable
+/// text, and labels written into the table by hand are printed escaped by
+/// `list` and skipped by replicas with an error that names them escaped.
+#[test]
+fn the_keys_cli_checks_every_argument_and_prints_labels_escaped() {
+    run(|logs| async move {
+        let _serial = serial().await;
+        let Some(server) = server() else {
+            return;
+        };
+        let binary = common::example_binary("keys");
+        let url = server.url();
+        let cli = |args: &[&str]| {
+            std::process::Command::new(&binary)
+                .env_clear()
+                .env("PROXY_DATABASE_URL", &url)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let raw = ['\u{1b}', '\u{200b}', '\u{202e}', '\u{2066}'];
+        for (args, says) in [
+            (
+                &["add", "alice", "--expires-in", "20000000000000"][..],
+                "more than 100 years",
+            ),
+            (
+                &["add", "alice", "--expires-in=99999999999999999999"],
+                "not a whole number",
+            ),
+            (
+                &["add", "alice", "--expires-in"],
+                "--expires-in needs a value",
+            ),
+            (
+                &["add", "alice", "--expires-in", "soon"],
+                "not a whole number",
+            ),
+            (
+                &["add", "alice", "--expires-in", "-5"],
+                "not a whole number",
+            ),
+            (
+                &["add", "alice", "--expires-in=60", "--expires-in", "1"],
+                "given twice",
+            ),
+            (&["add", "alice", "--bogus"], "unknown option \"--bogus\""),
+            (&["add", "--bogus=\u{1b}[2J", "alice"], "unknown option"),
+            (&["add"], "add needs a label"),
+            (&["add", "alice", "bob"], "one label"),
+            (&["revoke"], "revoke needs the label"),
+            (&["revoke", "alice", "--force"], "one label and no options"),
+            (&["list", "extra"], "list takes no arguments"),
+            (&["frobnicate"], "unknown command"),
+            (&[], "no command given"),
+            (&["add", "ali\u{200b}ce"], "plain printable text"),
+            (&["add", "\u{202e}ecila"], "bidirectional"),
+            (&["add", "a\u{2066}b"], "bidirectional"),
+            (&["add", "\u{1b}[2J\u{1b}[Hroot"], "control"),
+        ] {
+            let out = cli(args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+            assert!(
+                !stderr.contains(raw),
+                "{args:?} printed a raw character: {stderr:?}"
+            );
+        }
+        let out = cli(&["list"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("0 keys"));
+
+        // Rows written by hand, beside a good one.
+        let sql = server.client().await;
+        let hand = [
+            ("\u{1b}[2J\u{1b}[Hevil", "sk-evil"),
+            ("ali\u{200b}ce", "sk-zero-width"),
+            ("\u{202e}gpj.exe", "sk-bidi"),
+            ("good", "sk-good"),
+        ];
+        for (label, key) in hand {
+            sql.execute(
+                "INSERT INTO proxy_auth_keys (label, key_digest) VALUES ($1, $2)",
+                &[&label, &key_digest(key)],
+            )
+            .await
+            .unwrap();
+        }
+        let out = cli(&["list"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(
+            !stdout.contains(raw),
+            "list printed a raw character: {stdout:?}"
+        );
+        for shown in [
+            "\\u{1b}[2J\\u{1b}[Hevil",
+            "ali\\u{200b}ce",
+            "\\u{202e}gpj.exe",
+            "good",
+        ] {
+            assert!(stdout.contains(shown), "{shown} not in:\n{stdout}");
+        }
+        let a = Replica::start(&PgKeyStore::new(&url).unwrap()).await;
+        assert_eq!(a.verdict("sk-good").await, accepted("good"));
+        for (_, key) in &hand[..3] {
+            assert_eq!(a.verdict(key).await, Verdict::Refused, "{key}");
+        }
+        let text = logs.text();
+        assert!(!text.contains(raw), "a raw character was logged");
+        for shown in [
+            "\\u{1b}[2J\\u{1b}[Hevil",
+            "ali\\u{200b}ce",
+            "\\u{202e}gpj.exe",
+        ] {
+            assert!(
+                text.lines().any(|l| l.contains("ERROR")
+                    && l.contains(shown)
+                    && l.contains("plain printable text")),
+                "no error naming {shown}:\n{text}"
+            );
+        }
+
+        // The admin API refuses an expiry past the year 9999 (the client
+        // would overflow on it); a good add goes through the CLI.
+        let admin = PgKeyStore::new(&url).unwrap().admin().await.unwrap();
+        let far = std::time::UNIX_EPOCH + Duration::from_secs(20_000_000_000_000);
+        assert!(matches!(
+            admin.add("far", Some(far)).await,
+            Err(StoreError::ExpiryOutOfRange)
+        ));
+        assert!(matches!(
+            admin.set_expiry("good", Some(far)).await,
+            Err(StoreError::ExpiryOutOfRange)
+        ));
+        let out = cli(&["add", "alice", "--expires-in", "86400"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let key = stdout.lines().last().unwrap().to_owned();
+        until_all(&[&a], &key, accepted("alice"), PROPAGATION).await;
+    })
+}

@@ -340,5 +340,5 @@ fn load_file_checks_a_file_without_watching_it() {
         .set_len(65 * 1024 * 1024)
         .unwrap();
     let err = proxy_auth::watch::load_file(&huge).unwrap_err();
-    assert!(err.to_string().contains("larger than 64 MiB"), "{err}");
+    assert!(err.to_string().contains("larger than 16 MiB"), "{err}");
 }
