@@ -7,6 +7,7 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use crate::decision::Admitted;
 use crate::ResponseBody;
 
 pin_project! {
@@ -21,15 +22,18 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: F, admitted: Option<Admitted> },
         Rejected { response: Option<Response<ResponseBody<B>>> },
     }
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn inner(future: F) -> Self {
+    pub(crate) fn inner(future: F, admitted: Admitted) -> Self {
         ResponseFuture {
-            kind: Kind::Inner { future },
+            kind: Kind::Inner {
+                future,
+                admitted: Some(admitted),
+            },
         }
     }
 
@@ -50,9 +54,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            KindProj::Inner { future, admitted } => {
+                // An error gives the key's concurrency slot back at once,
+                // as does dropping this future before it is ready.
+                let result = ready!(future.poll(cx));
+                let admitted = admitted.take().unwrap_or_default();
+                Poll::Ready(result.map(|response| admitted.into_response(response)))
             }
             KindProj::Rejected { response } => Poll::Ready(Ok(response
                 .take()

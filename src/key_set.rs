@@ -57,6 +57,15 @@ pub enum KeySetError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A limit of the key cannot be right: 0, over the largest, or a
+    /// `burst` without `rpm` (see [`LimitError`](crate::LimitError)).
+    #[error("the key labelled {label:?}: {error}")]
+    BadLimits {
+        /// The key's label.
+        label: String,
+        /// What is wrong.
+        error: crate::LimitError,
+    },
     /// The same key (or digest) is already in the set under another label.
     #[error("the key labelled {label:?} is the same key as the one labelled {existing:?}; every key must be distinct so a request maps to one identity")]
     DuplicateKey {
@@ -77,7 +86,9 @@ pub enum KeySetError {
 ///
 /// Deserializes from a list: `[{"label": "alice", "key": "sk-..."},
 /// {"label": "ci", "key": "sha256:<hex>", "expires_at": 1767225600}]`
-/// (`expires_at` in Unix seconds). Serializing writes digests only.
+/// (`expires_at` in Unix seconds; each entry may also have the limits
+/// `rpm`, `burst` and `max_concurrent`, see [`limit`](crate::limit)).
+/// Serializing writes digests only.
 ///
 /// ```
 /// use proxy_auth::KeySet;
@@ -176,6 +187,7 @@ impl KeySet {
             expires_at,
             data,
             scope,
+            limits,
         } = new;
         let key = key.expose_secret();
         // Stored trimmed, so `remove("alice")` finds a key added as "alice ".
@@ -200,6 +212,13 @@ impl KeySet {
             label: label.clone(),
             message,
         })?;
+        let [rpm, burst, max_concurrent] = limits;
+        let limits = crate::Limits::new(rpm, burst, max_concurrent).map_err(|error| {
+            KeySetError::BadLimits {
+                label: label.clone(),
+                error,
+            }
+        })?;
         let digest = StoredDigest::new(&digest);
         if let Some(existing) = self.by_digest.get(&digest) {
             if *existing.label != *label {
@@ -217,6 +236,8 @@ impl KeySet {
             expires_at,
             data,
             scope,
+            limits,
+            limiter: Default::default(),
         };
         self.by_digest.insert(digest, Arc::new(entry));
         Ok(())
@@ -277,6 +298,11 @@ impl KeySet {
             .map(|entry| &**entry)
     }
 
+    /// Every entry, to set its limiter when a policy is built.
+    pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut Arc<KeyEntry>> {
+        self.by_digest.values_mut()
+    }
+
     /// The entry whose digest equals `digest`. The map's own probing and
     /// key comparison are not constant-time; what they could reveal is how
     /// the SHA-256 of the attacker's own input relates to stored digests,
@@ -315,6 +341,12 @@ struct KeySpec {
     key: crate::ApiKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rpm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_concurrent: Option<u32>,
 }
 
 #[cfg(feature = "serde")]
@@ -328,6 +360,9 @@ impl Serialize for KeySet {
                 label: entry.label.to_string(),
                 key: crate::digest::digest_string(digest.bytes()).into(),
                 expires_at: entry.expires_at.map(unix_seconds_rounded_up),
+                rpm: entry.limits.rpm(),
+                burst: entry.limits.burst(),
+                max_concurrent: entry.limits.max_concurrent(),
             })
             .collect();
         specs.sort_by(|a, b| a.label.cmp(&b.label));
@@ -375,6 +410,7 @@ impl<'de> Deserialize<'de> for KeySet {
             }
             let mut new = NewKey::new(spec.label, spec.key);
             new.expires_at = expires_at;
+            new.limits = [spec.rpm, spec.burst, spec.max_concurrent];
             set.add(new).map_err(serde::de::Error::custom)?;
         }
         Ok(set)

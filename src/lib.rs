@@ -217,6 +217,8 @@ mod key_entry;
 #[cfg(feature = "key-set")]
 mod key_set;
 mod layer;
+#[cfg(feature = "key-set")]
+pub mod limit;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -252,6 +254,8 @@ pub use key_entry::{KeyEntry, NewKey};
 #[cfg(feature = "key-set")]
 pub use key_set::{KeySet, KeySetError};
 pub use layer::{HeadsOnly, ProxyAuthLayer, ReadsBodies, DEFAULT_BODY_LIMIT};
+#[cfg(feature = "key-set")]
+pub use limit::{LimitError, LimitKind, Limited, Limits};
 pub use mode::{ParseModeError, ProxyAuthMode};
 #[cfg(feature = "key-set")]
 pub use model_body::{ModelBody, ModelResponseFuture};

@@ -14,9 +14,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{model_in, ModelBody};
-use crate::decision::Pending;
+use crate::decision::{Admitted, Pending};
 use crate::layer::Options;
-use crate::service::{allow, Admitted};
+use crate::service::{allow, Outcome};
 use crate::{RejectReason, ResponseBody};
 
 pin_project! {
@@ -46,7 +46,7 @@ pin_project! {
             // Taken when the body is done.
             waiting: Option<Waiting<S>>,
         },
-        Inner { #[pin] future: S::Future },
+        Inner { #[pin] future: S::Future, admitted: Option<Admitted> },
         Ready { response: Option<Response<ResponseBody<R>>> },
     }
 }
@@ -86,9 +86,12 @@ where
         }
     }
 
-    pub(crate) fn inner(future: S::Future) -> Self {
+    pub(crate) fn inner(future: S::Future, admitted: Admitted) -> Self {
         ModelResponseFuture {
-            state: State::Inner { future },
+            state: State::Inner {
+                future,
+                admitted: Some(admitted),
+            },
         }
     }
 
@@ -112,9 +115,12 @@ where
         let mut state = self.project().state;
         loop {
             let next = match state.as_mut().project() {
-                StateProj::Inner { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                StateProj::Inner { future, admitted } => {
+                    // An error gives the key's concurrency slot back at
+                    // once, as does dropping this future before it is ready.
+                    let result = ready!(future.poll(cx));
+                    let admitted = admitted.take().unwrap_or_default();
+                    return Poll::Ready(result.map(|response| admitted.into_response(response)));
                 }
                 StateProj::Ready { response } => {
                     return Poll::Ready(Ok(response
@@ -155,22 +161,29 @@ where
                         options,
                     } = waiting.take().expect("a reading future holds its request");
                     let data: Bytes = std::mem::take(read).freeze();
-                    let decision = match outcome {
+                    let (decision, admitted) = match outcome {
                         Ok(()) => pending.with_body_model(model_in(&parts.headers, &data)),
-                        Err((RejectReason::ModelUnreadable, _)) => pending.refuse(
-                            RejectReason::ModelUnreadable,
-                            None,
-                            Some("the request body could not be read to its end"),
+                        Err((RejectReason::ModelUnreadable, _)) => (
+                            pending.refuse(
+                                RejectReason::ModelUnreadable,
+                                None,
+                                Some("the request body could not be read to its end"),
+                            ),
+                            Admitted::default(),
                         ),
-                        Err((reason, detail)) => pending.refuse(reason, detail.as_deref(), None),
+                        Err((reason, detail)) => (
+                            pending.refuse(reason, detail.as_deref(), None),
+                            Admitted::default(),
+                        ),
                     };
                     let request =
                         Request::from_parts(parts, ModelBody::read(data, trailers.take()));
-                    match allow(decision, request, &options) {
-                        Admitted::Inner(request) => State::Inner {
+                    match allow(decision, admitted, request, &options) {
+                        Outcome::Inner(request, admitted) => State::Inner {
                             future: service.call(request),
+                            admitted: Some(admitted),
                         },
-                        Admitted::Answer(response) => State::Ready {
+                        Outcome::Answer(response) => State::Ready {
                             response: Some(response),
                         },
                     }

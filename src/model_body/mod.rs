@@ -22,10 +22,10 @@ use tower_service::Service;
 
 pub use future::ModelResponseFuture;
 
-use crate::decision::{Pending, Verdict};
+use crate::decision::{Admitted, Pending, Spend, Verdict};
 use crate::layer::{HeadsOnly, ReadsBodies};
 use crate::scope::model::Named;
-use crate::service::{allow, Admitted};
+use crate::service::{allow, Outcome};
 use crate::{ProxyAuth, ProxyAuthLayer, RejectReason, ResponseBody};
 
 impl ProxyAuthLayer<HeadsOnly> {
@@ -172,11 +172,14 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let decision = match self.layer.policy.judge(options, &request) {
-            Verdict::Decided(decision) => decision,
+        let (decision, admitted) = match self.layer.policy.judge(options, &request, Spend::Take) {
+            Verdict::Decided(decision, admitted) => (decision, admitted),
             Verdict::ReadBody(pending) => match before_reading(&request, options.body_limit) {
-                Before::Empty => pending.without_body(true),
-                Before::Refuse(reason, detail) => pending.refuse(reason, detail.as_deref(), None),
+                Before::Empty => pending.without_body(true, Spend::Take),
+                Before::Refuse(reason, detail) => (
+                    pending.refuse(reason, detail.as_deref(), None),
+                    Admitted::default(),
+                ),
                 Before::Read => {
                     // The service that was polled ready sends the request
                     // once the body is read; a clone takes its place.
@@ -186,9 +189,16 @@ where
                 }
             },
         };
-        match allow(decision, request.map(ModelBody::streamed), options) {
-            Admitted::Inner(request) => ModelResponseFuture::inner(self.inner.call(request)),
-            Admitted::Answer(response) => ModelResponseFuture::ready(response),
+        match allow(
+            decision,
+            admitted,
+            request.map(ModelBody::streamed),
+            options,
+        ) {
+            Outcome::Inner(request, admitted) => {
+                ModelResponseFuture::inner(self.inner.call(request), admitted)
+            }
+            Outcome::Answer(response) => ModelResponseFuture::ready(response),
         }
     }
 }
@@ -261,11 +271,15 @@ fn is_json(media: &str) -> bool {
 }
 
 impl Pending {
-    /// The decision once the body's model is known.
-    pub(crate) fn with_body_model(mut self, named: Named) -> crate::Decision {
+    /// The decision once the body's model is known: in scope, the key's
+    /// limits are spent from.
+    pub(crate) fn with_body_model(mut self, named: Named) -> (crate::Decision, Admitted) {
+        let refused = |decision| (decision, Admitted::default());
         match named {
-            Named::None => crate::Decision::Allow(crate::Allowed::Key(self.identity)),
-            Named::Unreadable(why) => self.refuse(RejectReason::ModelUnreadable, None, Some(why)),
+            Named::None => self.allow(Spend::Take),
+            Named::Unreadable(why) => {
+                refused(self.refuse(RejectReason::ModelUnreadable, None, Some(why)))
+            }
             Named::Model(model) => {
                 let allowed = self
                     .identity
@@ -273,10 +287,10 @@ impl Pending {
                     .as_ref()
                     .is_some_and(|entry| entry.scope.allows_model(&model));
                 if !allowed {
-                    return self.refuse(RejectReason::ModelNotAllowed, Some(&model), None);
+                    return refused(self.refuse(RejectReason::ModelNotAllowed, Some(&model), None));
                 }
                 self.identity.model = Some(model.into());
-                crate::Decision::Allow(crate::Allowed::Key(self.identity))
+                self.allow(Spend::Take)
             }
         }
     }

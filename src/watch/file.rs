@@ -48,6 +48,9 @@ struct FileConfig {
     allow_lan_access: bool,
     #[serde(default, deserialize_with = "key_list")]
     keys: KeySet,
+    /// Every key's default limits (`limits = { rpm = 60, max_concurrent = 4 }`).
+    #[serde(default)]
+    limits: crate::Limits,
 }
 
 /// Parses `bytes` (the content of `path`) into a config and its key set.
@@ -94,7 +97,8 @@ pub(crate) fn parse(
         ));
     }
     let config = ProxySecurityConfig::new(file.auth_mode, file.api_key)
-        .allow_lan_access(file.allow_lan_access);
+        .allow_lan_access(file.allow_lan_access)
+        .limits(file.limits);
     Ok((config, file.keys))
 }
 
@@ -225,6 +229,13 @@ struct KeyEntry {
     /// `serde_json::Value` (`Authenticated::data`).
     #[serde(default)]
     data: Option<serde_json::Value>,
+    /// The key's own limits, over the file's `limits`.
+    #[serde(default)]
+    rpm: Option<u32>,
+    #[serde(default)]
+    burst: Option<u32>,
+    #[serde(default)]
+    max_concurrent: Option<u32>,
 }
 
 /// The key list, built entry by entry so an error points at its entry, and
@@ -263,6 +274,7 @@ fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Err
                 if let Some(data) = entry.data {
                     new = new.data(data);
                 }
+                new.limits = [entry.rpm, entry.burst, entry.max_concurrent];
                 let inserted = keys.add(new);
                 inserted.map_err(de::Error::custom)?;
             }
