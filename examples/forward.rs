@@ -19,7 +19,10 @@
 //! Settings: those of the other examples (`PROXY_LISTEN`, `PROXY_AUTH_MODE`,
 //! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`), plus `PROXY_UPSTREAM` (base
 //! URL, `http://` or `https://`, may end in a path such as `/v1`, which is
-//! put in front of every forwarded path) and `PROXY_UPSTREAM_KEY`.
+//! put in front of every forwarded path) and `PROXY_UPSTREAM_KEY`. With
+//! `--features watch`, `PROXY_CONFIG_FILE` names a JSON or TOML file
+//! followed for changes (named keys, their scopes and limits), as in the
+//! axum example.
 //!
 //! # Design
 //!
@@ -85,6 +88,8 @@
 mod settings;
 #[path = "common/upstream.rs"]
 mod upstream;
+#[path = "common/config_file.rs"]
+mod config_file;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -492,7 +497,10 @@ async fn main() {
         "forward: listening on http://{local}, forwarding to {upstream} (upstream key: {})",
         if upstream.has_key() { "set" } else { "none" }
     );
-    let service = app(SharedSecurityConfig::new(settings.config), upstream).unwrap_or_else(|e| {
+    let shared = SharedSecurityConfig::new(settings.config);
+    // Kept alive while serving: dropping it stops following the file.
+    let _config_file = config_file::follow_from_env(&shared);
+    let service = app(shared, upstream).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1);
     });
