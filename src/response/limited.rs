@@ -2,7 +2,7 @@
 //! right time, and a body in the client API's error shape that names the
 //! key's label and the limit (see [`limit`](crate::limit)).
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Response};
 
-use super::message::json_string;
 use super::REJECTION_HEADER;
 use crate::limit::{LimitKind, Limited, Report, SDK_RETRY_LIMIT};
 use crate::{ApiShape, Rejection};
@@ -49,121 +48,239 @@ fn wait_of(limited: &Limited) -> Duration {
 
 /// A duration as OpenAI's `x-ratelimit-reset-*` headers write it: `250ms`,
 /// `1s`, `1.5s`, `6m0s`.
-pub(crate) fn openai_duration(d: Duration) -> String {
-    let ms = ceil_ms(d);
-    if ms < 1000 {
-        return format!("{ms}ms");
+pub(crate) struct OpenAiDuration(pub(crate) Duration);
+
+impl fmt::Display for OpenAiDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = ceil_ms(self.0);
+        if ms < 1000 {
+            return write!(f, "{ms}ms");
+        }
+        let (minutes, ms) = (ms / 60_000, ms % 60_000);
+        if minutes > 0 {
+            write!(f, "{minutes}m")?;
+        }
+        write!(f, "{}", ms / 1000)?;
+        let mut fraction = ms % 1000;
+        if fraction > 0 {
+            let mut digits = 3;
+            while fraction % 10 == 0 {
+                fraction /= 10;
+                digits -= 1;
+            }
+            write!(f, ".{fraction:0digits$}")?;
+        }
+        f.write_str("s")
     }
-    let (minutes, ms) = (ms / 60_000, ms % 60_000);
-    let mut seconds = format!("{}.{:03}", ms / 1000, ms % 1000);
-    while seconds.ends_with('0') {
-        seconds.pop();
+}
+
+/// A JSON string literal of `s`, quotes included: a label as the body
+/// and the message show it.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                c if u32::from(c) < 0x20 || c == '\u{7f}' => write!(f, "\\u{:04x}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
     }
-    if seconds.ends_with('.') {
-        seconds.pop();
-    }
-    if minutes > 0 {
-        format!("{minutes}m{seconds}s")
-    } else {
-        format!("{seconds}s")
+}
+
+/// Writes into a JSON string's inside: escapes what it is given.
+struct Escaping<'a>(&'a mut String);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            match c {
+                '"' => self.0.push_str("\\\""),
+                '\\' => self.0.push_str("\\\\"),
+                c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                    let _ = write!(self.0, "\\u{:04x}", u32::from(c));
+                }
+                c => self.0.push(c),
+            }
+        }
+        Ok(())
     }
 }
 
 /// "the key labelled "ci"", or "the proxy's api_key".
-fn whose(r: &Rejection) -> String {
-    match &r.label {
-        Some(label) => format!("the key labelled {}", json_string(label)),
-        None => "the proxy's api_key".to_owned(),
+struct Whose<'a>(&'a Rejection);
+
+impl fmt::Display for Whose<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.label {
+            Some(label) => write!(f, "the key labelled {}", Quoted(label)),
+            None => f.write_str("the proxy's api_key"),
+        }
     }
 }
 
 /// The message: whose limit, which, and when to come back. It says the
 /// limit is the proxy's, so nobody takes it for the upstream's.
-pub(crate) fn message(r: &Rejection, limited: &Limited) -> String {
-    let key = whose(r);
+fn write_message(out: &mut impl fmt::Write, r: &Rejection, limited: &Limited) -> fmt::Result {
+    let key = Whose(r);
     match limited.kind {
         LimitKind::Rate => {
             let wait = wait_of(limited);
-            let when = if wait < Duration::from_secs(10) {
-                format!("{} ms", ceil_ms(wait))
-            } else {
-                format!("{} s", ceil_s(wait))
-            };
-            format!(
-                "Rate limited by the proxy (proxy-auth), not by the upstream: {key} may make {} requests per minute, {} of them back to back, and has used them; retry in {when}.",
+            write!(
+                out,
+                "Rate limited by the proxy (proxy-auth), not by the upstream: {key} may make {} requests per minute, {} of them back to back, and has used them; retry in ",
                 limited.limit, limited.burst
-            )
+            )?;
+            if wait < Duration::from_secs(10) {
+                write!(out, "{} ms.", ceil_ms(wait))
+            } else {
+                write!(out, "{} s.", ceil_s(wait))
+            }
         }
-        _ => format!(
+        _ => write!(
+            out,
             "Concurrency limited by the proxy (proxy-auth), not by the upstream: {key} may have {} requests in flight at once, and has that many; retry when one of them has finished.",
             limited.limit
         ),
     }
 }
 
-/// The body in `shape`, and the facts as JSON fields.
-fn body(r: &Rejection, limited: &Limited, shape: ApiShape) -> String {
-    let message = json_string(&message(r, limited));
-    let reason = r.reason.as_str();
-    let label = r.label.as_deref().map_or("null".to_owned(), json_string);
-    let ms = |d: Option<Duration>| d.map_or("null".to_owned(), |d| ceil_ms(d).to_string());
-    let (wait_ms, reset_ms) = (ms(limited.wait), ms(limited.reset));
-    let fields = format!(
-        r#""proxy_auth":{{"reason":"{reason}","mode":"{}","label":{label},"limit":"{}","value":{},"burst":{},"remaining":{},"wait_ms":{wait_ms},"reset_ms":{reset_ms}}}"#,
-        r.mode, limited.kind, limited.limit, limited.burst, limited.remaining,
-    );
-    match shape {
-        ApiShape::OpenAi => format!(
-            r#"{{"error":{{"message":{message},"type":"requests","param":null,"code":"rate_limit_exceeded",{fields}}}}}"#
-        ),
-        ApiShape::Anthropic => format!(
-            r#"{{"type":"error","error":{{"type":"rate_limit_error","message":{message},{fields}}}}}"#
-        ),
-        ApiShape::Gemini => {
-            // ErrorInfo's metadata is a map of strings; RetryInfo is what
-            // Google's clients read for the delay.
-            let mut metadata = String::new();
-            if let Some(label) = &r.label {
-                let _ = write!(metadata, r#""label":{},"#, json_string(label));
-            }
-            let _ = write!(
-                metadata,
-                r#""mode":"{}","limit":"{}","value":"{}","burst":"{}""#,
-                r.mode, limited.kind, limited.limit, limited.burst
-            );
-            let delay = wait_of(limited);
-            format!(
-                r#"{{"error":{{"code":429,"message":{message},"status":"RESOURCE_EXHAUSTED","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{}","domain":"proxy-auth","metadata":{{{metadata}}}}},{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"{}.{:03}s"}}]}}}}"#,
-                reason.to_ascii_uppercase(),
-                ceil_ms(delay) / 1000,
-                ceil_ms(delay) % 1000,
-            )
+/// Milliseconds, or `null`.
+struct Ms(Option<Duration>);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{}", ceil_ms(d)),
+            None => f.write_str("null"),
         }
     }
 }
 
-/// The values of the 429's headers, written after the body into the same
-/// buffer, so the response shares one allocation for all of them.
-struct Writer {
-    buffer: String,
-    values: Vec<(&'static HeaderName, Range<usize>)>,
-}
+/// A label as a JSON value: its string, or `null`.
+struct LabelJson<'a>(Option<&'a str>);
 
-impl Writer {
-    fn value(&mut self, name: &'static HeaderName, value: std::fmt::Arguments<'_>) {
-        let start = self.buffer.len();
-        let _ = self.buffer.write_fmt(value);
-        self.values.push((name, start..self.buffer.len()));
+impl fmt::Display for LabelJson<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(label) => Quoted(label).fmt(f),
+            None => f.write_str("null"),
+        }
     }
 }
 
-/// The `429` for `r`, whose `limit` is set.
+/// The body in `shape`, with the facts as JSON fields, written into `out`
+/// without a buffer of its own.
+fn write_body(out: &mut String, r: &Rejection, limited: &Limited, shape: ApiShape) -> fmt::Result {
+    let reason = r.reason.as_str();
+    let message = |out: &mut String| -> fmt::Result {
+        out.push('"');
+        write_message(&mut Escaping(out), r, limited)?;
+        out.push('"');
+        Ok(())
+    };
+    let fields = |out: &mut String| {
+        write!(
+            out,
+            r#""proxy_auth":{{"reason":"{reason}","mode":"{}","label":{},"limit":"{}","value":{},"burst":{},"remaining":{},"wait_ms":{},"reset_ms":{}}}"#,
+            r.mode,
+            LabelJson(r.label.as_deref()),
+            limited.kind,
+            limited.limit,
+            limited.burst,
+            limited.remaining,
+            Ms(limited.wait),
+            Ms(limited.reset),
+        )
+    };
+    match shape {
+        ApiShape::OpenAi => {
+            out.push_str(r#"{"error":{"message":"#);
+            message(out)?;
+            out.push_str(r#","type":"requests","param":null,"code":"rate_limit_exceeded","#);
+            fields(out)?;
+            out.push_str("}}");
+        }
+        ApiShape::Anthropic => {
+            out.push_str(r#"{"type":"error","error":{"type":"rate_limit_error","message":"#);
+            message(out)?;
+            out.push(',');
+            fields(out)?;
+            out.push_str("}}");
+        }
+        ApiShape::Gemini => {
+            // ErrorInfo's metadata is a map of strings; RetryInfo is what
+            // Google's clients read for the delay.
+            out.push_str(r#"{"error":{"code":429,"message":"#);
+            message(out)?;
+            write!(
+                out,
+                r#","status":"RESOURCE_EXHAUSTED","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{}","domain":"proxy-auth","metadata":{{"#,
+                RejectReasonUpper(reason)
+            )?;
+            if let Some(label) = &r.label {
+                write!(out, r#""label":{},"#, Quoted(label))?;
+            }
+            let delay = ceil_ms(wait_of(limited));
+            write!(
+                out,
+                r#""mode":"{}","limit":"{}","value":"{}","burst":"{}"}}}},{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"{}.{:03}s"}}]}}}}"#,
+                r.mode,
+                limited.kind,
+                limited.limit,
+                limited.burst,
+                delay / 1000,
+                delay % 1000,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A reason in capitals, as Gemini's `ErrorInfo.reason` is written.
+struct RejectReasonUpper<'a>(&'a str);
+
+impl fmt::Display for RejectReasonUpper<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0
+            .chars()
+            .try_for_each(|c| f.write_char(c.to_ascii_uppercase()))
+    }
+}
+
+/// The places of the 429's header values in the buffer they are written
+/// to after the body, so the response shares one allocation for all.
+struct Writer {
+    buffer: String,
+    values: [(Option<&'static HeaderName>, Range<usize>); 8],
+    len: usize,
+}
+
+impl Writer {
+    fn value(&mut self, name: &'static HeaderName, value: fmt::Arguments<'_>) {
+        let start = self.buffer.len();
+        let _ = self.buffer.write_fmt(value);
+        if let Some(slot) = self.values.get_mut(self.len) {
+            *slot = (Some(name), start..self.buffer.len());
+            self.len += 1;
+        }
+    }
+}
+
+/// The `429` for `r`, whose `limit` is `limited`.
 pub(crate) fn response(r: &Rejection, limited: &Limited, shape: ApiShape) -> Response<Bytes> {
-    let body = body(r, limited, shape);
-    let body_len = body.len();
+    let mut buffer = String::with_capacity(1024);
+    let _ = write_body(&mut buffer, r, limited, shape);
+    let body_len = buffer.len();
     let mut w = Writer {
-        buffer: body,
-        values: Vec::with_capacity(8),
+        buffer,
+        values: Default::default(),
+        len: 0,
     };
     let wait = wait_of(limited);
     w.value(&RETRY_AFTER, format_args!("{}", ceil_s(wait)));
@@ -181,7 +298,7 @@ pub(crate) fn response(r: &Rejection, limited: &Limited, shape: ApiShape) -> Res
             );
             w.value(&LIMIT_REQUESTS, format_args!("{}", limited.limit));
             w.value(&REMAINING_REQUESTS, format_args!("{}", limited.remaining));
-            w.value(&RESET_REQUESTS, format_args!("{}", openai_duration(reset)));
+            w.value(&RESET_REQUESTS, format_args!("{}", OpenAiDuration(reset)));
             if wait > SDK_RETRY_LIMIT {
                 w.value(&SHOULD_RETRY, format_args!("false"));
             }
@@ -201,15 +318,16 @@ pub(crate) fn response(r: &Rejection, limited: &Limited, shape: ApiShape) -> Res
     let mut response = Response::new(shared.slice(..body_len));
     *response.status_mut() = r.status();
     let headers: &mut HeaderMap = response.headers_mut();
-    headers.reserve(w.values.len() + 2);
+    headers.reserve(w.len + 2);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(
         REJECTION_HEADER,
         HeaderValue::from_static(r.reason.as_str()),
     );
-    for (name, range) in w.values {
+    for (name, range) in w.values.into_iter().take(w.len) {
         // Digits, quotes, `;=` and ASCII words: always a valid value.
-        if let Ok(value) = HeaderValue::from_maybe_shared(shared.slice(range)) {
+        if let (Some(name), Ok(value)) = (name, HeaderValue::from_maybe_shared(shared.slice(range)))
+        {
             headers.insert(name, value);
         }
     }
@@ -264,7 +382,7 @@ mod tests {
             (Duration::from_millis(61_001), "1m1.001s"),
         ];
         for (d, text) in cases {
-            assert_eq!(openai_duration(d), text, "{d:?}");
+            assert_eq!(OpenAiDuration(d).to_string(), text, "{d:?}");
         }
     }
 
@@ -283,5 +401,14 @@ mod tests {
             reset: Some(Duration::ZERO),
         };
         assert_eq!(wait_of(&tiny), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn labels_are_escaped_in_the_json_and_the_message() {
+        let mut out = String::new();
+        write!(Escaping(&mut out), "{}", Quoted("a\"b\\c\n")).unwrap();
+        let text = format!("\"{out}\"");
+        let message: String = serde_json::from_str(&text).unwrap();
+        assert_eq!(message, r#""a\"b\\c\u000a""#);
     }
 }
