@@ -88,6 +88,8 @@
 mod settings;
 #[path = "common/upstream.rs"]
 mod upstream;
+
+// PROXY_CONFIG_FILE, as the axum example reads it.
 #[path = "common/config_file.rs"]
 mod config_file;
 
