@@ -88,9 +88,10 @@
 //! CORS headers rather than a CORS error; expose [`REJECTION_HEADER`] so
 //! page scripts can read the reason), then `TimeoutLayer` or anything else
 //! that should also apply to refused requests. Inside it: whatever must
-//! only see authenticated requests (rate limits per key, the forwarding
-//! client). [`ResponseBody`] implements `Default` where the inner body does,
-//! as tower-http's layers that answer on their own require.
+//! only see authenticated requests (quotas of your own beyond the layer's
+//! [limits](limit), the forwarding client). [`ResponseBody`] implements
+//! `Default` where the inner body does, as tower-http's layers that answer
+//! on their own require.
 //!
 //! ```
 //! use std::time::Duration;
@@ -122,6 +123,10 @@
 //!   [`Authenticated::label`].
 //! - `api_key` (and key set entries) may be a `sha256:<hex>` digest
 //!   ([`key_digest`]), so config files need not hold plaintext keys.
+//! - [`limit`]: per-key `rpm` (with a `burst`) and `max_concurrent`, and
+//!   defaults for every key in [`ProxySecurityConfig::limits`]; a key at
+//!   its limit gets a `429` whose headers make the OpenAI and Anthropic
+//!   SDKs wait exactly as long as needed.
 //! - [`ProxyAuthLayer::query_key`]: accept `?key=` (any ASCII case, name
 //!   percent-decoded once) as a last source.
 //! - [`ProxyAuthLayer::strip_credentials`]: remove the key headers,
@@ -166,7 +171,8 @@
 //!
 //! - `serde`: `Serialize`/`Deserialize` for [`ProxyAuthMode`],
 //!   [`ProxySecurityConfig`] and `KeySet`.
-//! - `key-set`: `KeySet`, `sha256:` digest keys and `key_digest` (`sha2`).
+//! - `key-set`: `KeySet`, `sha256:` digest keys and `key_digest` (`sha2`),
+//!   per-key scopes and limits (`quanta`, the limits' clock).
 //!   Without it a `sha256:` `api_key` is refused (treated as no key), never
 //!   taken as plaintext.
 //! - `generate-key`: `generate_api_key` and `ProxySecurityConfig::default()`

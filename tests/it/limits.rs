@@ -228,3 +228,69 @@ async fn wait_for(done: impl Fn() -> bool) -> bool {
     }
     false
 }
+
+/// With key labels on, a key with a concurrency limit has a gauge of its
+/// requests in flight, and its 429s are counted by reason.
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "current_thread")]
+async fn with_key_labels_a_gauge_follows_each_keys_requests_in_flight() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use proxy_auth::ProxyAuthLayer;
+    use tower::ServiceExt;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut keys = KeySet::new();
+    keys.add(NewKey::new("two", "sk-two-0123").max_concurrent(2))
+        .unwrap();
+    let config = ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-admin");
+    let service = tower::Layer::layer(
+        &ProxyAuthLayer::with_keys(config, keys).metrics_key_labels(true),
+        tower::service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+        }),
+    );
+    let send = || {
+        let request = crate::common::get::<()>("/v1/models", &[("x-api-key", "sk-two-0123")]);
+        service.clone().oneshot(request)
+    };
+    let observed = || {
+        let mut gauge = None;
+        let mut limited = 0;
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            match (key.name(), value) {
+                ("proxy_auth_key_in_flight", DebugValue::Gauge(v)) => {
+                    assert_eq!(labels, ["label=two"]);
+                    gauge = Some(v.into_inner());
+                }
+                ("proxy_auth_requests_total", DebugValue::Counter(n))
+                    if labels.iter().any(|l| l == "reason=concurrency_limited") =>
+                {
+                    limited += n;
+                }
+                _ => {}
+            }
+        }
+        (gauge, limited)
+    };
+    let first = send().await.unwrap();
+    assert_eq!(observed(), (Some(1.0), 0));
+    let second = send().await.unwrap();
+    assert_eq!(observed(), (Some(2.0), 0));
+    assert_eq!(
+        send().await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A snapshot drains what it reads: only the 429's count is new here.
+    assert_eq!(observed().1, 1);
+    drop(first);
+    assert_eq!(observed(), (Some(1.0), 0));
+    drop(second);
+    assert_eq!(observed(), (Some(0.0), 0));
+}
