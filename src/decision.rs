@@ -73,6 +73,13 @@ pub(crate) enum Spend {
     Peek,
 }
 
+#[cfg(not(feature = "key-set"))]
+impl Spend {
+    pub(crate) fn taking(_: &Options) -> Spend {
+        Spend::Take
+    }
+}
+
 /// What the layer does with a request, as its head shows.
 #[derive(Debug)]
 pub(crate) enum Verdict {

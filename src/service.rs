@@ -82,11 +82,12 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let (decision, admitted) = match self.layer.policy.judge(options, &request, Spend::Take) {
+        let spend = Spend::taking(options);
+        let (decision, admitted) = match self.layer.policy.judge(options, &request, spend) {
             Verdict::Decided(decision, admitted) => (decision, admitted),
             // The body is not read here: only a request whose head shows it
             // has none can pass without its model being known.
-            Verdict::ReadBody(pending) => pending.without_body(no_body(&request), Spend::Take),
+            Verdict::ReadBody(pending) => pending.without_body(no_body(&request), spend),
         };
         match allow(decision, admitted, request, options) {
             Outcome::Inner(request, admitted) => {
@@ -123,10 +124,6 @@ pub(crate) fn allow<B, R>(
             #[cfg(all(feature = "metrics", feature = "key-set"))]
             if let (true, Some(label)) = (options.metrics.key_labels(), &identity.label) {
                 admitted.slot.follow_gauge(label);
-            }
-            #[cfg(feature = "key-set")]
-            if !options.rate_limit_headers {
-                admitted.report = Default::default();
             }
             if options.insert_identity {
                 request.extensions_mut().insert(identity);

@@ -377,11 +377,12 @@ pub(crate) struct Report {
 }
 
 /// A request the limits let through: its slot (if the key has a
-/// concurrency limit) and what to report.
+/// concurrency limit) and, if the layer adds the IETF fields to accepted
+/// responses, what they say (boxed: the accept path's futures stay small).
 #[derive(Debug, Default)]
 pub(crate) struct Admitted {
     pub(crate) slot: Slot,
-    pub(crate) report: Report,
+    pub(crate) report: Option<Box<Report>>,
 }
 
 impl Admitted {
@@ -391,20 +392,34 @@ impl Admitted {
         self,
         mut response: http::Response<B>,
     ) -> http::Response<crate::ResponseBody<B>> {
-        if self.report != Report::default() {
-            crate::response::accepted_limit_headers(&self.report, response.headers_mut());
+        if let Some(report) = &self.report {
+            crate::response::accepted_limit_headers(report, response.headers_mut());
         }
         let slot = self.slot;
         response.map(|body| crate::ResponseBody::holding(body, slot))
     }
 }
 
-/// Whether a decision spends from the limits (a request being served) or
-/// only looks ([`ProxyAuthLayer::check`](crate::ProxyAuthLayer::check)).
+/// Whether a decision spends from the limits (a request being served,
+/// with or without a report for its response) or only looks
+/// ([`ProxyAuthLayer::check`](crate::ProxyAuthLayer::check)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Spend {
     Take,
+    TakeAndReport,
     Peek,
+}
+
+impl Spend {
+    /// How a layer with `options` spends on the requests it serves.
+    #[inline]
+    pub(crate) fn taking(options: &crate::layer::Options) -> Spend {
+        if options.rate_limit_headers {
+            Spend::TakeAndReport
+        } else {
+            Spend::Take
+        }
+    }
 }
 
 /// One label's (or the plain `api_key`'s) limits in force and their state.
@@ -444,25 +459,31 @@ impl KeyLimiter {
         })
     }
 
-    /// Lets a request through or says which limit refuses it. The
-    /// concurrency slot is taken first and given back if the rate refuses,
-    /// so a refused request spends neither.
+    /// Lets a request through or says which limit refuses it; with
+    /// `report`, also what is left of each limit. The concurrency slot is
+    /// taken first and given back if the rate refuses, so a refused request
+    /// spends neither.
     #[inline]
     pub(crate) fn admit(&self, spend: Spend) -> Result<Admitted, Limited> {
+        let report = spend == Spend::TakeAndReport;
         let mut admitted = Admitted::default();
+        let mut facts = Report::default();
         if let Some((max, in_flight)) = &self.slots {
             let taken = match spend {
-                Spend::Take => in_flight.acquire(*max).map(|slot| {
+                Spend::Take | Spend::TakeAndReport => in_flight.acquire(*max).map(|slot| {
                     admitted.slot = slot;
-                    in_flight.current()
                 }),
                 Spend::Peek => match in_flight.current() {
-                    now if now < *max => Ok(now + 1),
+                    now if now < *max => Ok(()),
                     now => Err(now),
                 },
             };
             match taken {
-                Ok(taken) => admitted.report.concurrency = Some((*max, max.saturating_sub(taken))),
+                Ok(()) if report => {
+                    let taken = in_flight.current();
+                    facts.concurrency = Some((*max, max.saturating_sub(taken)));
+                }
+                Ok(()) => {}
                 Err(_) => {
                     return Err(Limited {
                         kind: LimitKind::Concurrency,
@@ -478,14 +499,15 @@ impl KeyLimiter {
         if let Some(rate) = &self.rate {
             let now = clock::now();
             let step = match spend {
-                Spend::Take => rate.take(now),
+                Spend::Take | Spend::TakeAndReport => rate.take(now),
                 Spend::Peek => rate.peek(now),
             };
             let rpm = self.limits.rpm().unwrap_or(0);
             match step {
-                Step::Pass { remaining, reset } => {
-                    admitted.report.rate = Some((rpm, remaining, reset));
+                Step::Pass { reset } if report => {
+                    facts.rate = Some((rpm, rate.remaining(reset), reset));
                 }
+                Step::Pass { .. } => {}
                 // `admitted` (its slot, if any) is dropped: given back.
                 Step::Refuse { wait, reset } => {
                     return Err(Limited {
@@ -498,6 +520,9 @@ impl KeyLimiter {
                     });
                 }
             }
+        }
+        if report {
+            admitted.report = Some(Box::new(facts));
         }
         Ok(admitted)
     }

@@ -538,10 +538,11 @@ fn accepted_responses_get_ietf_fields_only_when_asked() {
 #[test]
 fn slots_are_counted_by_the_limiter() {
     let limiter = KeyLimiter::build(Limits::new(None, None, Some(2)).unwrap(), None).unwrap();
-    let a = limiter.admit(Spend::Take).unwrap();
+    let a = limiter.admit(Spend::TakeAndReport).unwrap();
     assert!(a.slot.is_held());
-    assert_eq!(a.report.concurrency, Some((2, 1)));
+    assert_eq!(a.report.as_ref().unwrap().concurrency, Some((2, 1)));
     let b = limiter.admit(Spend::Take).unwrap();
+    assert!(b.report.is_none(), "a report only when asked for");
     assert_eq!(
         limiter.admit(Spend::Take).unwrap_err().kind,
         LimitKind::Concurrency

@@ -162,7 +162,10 @@ where
                     } = waiting.take().expect("a reading future holds its request");
                     let data: Bytes = std::mem::take(read).freeze();
                     let (decision, admitted) = match outcome {
-                        Ok(()) => pending.with_body_model(model_in(&parts.headers, &data)),
+                        Ok(()) => pending.with_body_model(
+                            model_in(&parts.headers, &data),
+                            crate::decision::Spend::taking(&options),
+                        ),
                         Err((RejectReason::ModelUnreadable, _)) => (
                             pending.refuse(
                                 RejectReason::ModelUnreadable,

@@ -172,10 +172,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let (decision, admitted) = match self.layer.policy.judge(options, &request, Spend::Take) {
+        let spend = Spend::taking(options);
+        let (decision, admitted) = match self.layer.policy.judge(options, &request, spend) {
             Verdict::Decided(decision, admitted) => (decision, admitted),
             Verdict::ReadBody(pending) => match before_reading(&request, options.body_limit) {
-                Before::Empty => pending.without_body(true, Spend::Take),
+                Before::Empty => pending.without_body(true, spend),
                 Before::Refuse(reason, detail) => (
                     pending.refuse(reason, detail.as_deref(), None),
                     Admitted::default(),
@@ -273,10 +274,14 @@ fn is_json(media: &str) -> bool {
 impl Pending {
     /// The decision once the body's model is known: in scope, the key's
     /// limits are spent from.
-    pub(crate) fn with_body_model(mut self, named: Named) -> (crate::Decision, Admitted) {
+    pub(crate) fn with_body_model(
+        mut self,
+        named: Named,
+        spend: Spend,
+    ) -> (crate::Decision, Admitted) {
         let refused = |decision| (decision, Admitted::default());
         match named {
-            Named::None => self.allow(Spend::Take),
+            Named::None => self.allow(spend),
             Named::Unreadable(why) => {
                 refused(self.refuse(RejectReason::ModelUnreadable, None, Some(why)))
             }
@@ -290,7 +295,7 @@ impl Pending {
                     return refused(self.refuse(RejectReason::ModelNotAllowed, Some(&model), None));
                 }
                 self.identity.model = Some(model.into());
-                self.allow(Spend::Take)
+                self.allow(spend)
             }
         }
     }

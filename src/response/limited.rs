@@ -4,6 +4,7 @@
 
 use std::fmt::{self, Write};
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use http::{HeaderMap, Response};
 
 use super::REJECTION_HEADER;
 use crate::limit::{LimitKind, Limited, Report, SDK_RETRY_LIMIT};
-use crate::{ApiShape, Rejection};
+use crate::{ApiShape, RejectReason, Rejection};
 
 static RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -112,41 +113,48 @@ impl fmt::Write for Escaping<'_> {
     }
 }
 
-/// "the key labelled "ci"", or "the proxy's api_key".
-struct Whose<'a>(&'a Rejection);
-
-impl fmt::Display for Whose<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0.label {
-            Some(label) => write!(f, "the key labelled {}", Quoted(label)),
-            None => f.write_str("the proxy's api_key"),
+/// "the key labelled "ci"" (the label escaped for the JSON string the
+/// message is in), or "the proxy's api_key".
+fn push_whose(out: &mut String, r: &Rejection) {
+    match &r.label {
+        Some(label) => {
+            out.push_str("the key labelled ");
+            let _ = write!(Escaping(out), "{}", Quoted(label));
         }
+        None => out.push_str("the proxy's api_key"),
     }
 }
 
-/// The message: whose limit, which, and when to come back. It says the
-/// limit is the proxy's, so nobody takes it for the upstream's.
-fn write_message(out: &mut impl fmt::Write, r: &Rejection, limited: &Limited) -> fmt::Result {
-    let key = Whose(r);
+/// The message, written straight into the JSON string it is in (its fixed
+/// words need no escaping; the label is escaped): whose limit, which, and
+/// when to come back. It says the limit is the proxy's, so nobody takes it
+/// for the upstream's.
+fn push_message(out: &mut String, r: &Rejection, limited: &Limited) {
     match limited.kind {
         LimitKind::Rate => {
-            let wait = wait_of(limited);
-            write!(
+            out.push_str("Rate limited by the proxy (proxy-auth), not by the upstream: ");
+            push_whose(out, r);
+            let _ = write!(
                 out,
-                "Rate limited by the proxy (proxy-auth), not by the upstream: {key} may make {} requests per minute, {} of them back to back, and has used them; retry in ",
+                " may make {} requests per minute, {} of them back to back, and has used them; retry in ",
                 limited.limit, limited.burst
-            )?;
-            if wait < Duration::from_secs(10) {
+            );
+            let wait = wait_of(limited);
+            let _ = if wait < Duration::from_secs(10) {
                 write!(out, "{} ms.", ceil_ms(wait))
             } else {
                 write!(out, "{} s.", ceil_s(wait))
-            }
+            };
         }
-        _ => write!(
-            out,
-            "Concurrency limited by the proxy (proxy-auth), not by the upstream: {key} may have {} requests in flight at once, and has that many; retry when one of them has finished.",
-            limited.limit
-        ),
+        _ => {
+            out.push_str("Concurrency limited by the proxy (proxy-auth), not by the upstream: ");
+            push_whose(out, r);
+            let _ = write!(
+                out,
+                " may have {} requests in flight at once, and has that many; retry when one of them has finished.",
+                limited.limit
+            );
+        }
     }
 }
 
@@ -180,7 +188,7 @@ fn write_body(out: &mut String, r: &Rejection, limited: &Limited, shape: ApiShap
     let reason = r.reason.as_str();
     let message = |out: &mut String| -> fmt::Result {
         out.push('"');
-        write_message(&mut Escaping(out), r, limited)?;
+        push_message(out, r, limited);
         out.push('"');
         Ok(())
     };
@@ -317,21 +325,56 @@ pub(crate) fn response(r: &Rejection, limited: &Limited, shape: ApiShape) -> Res
     let shared = Bytes::from(w.buffer);
     let mut response = Response::new(shared.slice(..body_len));
     *response.status_mut() = r.status();
-    let headers: &mut HeaderMap = response.headers_mut();
-    headers.reserve(w.len + 2);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        REJECTION_HEADER,
-        HeaderValue::from_static(r.reason.as_str()),
-    );
-    for (name, range) in w.values.into_iter().take(w.len) {
+    // A prebuilt map of the same names in the same order, its values then
+    // set in place: no name is hashed per refusal.
+    let mut headers = template(limited.kind, w.len).clone();
+    let values = w.values.into_iter().take(w.len);
+    for ((_, slot), (_, range)) in headers.iter_mut().skip(2).zip(values) {
         // Digits, quotes, `;=` and ASCII words: always a valid value.
-        if let (Some(name), Ok(value)) = (name, HeaderValue::from_maybe_shared(shared.slice(range)))
-        {
-            headers.insert(name, value);
+        if let Ok(value) = HeaderValue::from_maybe_shared(shared.slice(range)) {
+            *slot = value;
         }
     }
+    *response.headers_mut() = headers;
     response
+}
+
+/// The 429's header names, in the order [`response`] writes their values
+/// (after `content-type` and `x-proxy-auth-error`), for a limit of `kind`
+/// with `values` values.
+fn template(kind: LimitKind, values: usize) -> &'static HeaderMap {
+    static TEMPLATES: OnceLock<[HeaderMap; 3]> = OnceLock::new();
+    let all = TEMPLATES.get_or_init(|| {
+        let rate: [&'static HeaderName; 8] = [
+            &RETRY_AFTER,
+            &RETRY_AFTER_MS,
+            &RATELIMIT_POLICY,
+            &RATELIMIT,
+            &LIMIT_REQUESTS,
+            &REMAINING_REQUESTS,
+            &RESET_REQUESTS,
+            &SHOULD_RETRY,
+        ];
+        let build = |reason: RejectReason, names: &[&'static HeaderName]| {
+            let mut map = HeaderMap::with_capacity(names.len() + 2);
+            map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            map.insert(REJECTION_HEADER, HeaderValue::from_static(reason.as_str()));
+            for name in names {
+                map.insert(*name, HeaderValue::from_static("0"));
+            }
+            map
+        };
+        [
+            build(RejectReason::RateLimited, &rate[..7]),
+            build(RejectReason::RateLimited, &rate),
+            build(RejectReason::ConcurrencyLimited, &rate[..4]),
+        ]
+    });
+    match (kind, values) {
+        (LimitKind::Rate, 7) => &all[0],
+        (LimitKind::Rate, _) => &all[1],
+        _ => &all[2],
+    }
 }
 
 /// The IETF fields for an accepted request of a limited key
