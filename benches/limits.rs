@@ -322,16 +322,13 @@ fn paired(secs: u64) -> Vec<(String, Vec<f64>)> {
             diffs[i].push(a - b);
         }
     }
-    vec![
-        (
-            "key with rpm and max_concurrent, over the same layer's key without limits".into(),
-            diffs.remove(0),
-        ),
-        (
-            "tower-governor keyed (over this layer without limits), over the bare service".into(),
-            diffs.remove(0),
-        ),
-    ]
+    let names = [
+        "key with rpm and max_concurrent, over the same layer's key without limits",
+        "key with rpm only, over the key without limits",
+        "key with max_concurrent only, over the key without limits",
+        "tower-governor keyed (over this layer without limits), over the bare service",
+    ];
+    names.iter().map(|n| n.to_string()).zip(diffs).collect()
 }
 
 fn quantile(xs: &mut [f64], q: f64) -> f64 {

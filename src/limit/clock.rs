@@ -17,10 +17,15 @@ pub(crate) fn now() -> u64 {
     if let Some(manual) = tests::manual() {
         return manual;
     }
-    static START: OnceLock<quanta::Instant> = OnceLock::new();
-    let start = *START.get_or_init(quanta::Instant::now);
-    // 584 years of nanoseconds fit in a u64.
-    u64::try_from(quanta::Instant::now().duration_since(start).as_nanos()).unwrap_or(u64::MAX)
+    // The clock and its first raw reading: a raw read is the time-stamp
+    // counter itself, scaled to nanoseconds only here.
+    static START: OnceLock<(quanta::Clock, u64)> = OnceLock::new();
+    let (clock, start) = START.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let start = clock.raw();
+        (clock, start)
+    });
+    clock.delta_as_nanos(*start, clock.raw())
 }
 
 #[cfg(test)]
