@@ -294,3 +294,35 @@ async fn with_key_labels_a_gauge_follows_each_keys_requests_in_flight() {
     drop(second);
     assert_eq!(observed(), (Some(0.0), 0));
 }
+
+/// A file with a limit that cannot be right is a bad file: an error with
+/// its line at start, never a key left unlimited.
+#[cfg(feature = "watch")]
+#[tokio::test(flavor = "current_thread")]
+async fn a_watched_file_with_a_bad_limit_is_refused_with_its_line() {
+    use proxy_auth::watch::watch_file;
+
+    let dir = tempfile::tempdir().unwrap();
+    for (text, says) in [
+        ("api_key = \"k\"\nlimits = { rpm = 0 }\n", "rpm = 0"),
+        (
+            "api_key = \"k\"\nlimits = { burst = 5 }\n",
+            "burst is set without rpm",
+        ),
+        (
+            "api_key = \"k\"\n[[keys]]\nlabel = \"ci\"\nkey = \"sk-ci-0123\"\nmax_concurrent = 0\n",
+            "max_concurrent = 0",
+        ),
+        (
+            "api_key = \"k\"\n[[keys]]\nlabel = \"ci\"\nkey = \"sk-ci-0123\"\nrpm = 2000000\n",
+            "more than 1000000",
+        ),
+    ] {
+        let path = dir.path().join("auth.toml");
+        std::fs::write(&path, text).unwrap();
+        let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Off, "x"));
+        let err = watch_file(shared, &path).expect_err(text).to_string();
+        assert!(err.contains(says) && err.contains("auth.toml:"), "{err}");
+        assert!(!err.contains("sk-ci-0123"), "{err}");
+    }
+}

@@ -307,5 +307,9 @@ async fn the_sdks_back_off_from_the_proxys_429s_as_told() {
         );
     }
     assert_eq!(proxy.limit_lines("slow") - before, 2, "one attempt per SDK");
+    // The log names labels, never keys.
+    for line in proxy.log.lock().unwrap().iter() {
+        assert!(!line.contains("-0123"), "{line}");
+    }
     assert_eq!(models(), 6 + 3, "and the three direct calls");
 }
