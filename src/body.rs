@@ -33,20 +33,26 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Inner { #[pin] body: B, slot: Slot },
+        Inner { #[pin] body: B },
+        // Holding its key's concurrency slot: apart, so the common case
+        // drops nothing of it.
+        Holding { #[pin] body: B, slot: Slot },
         Rejection { data: Option<Bytes> },
     }
 }
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        ResponseBody::holding(body, Slot::default())
+        ResponseBody {
+            kind: Kind::Inner { body },
+        }
     }
 
     /// The inner service's body, holding its key's concurrency slot.
+    #[cfg_attr(not(feature = "key-set"), allow(dead_code))]
     pub(crate) fn holding(body: B, slot: Slot) -> Self {
         ResponseBody {
-            kind: Kind::Inner { body, slot },
+            kind: Kind::Holding { body, slot },
         }
     }
 
@@ -62,7 +68,7 @@ impl<B> ResponseBody<B> {
     #[must_use]
     pub fn into_inner(self) -> Option<B> {
         match self.kind {
-            Kind::Inner { body, .. } => Some(body),
+            Kind::Inner { body } | Kind::Holding { body, .. } => Some(body),
             Kind::Rejection { .. } => None,
         }
     }
@@ -90,7 +96,8 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body, slot } => {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Holding { body, slot } => {
                 let frame = body.poll_frame(cx);
                 // Sent to its end: the request is done with its slot.
                 if let Poll::Ready(None) = frame {
@@ -106,14 +113,14 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body, .. } => body.is_end_stream(),
+            Kind::Inner { body } | Kind::Holding { body, .. } => body.is_end_stream(),
             Kind::Rejection { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body, .. } => body.size_hint(),
+            Kind::Inner { body } | Kind::Holding { body, .. } => body.size_hint(),
             Kind::Rejection { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
@@ -124,7 +131,9 @@ where
 impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            Kind::Inner { body, .. } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
+            Kind::Inner { body } | Kind::Holding { body, .. } => {
+                f.debug_tuple("ResponseBody::Inner").field(body).finish()
+            }
             Kind::Rejection { data } => f
                 .debug_tuple("ResponseBody::Rejection")
                 .field(&data.as_deref().map(String::from_utf8_lossy))

@@ -55,6 +55,10 @@ impl Slot {
 
 #[cfg(not(feature = "key-set"))]
 impl Admitted {
+    pub(crate) fn is_empty(&self) -> bool {
+        true
+    }
+
     /// The inner service's response, as the layer hands it on.
     pub(crate) fn into_response<B>(
         self,
@@ -162,7 +166,7 @@ impl Verdict {
 /// it with, or refused with `refusal` (its source, label and modes) made a
 /// 429. Without a limiter, allowed.
 #[cfg(feature = "key-set")]
-#[inline]
+#[inline(always)]
 fn admit(
     identity: Authenticated,
     limiter: Option<&KeyLimiter>,
@@ -438,16 +442,13 @@ impl Policy {
         if default_matches {
             let identity = Authenticated::default_key(source);
             #[cfg(feature = "key-set")]
-            {
+            if let Some(limiter) = &self.limiter {
                 let limited = || rejection(RejectReason::RateLimited, Some(source), None);
-                let (decision, admitted) = admit(identity, self.limiter.as_ref(), spend, limited);
-                Verdict::Decided(decision, admitted)
+                let (decision, admitted) = admit(identity, Some(limiter), spend, limited);
+                return Verdict::Decided(decision, admitted);
             }
-            #[cfg(not(feature = "key-set"))]
-            {
-                let _ = spend;
-                decided(Decision::Allow(Allowed::Key(identity)))
-            }
+            let _ = spend;
+            decided(Decision::Allow(Allowed::Key(identity)))
         } else {
             reject(
                 RejectReason::InvalidKey,

@@ -388,6 +388,12 @@ pub(crate) struct Admitted {
 }
 
 impl Admitted {
+    /// Whether the request holds nothing of its key's limits.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.slot.is_held() && self.report.is_none()
+    }
+
     /// The inner service's response, as the layer hands it on: its body
     /// holding the slot, and the opt-in IETF fields if there is a report.
     pub(crate) fn into_response<B>(
@@ -398,7 +404,11 @@ impl Admitted {
             crate::response::accepted_limit_headers(report, response.headers_mut());
         }
         let slot = self.slot;
-        response.map(|body| crate::ResponseBody::holding(body, slot))
+        if slot.is_held() {
+            response.map(|body| crate::ResponseBody::holding(body, slot))
+        } else {
+            response.map(crate::ResponseBody::inner)
+        }
     }
 }
 

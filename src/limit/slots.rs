@@ -57,7 +57,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Whether this is a slot of some key's count.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn is_held(&self) -> bool {
         self.in_flight.is_some()
     }

@@ -46,8 +46,26 @@ pin_project! {
             // Taken when the body is done.
             waiting: Option<Waiting<S>>,
         },
-        Inner { #[pin] future: S::Future, admitted: Option<Admitted> },
+        Inner { #[pin] future: S::Future },
+        Limited { #[pin] future: S::Future, admitted: Admitted },
         Ready { response: Option<Response<ResponseBody<R>>> },
+    }
+}
+
+impl<S, B, R> State<S, B, R>
+where
+    S: Service<Request<ModelBody<B>>>,
+{
+    /// The inner service's future, apart from what the key's limits
+    /// admitted the request with if it holds anything.
+    fn of(future: S::Future, admitted: Admitted) -> Self {
+        if admitted.is_empty() {
+            // Nothing to give back: skip its drop glue on the common path.
+            std::mem::forget(admitted);
+            State::Inner { future }
+        } else {
+            State::Limited { future, admitted }
+        }
     }
 }
 
@@ -88,10 +106,7 @@ where
 
     pub(crate) fn inner(future: S::Future, admitted: Admitted) -> Self {
         ModelResponseFuture {
-            state: State::Inner {
-                future,
-                admitted: Some(admitted),
-            },
+            state: State::of(future, admitted),
         }
     }
 
@@ -115,11 +130,15 @@ where
         let mut state = self.project().state;
         loop {
             let next = match state.as_mut().project() {
-                StateProj::Inner { future, admitted } => {
+                StateProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Limited { future, admitted } => {
                     // An error gives the key's concurrency slot back at
                     // once, as does dropping this future before it is ready.
                     let result = ready!(future.poll(cx));
-                    let admitted = admitted.take().unwrap_or_default();
+                    let admitted = std::mem::take(admitted);
                     return Poll::Ready(result.map(|response| admitted.into_response(response)));
                 }
                 StateProj::Ready { response } => {
@@ -182,10 +201,9 @@ where
                     let request =
                         Request::from_parts(parts, ModelBody::read(data, trailers.take()));
                     match allow(decision, admitted, request, &options) {
-                        Outcome::Inner(request, admitted) => State::Inner {
-                            future: service.call(request),
-                            admitted: Some(admitted),
-                        },
+                        Outcome::Inner(request, admitted) => {
+                            State::of(service.call(request), admitted)
+                        }
                         Outcome::Answer(response) => State::Ready {
                             response: Some(response),
                         },
