@@ -87,9 +87,10 @@ impl Spend {
 /// What the layer does with a request, as its head shows.
 #[derive(Debug)]
 pub(crate) enum Verdict {
-    /// Allowed or refused; an allowed request holds what its key's limits
-    /// admitted it with (a concurrency slot).
-    Decided(Decision, Admitted),
+    /// Allowed or refused. What the key's limits admitted an allowed
+    /// request with (a concurrency slot) is written to the judge's
+    /// `admitted`, so the common path moves nothing more than before.
+    Decided(Decision),
     /// Allowed so far; the key is limited to models and the path names
     /// none, so the body's model, if the request has a body, must be
     /// allowed too.
@@ -107,31 +108,33 @@ pub(crate) struct Pending {
 impl Pending {
     /// Allowed when the body is known to be empty (if the key's limits let
     /// it through); otherwise refused, as the body is not read.
-    pub(crate) fn without_body(self, empty: bool, spend: Spend) -> (Decision, Admitted) {
+    pub(crate) fn without_body(
+        self,
+        empty: bool,
+        spend: Spend,
+        admitted: &mut Admitted,
+    ) -> Decision {
         if empty {
-            return self.allow(spend);
+            return self.allow(spend, admitted);
         }
         let mut refusal = self.refusal;
         refusal.reason = RejectReason::ModelUnreadable;
         refusal.note = Some("the key is limited to some models and the request may name one in its body, which this layer does not read (build it with ProxyAuthLayer::read_model_bodies)");
-        (Decision::Reject(refusal), Admitted::default())
+        Decision::Reject(refusal)
     }
 
     /// In scope: allowed if the key's limits let it through.
-    pub(crate) fn allow(self, spend: Spend) -> (Decision, Admitted) {
+    pub(crate) fn allow(self, spend: Spend, admitted: &mut Admitted) -> Decision {
         #[cfg(feature = "key-set")]
         {
             let entry = self.identity.entry.clone();
             let limiter = entry.as_deref().and_then(|e| e.limiter.0.as_ref());
-            admit(self.identity, limiter, spend, || self.refusal)
+            admit(self.identity, limiter, spend, || self.refusal, admitted)
         }
         #[cfg(not(feature = "key-set"))]
         {
-            let _ = spend;
-            (
-                Decision::Allow(Allowed::Key(self.identity)),
-                Admitted::default(),
-            )
+            let _ = (spend, admitted);
+            Decision::Allow(Allowed::Key(self.identity))
         }
     }
 
@@ -156,15 +159,15 @@ impl Verdict {
     /// [`ProxyAuthLayer::check`]: crate::ProxyAuthLayer::check
     pub(crate) fn into_decision(self) -> Decision {
         match self {
-            Verdict::Decided(decision, _) => decision,
-            Verdict::ReadBody(pending) => pending.allow(Spend::Peek).0,
+            Verdict::Decided(decision) => decision,
+            Verdict::ReadBody(pending) => pending.allow(Spend::Peek, &mut Admitted::default()),
         }
     }
 }
 
-/// An in-scope key through its limits: allowed, holding what they admitted
-/// it with, or refused with `refusal` (its source, label and modes) made a
-/// 429. Without a limiter, allowed.
+/// An in-scope key through its limits: allowed (what they admitted it with
+/// written to `admitted`), or refused with `refusal` (its source, label and
+/// modes) made a 429. Without a limiter, allowed.
 #[cfg(feature = "key-set")]
 #[inline(always)]
 fn admit(
@@ -172,12 +175,16 @@ fn admit(
     limiter: Option<&KeyLimiter>,
     spend: Spend,
     refusal: impl FnOnce() -> Rejection,
-) -> (Decision, Admitted) {
+    admitted: &mut Admitted,
+) -> Decision {
     let Some(limiter) = limiter else {
-        return (Decision::Allow(Allowed::Key(identity)), Admitted::default());
+        return Decision::Allow(Allowed::Key(identity));
     };
     match limiter.admit(spend) {
-        Ok(admitted) => (Decision::Allow(Allowed::Key(identity)), admitted),
+        Ok(taken) => {
+            *admitted = taken;
+            Decision::Allow(Allowed::Key(identity))
+        }
         Err(limited) => {
             let mut rejection = refusal();
             rejection.reason = match limited.kind {
@@ -188,7 +195,7 @@ fn admit(
             rejection.detail = None;
             rejection.note = None;
             rejection.limit = Some(limited);
-            (Decision::Reject(rejection), Admitted::default())
+            Decision::Reject(rejection)
         }
     }
 }
@@ -333,15 +340,22 @@ impl Policy {
     /// The decision on what the request's head shows.
     #[cfg(test)]
     fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
-        self.judge(options, request, Spend::Peek).into_decision()
+        self.judge(options, request, Spend::Peek, &mut Admitted::default())
+            .into_decision()
     }
 
     /// Judges a request. The order is the Antigravity one: preflight, then
     /// mode, then exempt paths, then the configured key, then the presented
     /// key; then a named key's scopes; then the key's limits, spent from
     /// only if `spend` says so.
-    fn judge<B>(&self, options: &Options, request: &Request<B>, spend: Spend) -> Verdict {
-        let decided = |decision| Verdict::Decided(decision, Admitted::default());
+    fn judge<B>(
+        &self,
+        options: &Options,
+        request: &Request<B>,
+        spend: Spend,
+        admitted: &mut Admitted,
+    ) -> Verdict {
+        let decided = Verdict::Decided;
         if request.method() == Method::OPTIONS {
             return decided(Decision::Allow(Allowed::Preflight));
         }
@@ -368,10 +382,7 @@ impl Policy {
             )
         };
         let reject = |reason, source, problem| {
-            Verdict::Decided(
-                Decision::Reject(rejection(reason, source, problem)),
-                Admitted::default(),
-            )
+            Verdict::Decided(Decision::Reject(rejection(reason, source, problem)))
         };
         if !self.has_key {
             return reject(RejectReason::NoKeyConfigured, presented.source(), None);
@@ -413,14 +424,12 @@ impl Policy {
                 let limiter = entry.limiter.0.as_ref();
                 let limited = || rejection(RejectReason::RateLimited, Some(source), None);
                 if entry.scope.is_unrestricted() {
-                    let (decision, admitted) = admit(identity, limiter, spend, limited);
-                    return Verdict::Decided(decision, admitted);
+                    return Verdict::Decided(admit(identity, limiter, spend, limited, admitted));
                 }
                 return match judge(&entry.scope, request, &options.trusted.0) {
                     Judged::Pass { model } => {
                         identity.model = model;
-                        let (decision, admitted) = admit(identity, limiter, spend, limited);
-                        Verdict::Decided(decision, admitted)
+                        Verdict::Decided(admit(identity, limiter, spend, limited, admitted))
                     }
                     Judged::ReadBody { model } => {
                         identity.model = model;
@@ -434,7 +443,7 @@ impl Policy {
                         rejection.label = identity.label;
                         rejection.detail = refusal.detail;
                         rejection.note = refusal.note;
-                        Verdict::Decided(Decision::Reject(rejection), Admitted::default())
+                        Verdict::Decided(Decision::Reject(rejection))
                     }
                 };
             }
@@ -444,10 +453,9 @@ impl Policy {
             #[cfg(feature = "key-set")]
             if let Some(limiter) = &self.limiter {
                 let limited = || rejection(RejectReason::RateLimited, Some(source), None);
-                let (decision, admitted) = admit(identity, Some(limiter), spend, limited);
-                return Verdict::Decided(decision, admitted);
+                return Verdict::Decided(admit(identity, Some(limiter), spend, limited, admitted));
             }
-            let _ = spend;
+            let _ = (spend, &admitted);
             decided(Decision::Allow(Allowed::Key(identity)))
         } else {
             reject(
@@ -544,10 +552,13 @@ impl PolicySource {
         options: &Options,
         request: &Request<B>,
         spend: Spend,
+        admitted: &mut Admitted,
     ) -> Verdict {
         match self {
-            PolicySource::Fixed(policy) => policy.judge(options, request, spend),
-            PolicySource::Shared(shared) => shared.policy().judge(options, request, spend),
+            PolicySource::Fixed(policy) => policy.judge(options, request, spend, admitted),
+            PolicySource::Shared(shared) => {
+                shared.policy().judge(options, request, spend, admitted)
+            }
         }
     }
 }

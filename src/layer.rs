@@ -457,8 +457,14 @@ impl<R> ProxyAuthLayer<R> {
     /// rejected?" diagnostics and tests.
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
+        let mut nothing = crate::decision::Admitted::default();
         self.policy
-            .judge(&self.options, request, crate::decision::Spend::Peek)
+            .judge(
+                &self.options,
+                request,
+                crate::decision::Spend::Peek,
+                &mut nothing,
+            )
             .into_decision()
     }
 }

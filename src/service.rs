@@ -83,11 +83,18 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
         let spend = Spend::taking(options);
-        let (decision, admitted) = match self.layer.policy.judge(options, &request, spend) {
-            Verdict::Decided(decision, admitted) => (decision, admitted),
+        let mut admitted = Admitted::default();
+        let decision = match self
+            .layer
+            .policy
+            .judge(options, &request, spend, &mut admitted)
+        {
+            Verdict::Decided(decision) => decision,
             // The body is not read here: only a request whose head shows it
             // has none can pass without its model being known.
-            Verdict::ReadBody(pending) => pending.without_body(no_body(&request), spend),
+            Verdict::ReadBody(pending) => {
+                pending.without_body(no_body(&request), spend, &mut admitted)
+            }
         };
         match allow(decision, admitted, request, options) {
             Outcome::Inner(request, admitted) => {

@@ -180,23 +180,19 @@ where
                         options,
                     } = waiting.take().expect("a reading future holds its request");
                     let data: Bytes = std::mem::take(read).freeze();
-                    let (decision, admitted) = match outcome {
+                    let mut admitted = Admitted::default();
+                    let decision = match outcome {
                         Ok(()) => pending.with_body_model(
                             model_in(&parts.headers, &data),
                             crate::decision::Spend::taking(&options),
+                            &mut admitted,
                         ),
-                        Err((RejectReason::ModelUnreadable, _)) => (
-                            pending.refuse(
-                                RejectReason::ModelUnreadable,
-                                None,
-                                Some("the request body could not be read to its end"),
-                            ),
-                            Admitted::default(),
+                        Err((RejectReason::ModelUnreadable, _)) => pending.refuse(
+                            RejectReason::ModelUnreadable,
+                            None,
+                            Some("the request body could not be read to its end"),
                         ),
-                        Err((reason, detail)) => (
-                            pending.refuse(reason, detail.as_deref(), None),
-                            Admitted::default(),
-                        ),
+                        Err((reason, detail)) => pending.refuse(reason, detail.as_deref(), None),
                     };
                     let request =
                         Request::from_parts(parts, ModelBody::read(data, trailers.take()));

@@ -173,14 +173,16 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
         let spend = Spend::taking(options);
-        let (decision, admitted) = match self.layer.policy.judge(options, &request, spend) {
-            Verdict::Decided(decision, admitted) => (decision, admitted),
+        let mut admitted = Admitted::default();
+        let decision = match self
+            .layer
+            .policy
+            .judge(options, &request, spend, &mut admitted)
+        {
+            Verdict::Decided(decision) => decision,
             Verdict::ReadBody(pending) => match before_reading(&request, options.body_limit) {
-                Before::Empty => pending.without_body(true, spend),
-                Before::Refuse(reason, detail) => (
-                    pending.refuse(reason, detail.as_deref(), None),
-                    Admitted::default(),
-                ),
+                Before::Empty => pending.without_body(true, spend, &mut admitted),
+                Before::Refuse(reason, detail) => pending.refuse(reason, detail.as_deref(), None),
                 Before::Read => {
                     // The service that was polled ready sends the request
                     // once the body is read; a clone takes its place.
@@ -278,13 +280,11 @@ impl Pending {
         mut self,
         named: Named,
         spend: Spend,
-    ) -> (crate::Decision, Admitted) {
-        let refused = |decision| (decision, Admitted::default());
+        admitted: &mut Admitted,
+    ) -> crate::Decision {
         match named {
-            Named::None => self.allow(spend),
-            Named::Unreadable(why) => {
-                refused(self.refuse(RejectReason::ModelUnreadable, None, Some(why)))
-            }
+            Named::None => self.allow(spend, admitted),
+            Named::Unreadable(why) => self.refuse(RejectReason::ModelUnreadable, None, Some(why)),
             Named::Model(model) => {
                 let allowed = self
                     .identity
@@ -292,10 +292,10 @@ impl Pending {
                     .as_ref()
                     .is_some_and(|entry| entry.scope.allows_model(&model));
                 if !allowed {
-                    return refused(self.refuse(RejectReason::ModelNotAllowed, Some(&model), None));
+                    return self.refuse(RejectReason::ModelNotAllowed, Some(&model), None);
                 }
                 self.identity.model = Some(model.into());
-                self.allow(spend)
+                self.allow(spend, admitted)
             }
         }
     }
