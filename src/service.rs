@@ -96,19 +96,16 @@ where
                 pending.without_body(no_body(&request), spend, &mut admitted)
             }
         };
-        match allow(decision, admitted, request, options) {
-            Outcome::Inner(request, admitted) => {
-                ResponseFuture::inner(self.inner.call(request), admitted)
-            }
+        match allow(decision, &mut admitted, request, options) {
+            Outcome::Inner(request) => ResponseFuture::inner(self.inner.call(request), admitted),
             Outcome::Answer(response) => ResponseFuture::rejected(response),
         }
     }
 }
 
-/// A request readied for the inner service (with what its key's limits
-/// admitted it with), or the layer's answer to it.
+/// A request readied for the inner service, or the layer's answer to it.
 pub(crate) enum Outcome<B, R> {
-    Inner(Request<B>, Admitted),
+    Inner(Request<B>),
     Answer(Response<ResponseBody<R>>),
 }
 
@@ -116,7 +113,7 @@ pub(crate) enum Outcome<B, R> {
 /// service, or answers a refused one.
 pub(crate) fn allow<B, R>(
     decision: Decision,
-    #[allow(unused_mut)] mut admitted: Admitted,
+    admitted: &mut Admitted,
     mut request: Request<B>,
     options: &crate::layer::Options,
 ) -> Outcome<B, R> {
@@ -135,9 +132,10 @@ pub(crate) fn allow<B, R>(
             if options.insert_identity {
                 request.extensions_mut().insert(identity);
             }
-            Outcome::Inner(request, admitted)
+            let _ = &admitted;
+            Outcome::Inner(request)
         }
-        Decision::Allow(_) => Outcome::Inner(request, admitted),
+        Decision::Allow(_) => Outcome::Inner(request),
         Decision::Reject(rejection) => {
             Outcome::Answer(respond(rejection, request, options).map(ResponseBody::rejection))
         }

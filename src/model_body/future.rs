@@ -196,10 +196,8 @@ where
                     };
                     let request =
                         Request::from_parts(parts, ModelBody::read(data, trailers.take()));
-                    match allow(decision, admitted, request, &options) {
-                        Outcome::Inner(request, admitted) => {
-                            State::of(service.call(request), admitted)
-                        }
+                    match allow(decision, &mut admitted, request, &options) {
+                        Outcome::Inner(request) => State::of(service.call(request), admitted),
                         Outcome::Answer(response) => State::Ready {
                             response: Some(response),
                         },

@@ -194,11 +194,11 @@ where
         };
         match allow(
             decision,
-            admitted,
+            &mut admitted,
             request.map(ModelBody::streamed),
             options,
         ) {
-            Outcome::Inner(request, admitted) => {
+            Outcome::Inner(request) => {
                 ModelResponseFuture::inner(self.inner.call(request), admitted)
             }
             Outcome::Answer(response) => ModelResponseFuture::ready(response),

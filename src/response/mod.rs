@@ -26,11 +26,12 @@ pub(crate) use message::Bodies;
 pub use shape::ApiShape;
 
 /// Response header on every refusal the layer sends, naming the reason
-/// (`missing_key`, `invalid_key`, `no_key_configured`), also when the
-/// response comes from
+/// ([`RejectReason::as_str`]: `missing_key`, `invalid_key`,
+/// `no_key_configured`, a scope's, or `rate_limited` /
+/// `concurrency_limited`), also when the response comes from
 /// [`rejection_response`](crate::ProxyAuthLayer::rejection_response). An
-/// upstream's own 401 never carries it, so `curl -i` tells at once who
-/// refused the request.
+/// upstream's own 401 or 429 never carries it, so `curl -i` tells at once
+/// who refused the request.
 pub const REJECTION_HEADER: HeaderName = HeaderName::from_static("x-proxy-auth-error");
 
 /// Response header on the layer's own refusals naming the effective mode,
