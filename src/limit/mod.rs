@@ -96,7 +96,7 @@
 //!
 //! `governor` is the well-kept crate for this, and the benchmark
 //! (`benches/limits.rs`) ran it beside this GCRA: its check costs 11 ns,
-//! the rate here 17 ns through the whole layer, so speed decided nothing.
+//! the rate here 16 ns through the whole layer, so speed decided nothing.
 //! It was not taken because
 //! `check()` must report a limit without spending from it (governor has no
 //! read-only step), a 429 needs the exact wait, remaining and reset
