@@ -6,17 +6,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # --- lower bounds of [dependencies] (stable toolchain) ---------------------
 # Resolve in a throwaway copy without [dev-dependencies] (users never resolve
 # them) and without the optional integrations (`metrics`, `watch`,
-# `postgres`: their crates' own old releases do not resolve together), so
-# this checks the core and the default-on features; the repo's Cargo.toml
-# and Cargo.lock are never touched.
+# `postgres`, `axum`: their crates' own old releases do not resolve
+# together), so this checks the core and the default-on features; the
+# repo's Cargo.toml and Cargo.lock are never touched. serde_json stays:
+# `key-set` needs it.
 echo "== minimal versions"
 mv_dir=$(mktemp -d)
 trap 'rm -rf "$mv_dir"' EXIT
 tar --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -xf - -C "$mv_dir"
 awk '
   /^\[/ { skip = ($0 == "[dev-dependencies]" || $0 == "[[bench]]" || $0 == "[[example]]") }
-  /^(metrics|notify|tokio|serde_json|toml|tokio-postgres) = / { next }
-  /^(metrics|watch|postgres) = \[/ { next }
+  /^(metrics|notify|tokio|toml|tokio-postgres|axum) = / { next }
+  /^(metrics|watch|postgres|axum) = \[/ { next }
   !skip' Cargo.toml > "$mv_dir/Cargo.toml"
 for z in direct-minimal-versions minimal-versions; do
   echo "-- -Z $z"

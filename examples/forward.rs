@@ -19,7 +19,10 @@
 //! Settings: those of the other examples (`PROXY_LISTEN`, `PROXY_AUTH_MODE`,
 //! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`), plus `PROXY_UPSTREAM` (base
 //! URL, `http://` or `https://`, may end in a path such as `/v1`, which is
-//! put in front of every forwarded path) and `PROXY_UPSTREAM_KEY`.
+//! put in front of every forwarded path) and `PROXY_UPSTREAM_KEY`. With
+//! `--features watch`, `PROXY_CONFIG_FILE` names a JSON or TOML file
+//! followed for changes (named keys, their scopes and limits), as in the
+//! axum example.
 //!
 //! # Design
 //!
@@ -97,6 +100,10 @@
 mod settings;
 #[path = "common/upstream.rs"]
 mod upstream;
+
+// PROXY_CONFIG_FILE, as the axum example reads it.
+#[path = "common/config_file.rs"]
+mod config_file;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -510,6 +517,10 @@ async fn main() {
     });
     let settings = settings::start();
     let shared = SharedSecurityConfig::new(settings.config.clone());
+    // Kept alive while serving: dropping it stops following the file.
+    let _config_file = config_file::follow_from_env(&shared);
+    // After the file was read: the guard judges the config in force, and
+    // every reload from then on.
     settings::guard_or_exit(&shared, &settings);
     let listener = settings::bind_or_exit(&settings).await;
     settings::print_banner("forward", &settings, &shared, &listener);

@@ -52,6 +52,17 @@ pub struct ProxySecurityConfig {
     /// [`ProxyAuthMode::Auto`] and by [`check_listen_addr`](Self::check_listen_addr).
     #[cfg_attr(feature = "serde", serde(default))]
     pub allow_lan_access: bool,
+    /// The default [`Limits`](crate::Limits) of every key: the plain
+    /// `api_key`'s, and those a [`KeySet`](crate::KeySet) key leaves out
+    /// (see [`limit`](crate::limit)). Default: none. In serde, `limits = {
+    /// rpm = 60, max_concurrent = 4 }`, left out when none.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "crate::Limits::is_none")
+    )]
+    pub limits: crate::Limits,
 }
 
 impl ProxySecurityConfig {
@@ -62,7 +73,18 @@ impl ProxySecurityConfig {
             auth_mode,
             api_key: api_key.into(),
             allow_lan_access: false,
+            #[cfg(feature = "key-set")]
+            limits: crate::Limits::NONE,
         }
+    }
+
+    /// Sets the default [`limits`](Self::limits) of every key.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    #[must_use]
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets `allow_lan_access`.
@@ -175,12 +197,15 @@ impl Default for ProxySecurityConfig {
 
 impl fmt::Debug for ProxySecurityConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProxySecurityConfig")
+        let mut debug = f.debug_struct("ProxySecurityConfig");
+        debug
             .field("auth_mode", &self.auth_mode)
             .field("effective_auth_mode", &self.effective_auth_mode())
             .field("api_key", &self.api_key)
-            .field("allow_lan_access", &self.allow_lan_access)
-            .finish()
+            .field("allow_lan_access", &self.allow_lan_access);
+        #[cfg(feature = "key-set")]
+        debug.field("limits", &self.limits);
+        debug.finish()
     }
 }
 

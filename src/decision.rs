@@ -29,10 +29,67 @@ use crate::{
 #[cfg(feature = "key-set")]
 use zeroize::{Zeroize, Zeroizing};
 
+#[cfg(feature = "key-set")]
+pub(crate) use crate::limit::{Admitted, Spend};
+#[cfg(feature = "key-set")]
+use crate::limit::{KeyLimiter, LimitKind};
+
+#[cfg(feature = "key-set")]
+pub(crate) use crate::limit::Slot;
+
+/// What an admitted request holds of its key's limits; nothing without
+/// the `key-set` feature, which has the limits.
+#[cfg(not(feature = "key-set"))]
+#[derive(Debug, Default)]
+pub(crate) struct Admitted;
+
+/// A concurrency slot; there are none without the `key-set` feature.
+#[cfg(not(feature = "key-set"))]
+#[derive(Debug, Default)]
+pub(crate) struct Slot;
+
+#[cfg(not(feature = "key-set"))]
+impl Slot {
+    pub(crate) fn release(&mut self) {}
+}
+
+#[cfg(not(feature = "key-set"))]
+impl Admitted {
+    pub(crate) fn is_empty(&self) -> bool {
+        true
+    }
+
+    /// The inner service's response, as the layer hands it on.
+    pub(crate) fn into_response<B>(
+        self,
+        response: http::Response<B>,
+    ) -> http::Response<crate::ResponseBody<B>> {
+        response.map(crate::ResponseBody::inner)
+    }
+}
+
+/// Whether a decision spends from the limits; without the `key-set`
+/// feature there are none to spend from.
+#[cfg(not(feature = "key-set"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spend {
+    Take,
+    Peek,
+}
+
+#[cfg(not(feature = "key-set"))]
+impl Spend {
+    pub(crate) fn taking(_: &Options) -> Spend {
+        Spend::Take
+    }
+}
+
 /// What the layer does with a request, as its head shows.
 #[derive(Debug)]
 pub(crate) enum Verdict {
-    /// Allowed or refused.
+    /// Allowed or refused. What the key's limits admitted an allowed
+    /// request with (a concurrency slot) is written to the judge's
+    /// `admitted`, so the common path moves nothing more than before.
     Decided(Decision),
     /// Allowed so far; the key is limited to models and the path names
     /// none, so the body's model, if the request has a body, must be
@@ -49,16 +106,36 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Allowed when the body is known to be empty; otherwise refused, as
-    /// the body is not read.
-    pub(crate) fn without_body(self, empty: bool) -> Decision {
+    /// Allowed when the body is known to be empty (if the key's limits let
+    /// it through); otherwise refused, as the body is not read.
+    pub(crate) fn without_body(
+        self,
+        empty: bool,
+        spend: Spend,
+        admitted: &mut Admitted,
+    ) -> Decision {
         if empty {
-            return Decision::Allow(Allowed::Key(self.identity));
+            return self.allow(spend, admitted);
         }
         let mut refusal = self.refusal;
         refusal.reason = RejectReason::ModelUnreadable;
         refusal.note = Some("the key is limited to some models and the request may name one in its body, which this layer does not read (build it with ProxyAuthLayer::read_model_bodies)");
         Decision::Reject(refusal)
+    }
+
+    /// In scope: allowed if the key's limits let it through.
+    pub(crate) fn allow(self, spend: Spend, admitted: &mut Admitted) -> Decision {
+        #[cfg(feature = "key-set")]
+        {
+            let entry = self.identity.entry.clone();
+            let limiter = entry.as_deref().and_then(|e| e.limiter.0.as_ref());
+            admit(self.identity, limiter, spend, || self.refusal, admitted)
+        }
+        #[cfg(not(feature = "key-set"))]
+        {
+            let _ = (spend, admitted);
+            Decision::Allow(Allowed::Key(self.identity))
+        }
     }
 
     /// Refused for what the body showed.
@@ -83,7 +160,42 @@ impl Verdict {
     pub(crate) fn into_decision(self) -> Decision {
         match self {
             Verdict::Decided(decision) => decision,
-            Verdict::ReadBody(pending) => Decision::Allow(Allowed::Key(pending.identity)),
+            Verdict::ReadBody(pending) => pending.allow(Spend::Peek, &mut Admitted::default()),
+        }
+    }
+}
+
+/// An in-scope key through its limits: allowed (what they admitted it with
+/// written to `admitted`), or refused with `refusal` (its source, label and
+/// modes) made a 429. Without a limiter, allowed.
+#[cfg(feature = "key-set")]
+#[inline(always)]
+fn admit(
+    identity: Authenticated,
+    limiter: Option<&KeyLimiter>,
+    spend: Spend,
+    refusal: impl FnOnce() -> Rejection,
+    admitted: &mut Admitted,
+) -> Decision {
+    let Some(limiter) = limiter else {
+        return Decision::Allow(Allowed::Key(identity));
+    };
+    match limiter.admit(spend) {
+        Ok(taken) => {
+            *admitted = taken;
+            Decision::Allow(Allowed::Key(identity))
+        }
+        Err(limited) => {
+            let mut rejection = refusal();
+            rejection.reason = match limited.kind {
+                LimitKind::Rate => RejectReason::RateLimited,
+                _ => RejectReason::ConcurrencyLimited,
+            };
+            rejection.label = identity.label;
+            rejection.detail = None;
+            rejection.note = None;
+            rejection.limit = Some(limited);
+            Decision::Reject(rejection)
         }
     }
 }
@@ -128,6 +240,9 @@ pub(crate) struct Policy {
     has_key: bool,
     /// Why `api_key` cannot match anything, if it cannot (and is not blank).
     key_problem: Option<UnusableKey>,
+    /// The plain `api_key`'s limits (the config's `limits`) and their state.
+    #[cfg(feature = "key-set")]
+    limiter: Option<KeyLimiter>,
 }
 
 impl Policy {
@@ -136,12 +251,17 @@ impl Policy {
             config,
             #[cfg(feature = "key-set")]
             KeySet::new(),
+            None,
         )
     }
 
+    /// Compiles `config` and `keys`; each label's limiter (and the plain
+    /// `api_key`'s) carries the state it had in `previous`, the policy this
+    /// one replaces.
     pub(crate) fn build(
         config: ProxySecurityConfig,
-        #[cfg(feature = "key-set")] keys: KeySet,
+        #[cfg(feature = "key-set")] mut keys: KeySet,
+        previous: Option<&Policy>,
     ) -> Self {
         // A header value cannot start or end with whitespace once an HTTP
         // parser has read it, so a key pasted with a trailing newline could
@@ -172,6 +292,13 @@ impl Policy {
         #[cfg(feature = "key-set")]
         warn_about_overlap(&key, trimmed, &keys);
         #[cfg(feature = "key-set")]
+        let limiter = {
+            set_limiters(&mut keys, config.limits, previous);
+            KeyLimiter::build(config.limits, previous.and_then(|p| p.limiter.as_ref()))
+        };
+        #[cfg(not(feature = "key-set"))]
+        let _ = previous;
+        #[cfg(feature = "key-set")]
         let has_key = !key.is_empty() || !keys.is_empty();
         #[cfg(not(feature = "key-set"))]
         let has_key = !key.is_empty();
@@ -182,7 +309,18 @@ impl Policy {
             #[cfg(feature = "key-set")]
             keys,
             has_key,
+            #[cfg(feature = "key-set")]
+            limiter,
             config,
+        }
+    }
+
+    /// The limiter of a label, or of the plain `api_key` (`None`).
+    #[cfg(all(test, feature = "key-set"))]
+    pub(crate) fn limiter_of(&self, label: Option<&str>) -> Option<&KeyLimiter> {
+        match label {
+            None => self.limiter.as_ref(),
+            Some(label) => self.keys.get(label)?.limiter.0.as_ref(),
         }
     }
 
@@ -202,22 +340,31 @@ impl Policy {
     /// The decision on what the request's head shows.
     #[cfg(test)]
     fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
-        self.judge(options, request).into_decision()
+        self.judge(options, request, Spend::Peek, &mut Admitted::default())
+            .into_decision()
     }
 
     /// Judges a request. The order is the Antigravity one: preflight, then
     /// mode, then exempt paths, then the configured key, then the presented
-    /// key; then a named key's scopes.
-    fn judge<B>(&self, options: &Options, request: &Request<B>) -> Verdict {
+    /// key; then a named key's scopes; then the key's limits, spent from
+    /// only if `spend` says so.
+    fn judge<B>(
+        &self,
+        options: &Options,
+        request: &Request<B>,
+        spend: Spend,
+        admitted: &mut Admitted,
+    ) -> Verdict {
+        let decided = Verdict::Decided;
         if request.method() == Method::OPTIONS {
-            return Verdict::Decided(Decision::Allow(Allowed::Preflight));
+            return decided(Decision::Allow(Allowed::Preflight));
         }
         match self.mode {
-            Enforced::Off => return Verdict::Decided(Decision::Allow(Allowed::AuthOff)),
+            Enforced::Off => return decided(Decision::Allow(Allowed::AuthOff)),
             Enforced::AllExceptHealth
                 if options.is_exempt(client_path(request.extensions(), request.uri())) =>
             {
-                return Verdict::Decided(Decision::Allow(Allowed::ExemptPath));
+                return decided(Decision::Allow(Allowed::ExemptPath));
             }
             Enforced::AllExceptHealth | Enforced::Strict => {}
         }
@@ -274,8 +421,10 @@ impl Policy {
                     model: None,
                     entry: Some(Arc::clone(entry)),
                 };
+                let limiter = entry.limiter.0.as_ref();
+                let limited = || rejection(RejectReason::RateLimited, Some(source), None);
                 if entry.scope.is_unrestricted() {
-                    return Verdict::Decided(Decision::Allow(Allowed::Key(identity)));
+                    return Verdict::Decided(admit(identity, limiter, spend, limited, admitted));
                 }
                 return match judge(
                     &entry.scope,
@@ -285,7 +434,7 @@ impl Policy {
                 ) {
                     Judged::Pass { model } => {
                         identity.model = model;
-                        Verdict::Decided(Decision::Allow(Allowed::Key(identity)))
+                        Verdict::Decided(admit(identity, limiter, spend, limited, admitted))
                     }
                     Judged::ReadBody { model } => {
                         identity.model = model;
@@ -305,9 +454,14 @@ impl Policy {
             }
         }
         if default_matches {
-            Verdict::Decided(Decision::Allow(Allowed::Key(Authenticated::default_key(
-                source,
-            ))))
+            let identity = Authenticated::default_key(source);
+            #[cfg(feature = "key-set")]
+            if let Some(limiter) = &self.limiter {
+                let limited = || rejection(RejectReason::RateLimited, Some(source), None);
+                return Verdict::Decided(admit(identity, Some(limiter), spend, limited, admitted));
+            }
+            let _ = (spend, &admitted);
+            decided(Decision::Allow(Allowed::Key(identity)))
         } else {
             reject(
                 RejectReason::InvalidKey,
@@ -331,6 +485,28 @@ fn mismatch(source: KeySource, key: &[u8], raw: &[u8]) -> Option<KeyProblem> {
         (KeySource::Authorization, Scheme::MalformedBearer) => Some(KeyProblem::MalformedBearer),
         (KeySource::Authorization, Scheme::Other) => Some(KeyProblem::OtherScheme),
         _ => None,
+    }
+}
+
+/// Gives every entry the limiter of its limits over `defaults`, carrying
+/// the state its label had in `previous`. An entry shared with the previous
+/// set whose limits in force did not change keeps its limiter as it is.
+#[cfg(feature = "key-set")]
+fn set_limiters(keys: &mut KeySet, defaults: crate::Limits, previous: Option<&Policy>) {
+    for entry in keys.entries_mut() {
+        let limits = entry.limits.or(defaults);
+        let current = entry.limiter.0.as_ref();
+        if current.map(|l| l.limits) == Some(limits) || (current.is_none() && limits.is_none()) {
+            continue;
+        }
+        // The state to carry: this entry's own (a set cloned from the
+        // previous one), else the previous policy's entry of the label.
+        let before = current.cloned().or_else(|| {
+            let previous = previous?.keys.get(&entry.label)?;
+            previous.limiter.0.clone()
+        });
+        // Copy-on-write: the previous policy's set may share this entry.
+        Arc::make_mut(entry).limiter.0 = KeyLimiter::build(limits, before.as_ref());
     }
 }
 
@@ -376,10 +552,18 @@ impl PolicySource {
     /// One config snapshot per decision, released before the inner service
     /// runs: a request sees the old config or the new one, never a mix.
     #[inline]
-    pub(crate) fn judge<B>(&self, options: &Options, request: &Request<B>) -> Verdict {
+    pub(crate) fn judge<B>(
+        &self,
+        options: &Options,
+        request: &Request<B>,
+        spend: Spend,
+        admitted: &mut Admitted,
+    ) -> Verdict {
         match self {
-            PolicySource::Fixed(policy) => policy.judge(options, request),
-            PolicySource::Shared(shared) => shared.policy().judge(options, request),
+            PolicySource::Fixed(policy) => policy.judge(options, request, spend, admitted),
+            PolicySource::Shared(shared) => {
+                shared.policy().judge(options, request, spend, admitted)
+            }
         }
     }
 }
@@ -480,7 +664,7 @@ mod tests {
         {
             let mut keys = KeySet::new();
             keys.insert("ci", "sk-ci").unwrap();
-            let with_keys = Policy::build(ProxySecurityConfig::new(Strict, ""), keys);
+            let with_keys = Policy::build(ProxySecurityConfig::new(Strict, ""), keys, None);
             assert_eq!(
                 with_keys.check_keys(),
                 Ok(()),

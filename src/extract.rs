@@ -310,6 +310,7 @@ pub(crate) fn strip_bearer(value: &[u8]) -> &[u8] {
 /// proxy, RFC 9110 §11.7.2, so never meant for an upstream API, though it
 /// is never read as a key) and every key parameter ([`is_key_param`]) of
 /// the query, whether or not `query_key` is on.
+#[inline]
 pub(crate) fn strip_credentials<B>(request: &mut Request<B>) {
     let headers = request.headers_mut();
     for (_, name) in &HEADER_SOURCES {

@@ -7,6 +7,7 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use crate::decision::Admitted;
 use crate::ResponseBody;
 
 pin_project! {
@@ -22,15 +23,24 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B> {
         Inner { #[pin] future: F },
+        // A request that holds something of its key's limits (a slot, a
+        // report): apart, so the common case carries and drops nothing.
+        Limited { #[pin] future: F, admitted: Admitted },
         Rejected { response: Option<Response<ResponseBody<B>>> },
     }
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn inner(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Inner { future },
-        }
+    #[inline]
+    pub(crate) fn inner(future: F, admitted: Admitted) -> Self {
+        let kind = if admitted.is_empty() {
+            // Nothing to give back: skip its drop glue on the common path.
+            std::mem::forget(admitted);
+            Kind::Inner { future }
+        } else {
+            Kind::Limited { future, admitted }
+        };
+        ResponseFuture { kind }
     }
 
     pub(crate) fn rejected(response: Response<ResponseBody<B>>) -> Self {
@@ -48,11 +58,19 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => {
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            }
+            KindProj::Limited { future, admitted } => {
+                // An error gives the key's concurrency slot back at once,
+                // as does dropping this future before it is ready.
+                let result = ready!(future.poll(cx));
+                let admitted = std::mem::take(admitted);
+                Poll::Ready(result.map(|response| admitted.into_response(response)))
             }
             KindProj::Rejected { response } => Poll::Ready(Ok(response
                 .take()

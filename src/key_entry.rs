@@ -6,15 +6,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::limit::KeyLimiter;
 use crate::scope::{Scope, ScopeText};
-use crate::ApiKey;
+use crate::{ApiKey, Limits};
 
 /// A key for [`KeySet::add`](crate::KeySet::add): a label, the key (or its
 /// `sha256:<hex>` digest), and optionally an expiry, scopes (see
-/// [`scope`](crate::scope)) and the author's own data for it. Scopes are
-/// checked when the key is added: an empty list, a `*` inside a model
-/// pattern, a route without a leading `/` or a bad CIDR block is an error,
-/// never an open key.
+/// [`scope`](crate::scope)), limits (see [`limit`](crate::limit)) and the
+/// author's own data for it. Scopes and limits are checked when the key is
+/// added: an empty list, a `*` inside a model pattern, a route without a
+/// leading `/`, a bad CIDR block, a limit of 0 or a `burst` without `rpm`
+/// is an error, never an open key.
 ///
 /// ```
 /// use proxy_auth::{KeySet, NewKey};
@@ -34,6 +36,8 @@ pub struct NewKey {
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) data: Option<KeyData>,
     pub(crate) scope: ScopeText,
+    /// `rpm`, `burst`, `max_concurrent` as given, checked by `KeySet::add`.
+    pub(crate) limits: [Option<u32>; 3],
 }
 
 impl NewKey {
@@ -45,7 +49,37 @@ impl NewKey {
             expires_at: None,
             data: None,
             scope: ScopeText::default(),
+            limits: [None; 3],
         }
+    }
+
+    /// Limits the key to `rpm` requests per minute, sustained (see
+    /// [`limit`](crate::limit)); `burst` of them may come back to back
+    /// (default: `rpm`).
+    pub fn rpm(mut self, rpm: u32) -> Self {
+        self.limits[0] = Some(rpm);
+        self
+    }
+
+    /// Sets how many requests may come back to back at the key's
+    /// [`rpm`](Self::rpm) (default: `rpm`). A burst without an `rpm` is an
+    /// error when the key is added.
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.limits[1] = Some(burst);
+        self
+    }
+
+    /// Limits the key to `max` requests in flight at once; a request holds
+    /// its slot until its response body is done or dropped.
+    pub fn max_concurrent(mut self, max: u32) -> Self {
+        self.limits[2] = Some(max);
+        self
+    }
+
+    /// Sets all three limits at once (over whatever was set before).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = [limits.rpm(), limits.burst(), limits.max_concurrent()];
+        self
     }
 
     /// Sets the models the key may use: exact names, or prefixes ending in
@@ -105,6 +139,7 @@ impl fmt::Debug for NewKey {
             .field("expires_at", &self.expires_at)
             .field("data", &self.data.is_some())
             .field("scope", &self.scope)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -143,7 +178,25 @@ pub struct KeyEntry {
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) data: Option<KeyData>,
     pub(crate) scope: Scope,
+    /// The key's own limits, as added.
+    pub(crate) limits: Limits,
+    /// The limits in force (its own over the config's defaults) and their
+    /// state; set when a policy is built from the set.
+    pub(crate) limiter: LimiterCell,
 }
+
+/// A [`KeyEntry`]'s limiter: state, not configuration, so it takes no part
+/// in comparing entries.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LimiterCell(pub(crate) Option<KeyLimiter>);
+
+impl PartialEq for LimiterCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LimiterCell {}
 
 impl KeyEntry {
     /// The key's label.
@@ -184,6 +237,14 @@ impl KeyEntry {
         self.scope.ip_texts()
     }
 
+    /// The key's own limits, as added (the config's
+    /// [`limits`](crate::ProxySecurityConfig::limits) fill in what they
+    /// leave out).
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     pub(crate) fn is_expired(&self) -> bool {
         self.expires_at.is_some_and(|at| at <= SystemTime::now())
     }
@@ -196,6 +257,7 @@ impl fmt::Debug for KeyEntry {
             .field("expires_at", &self.expires_at)
             .field("data", &self.data.is_some())
             .field("scope", &self.scope)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -57,6 +57,15 @@ pub enum KeySetError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A limit of the key cannot be right: 0, over the largest, or a
+    /// `burst` without `rpm` (see [`LimitError`](crate::LimitError)).
+    #[error("the key labelled {label:?}: {error}")]
+    BadLimits {
+        /// The key's label.
+        label: String,
+        /// What is wrong.
+        error: crate::LimitError,
+    },
     /// The same key (or digest) is already in the set under another label.
     #[error("the key labelled {label:?} is the same key as the one labelled {existing:?}; every key must be distinct so a request maps to one identity")]
     DuplicateKey {
@@ -78,8 +87,10 @@ pub enum KeySetError {
 /// Deserializes from a list: `[{"label": "alice", "key": "sk-..."},
 /// {"label": "ci", "key": "sha256:<hex>", "expires_at": 1767225600,
 /// "models": ["gpt-4o-mini"], "routes": ["/v1/chat"], "allowed_ips":
-/// ["10.0.0.0/8"]}]` (`expires_at` in Unix seconds); an unknown field is an
-/// error, so a misspelt scope never leaves a key unrestricted. Serializing
+/// ["10.0.0.0/8"], "rpm": 60, "burst": 10, "max_concurrent": 2}]`
+/// (`expires_at` in Unix seconds; scopes see [`scope`](crate::scope),
+/// limits [`limit`](crate::limit)); an unknown field is an error, so a
+/// misspelt scope or limit never leaves a key unrestricted. Serializing
 /// writes digests only. A key's own data ([`NewKey::data`]) is not part of
 /// this form (a watched config file carries it as JSON).
 ///
@@ -180,6 +191,7 @@ impl KeySet {
             expires_at,
             data,
             scope,
+            limits,
         } = new;
         let key = key.expose_secret();
         // Stored trimmed, so `remove("alice")` finds a key added as "alice ".
@@ -204,6 +216,13 @@ impl KeySet {
             label: label.clone(),
             message,
         })?;
+        let [rpm, burst, max_concurrent] = limits;
+        let limits = crate::Limits::new(rpm, burst, max_concurrent).map_err(|error| {
+            KeySetError::BadLimits {
+                label: label.clone(),
+                error,
+            }
+        })?;
         let digest = StoredDigest::new(&digest);
         if let Some(existing) = self.by_digest.get(&digest) {
             if *existing.label != *label {
@@ -221,6 +240,8 @@ impl KeySet {
             expires_at,
             data,
             scope,
+            limits,
+            limiter: Default::default(),
         };
         self.by_digest.insert(digest, Arc::new(entry));
         Ok(())
@@ -281,6 +302,11 @@ impl KeySet {
             .map(|entry| &**entry)
     }
 
+    /// Every entry, to set its limiter when a policy is built.
+    pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut Arc<KeyEntry>> {
+        self.by_digest.values_mut()
+    }
+
     /// The entry whose digest equals `digest`. The map's own probing and
     /// key comparison are not constant-time; what they could reveal is how
     /// the SHA-256 of the attacker's own input relates to stored digests,
@@ -330,6 +356,11 @@ struct KeySpec {
     routes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     allowed_ips: Option<Vec<String>>,
+    rpm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_concurrent: Option<u32>,
 }
 
 #[cfg(feature = "serde")]
@@ -346,6 +377,9 @@ impl Serialize for KeySet {
                 models: owned(entry.scope.model_texts()),
                 routes: owned(entry.scope.route_texts()),
                 allowed_ips: entry.scope.ip_texts(),
+                rpm: entry.limits.rpm(),
+                burst: entry.limits.burst(),
+                max_concurrent: entry.limits.max_concurrent(),
             })
             .collect();
         specs.sort_by(|a, b| a.label.cmp(&b.label));
@@ -401,6 +435,7 @@ impl<'de> Deserialize<'de> for KeySet {
             new.scope.models = spec.models;
             new.scope.routes = spec.routes;
             new.scope.allowed_ips = spec.allowed_ips;
+            new.limits = [spec.rpm, spec.burst, spec.max_concurrent];
             set.add(new).map_err(serde::de::Error::custom)?;
         }
         Ok(set)

@@ -92,6 +92,10 @@ pub(crate) struct Options {
     pub(crate) body_limit: usize,
     /// The refusal bodies written so far; they depend on `sources`.
     pub(crate) bodies: Arc<Bodies>,
+    /// Whether accepted responses of limited keys get the IETF
+    /// `RateLimit-Policy` / `RateLimit` fields.
+    #[cfg(feature = "key-set")]
+    pub(crate) rate_limit_headers: bool,
     // Feature `metrics`: the per-key switch and the layer's counter handles.
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::LayerMetrics,
@@ -123,6 +127,8 @@ impl Default for Options {
             trusted: Default::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             bodies: Arc::default(),
+            #[cfg(feature = "key-set")]
+            rate_limit_headers: false,
             #[cfg(feature = "metrics")]
             metrics: Default::default(),
         }
@@ -159,7 +165,9 @@ impl ProxyAuthLayer {
     #[cfg(feature = "key-set")]
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
     pub fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
-        Self::with_source(PolicySource::Fixed(Arc::new(Policy::build(config, keys))))
+        Self::with_source(PolicySource::Fixed(Arc::new(Policy::build(
+            config, keys, None,
+        ))))
     }
 
     /// A layer that reads the config from `shared` on every request, so a
@@ -329,6 +337,20 @@ impl<R> ProxyAuthLayer<R> {
         self
     }
 
+    /// Sets whether the responses to accepted requests of a key with limits
+    /// ([`limit`](crate::limit)) get the IETF `RateLimit-Policy` and
+    /// `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers) with the
+    /// key's quota and what is left of it (default: off). An upstream's own
+    /// fields of those names are left as they are, and no `x-ratelimit-*`
+    /// header is ever added to an accepted response: those are the
+    /// upstream's. Building the two values allocates.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    pub fn rate_limit_headers(mut self, add: bool) -> Self {
+        self.options_mut().rate_limit_headers = add;
+        self
+    }
+
     /// Pins the error shape of every refusal's body to one API's (default:
     /// chosen per request from its key header and path; see [`ApiShape`]).
     /// For a proxy that speaks one API, whose clients must see its error
@@ -433,29 +455,49 @@ impl<R> ProxyAuthLayer<R> {
 }
 
 impl ProxyAuthLayer<HeadsOnly> {
-    /// Judges `request` as the layer would, without sending it anywhere
-    /// and without logging: for "why was I rejected?" diagnostics and tests.
-    /// Like the service, it refuses a request of a key limited to models
-    /// whose model could be in its body (this layer does not read bodies)
-    /// unless its head shows it has none.
+    /// Judges `request` as the layer would, without sending it anywhere,
+    /// without logging and without spending from the key's limits (a key
+    /// at its limit is reported as the `429` it would get): for "why was I
+    /// rejected?" diagnostics and tests. Like the service, it refuses a
+    /// request of a key limited to models whose model could be in its body
+    /// (this layer does not read bodies) unless its head shows it has none.
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
-        match self.policy.judge(&self.options, request) {
+        let mut nothing = crate::decision::Admitted::default();
+        let verdict = self.policy.judge(
+            &self.options,
+            request,
+            crate::decision::Spend::Peek,
+            &mut nothing,
+        );
+        match verdict {
             Verdict::Decided(decision) => decision,
-            Verdict::ReadBody(pending) => pending.without_body(crate::service::no_body(request)),
+            Verdict::ReadBody(pending) => pending.without_body(
+                crate::service::no_body(request),
+                crate::decision::Spend::Peek,
+                &mut nothing,
+            ),
         }
     }
 }
 
 impl ProxyAuthLayer<ReadsBodies> {
     /// Judges `request`'s head as the layer would, without sending it
-    /// anywhere and without logging. A request whose model the service
-    /// would read from its body is judged by its head only: allowed here if
-    /// everything else is, though the service may still refuse it for its
-    /// body's model.
+    /// anywhere, without logging and without spending from the key's
+    /// limits. A request whose model the service would read from its body
+    /// is judged by its head only: allowed here if everything else is,
+    /// though the service may still refuse it for its body's model.
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
-        self.policy.judge(&self.options, request).into_decision()
+        let mut nothing = crate::decision::Admitted::default();
+        self.policy
+            .judge(
+                &self.options,
+                request,
+                crate::decision::Spend::Peek,
+                &mut nothing,
+            )
+            .into_decision()
     }
 }
 

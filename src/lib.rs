@@ -96,9 +96,10 @@
 //! CORS headers rather than a CORS error; expose [`REJECTION_HEADER`] so
 //! page scripts can read the reason), then `TimeoutLayer` or anything else
 //! that should also apply to refused requests. Inside it: whatever must
-//! only see authenticated requests (rate limits per key, the forwarding
-//! client). [`ResponseBody`] implements `Default` where the inner body does,
-//! as tower-http's layers that answer on their own require.
+//! only see authenticated requests (quotas of your own beyond the layer's
+//! [limits](limit), the forwarding client). [`ResponseBody`] implements
+//! `Default` where the inner body does, as tower-http's layers that answer
+//! on their own require.
 //!
 //! ```
 //! use std::time::Duration;
@@ -136,6 +137,10 @@
 //!   [`error_shape`](ProxyAuthLayer::error_shape) and
 //!   [`rejection_response`](ProxyAuthLayer::rejection_response): the header
 //!   rules and the error format of an existing proxy.
+//! - [`limit`]: per-key `rpm` (with a `burst`) and `max_concurrent`, and
+//!   defaults for every key in [`ProxySecurityConfig::limits`]; a key at
+//!   its limit gets a `429` whose headers make the OpenAI and Anthropic
+//!   SDKs wait exactly as long as needed.
 //! - [`ProxyAuthLayer::query_key`]: accept `?key=` (any ASCII case, name
 //!   percent-decoded once) as a last source.
 //! - [`ProxyAuthLayer::strip_credentials`] (on by default): the key
@@ -182,8 +187,9 @@
 //!
 //! - `serde`: `Serialize`/`Deserialize` for [`ProxyAuthMode`],
 //!   [`ProxySecurityConfig`] and `KeySet`.
-//! - `key-set`: `KeySet` with scopes, `sha256:` digest keys and
-//!   `key_digest` (`sha2`; `serde_json` to read JSON bodies' models).
+//! - `key-set`: `KeySet` with scopes and limits, `sha256:` digest keys and
+//!   `key_digest` (`sha2`; `serde_json` to read JSON bodies' models;
+//!   `quanta`, the limits' clock).
 //!   Without it a `sha256:` `api_key` is refused (treated as no key), never
 //!   taken as plaintext.
 //! - `generate-key`: `generate_api_key` and `ProxySecurityConfig::default()`
@@ -237,6 +243,8 @@ mod key_entry;
 #[cfg(feature = "key-set")]
 mod key_set;
 mod layer;
+#[cfg(feature = "key-set")]
+pub mod limit;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -272,6 +280,8 @@ pub use key_entry::{KeyEntry, NewKey};
 #[cfg(feature = "key-set")]
 pub use key_set::{KeySet, KeySetError};
 pub use layer::{HeadsOnly, ProxyAuthLayer, ReadsBodies, DEFAULT_BODY_LIMIT};
+#[cfg(feature = "key-set")]
+pub use limit::{LimitError, LimitKind, Limited, Limits};
 pub use mode::{ParseModeError, ProxyAuthMode};
 #[cfg(feature = "key-set")]
 pub use model_body::{ModelBody, ModelResponseFuture};

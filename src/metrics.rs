@@ -7,10 +7,10 @@
 //! | label | values | meaning |
 //! |---|---|---|
 //! | `outcome` | `allowed`, `rejected` | whether the inner service was called |
-//! | `reason` | `preflight`, `auth_off`, `exempt_path`, `key` (allowed); `missing_key`, `invalid_key`, `no_key_configured`, and for a key out of its scope `model_not_allowed`, `route_not_allowed`, `ip_not_allowed`, `model_unreadable`, `body_too_large`, `unsupported_encoding` (rejected: the `x-proxy-auth-error` header's value) | why |
+//! | `reason` | `preflight`, `auth_off`, `exempt_path`, `key` (allowed); `missing_key`, `invalid_key`, `no_key_configured`, for a key out of its scope `model_not_allowed`, `route_not_allowed`, `ip_not_allowed`, `model_unreadable`, `body_too_large`, `unsupported_encoding`, and for a key at its limit `rate_limited`, `concurrency_limited` (rejected: the `x-proxy-auth-error` header's value) | why |
 //! | `source` | `authorization`, `x-api-key`, `x-goog-api-key`, `query`, `none` | where the key was read from; `none` when no key was looked at or none was present |
 //!
-//! Only the 41 combinations that can happen exist (a preflight never has a
+//! Only the 49 combinations that can happen exist (a preflight never has a
 //! source, an `invalid_key` always has one), and all of them are registered
 //! at the layer's first request, so they are exported at `0` from then on
 //! and `rate()` and "absent" alerts work without waiting for a first event.
@@ -25,12 +25,15 @@
 //! 100,000 series in the metrics backend; turn it on only for sets of a
 //! size your backend is sized for. The config's `api_key` has no label and
 //! is not counted there (its count is the `reason="key"` total minus the sum
-//! of the per-label counts).
+//! of the per-label counts). With key labels on, each key with a
+//! concurrency limit ([`limit`](crate::limit)) also has a gauge,
+//! [`proxy_auth_key_in_flight{label}`](KEY_IN_FLIGHT): its requests in
+//! flight, set whenever one starts or ends.
 //!
 //! # Cost
 //!
 //! With the feature off, none of this is compiled. With it on, the layer
-//! registers its 41 counter handles with the recorder once, at its first
+//! registers its 49 counter handles with the recorder once, at its first
 //! request, and each request then costs one atomic load (the handle table)
 //! and one counter increment through the handle, with no allocation, no
 //! hashing and no lock in the recorder's registry. The per-key counter is
@@ -214,6 +217,36 @@ pub(crate) struct LayerMetrics {
     handles: Arc<OnceLock<Handles>>,
 }
 
+impl LayerMetrics {
+    /// Whether per-key series are on.
+    #[cfg(feature = "key-set")]
+    #[inline]
+    pub(crate) fn key_labels(&self) -> bool {
+        self.key_labels
+    }
+}
+
+/// `proxy_auth_key_in_flight{label}`: requests in flight of each key with a
+/// concurrency limit, only with
+/// [`ProxyAuthLayer::metrics_key_labels(true)`](crate::ProxyAuthLayer::metrics_key_labels).
+pub const KEY_IN_FLIGHT: &str = "proxy_auth_key_in_flight";
+
+/// Sets a key's in-flight gauge; called when a slot is taken and given
+/// back.
+#[cfg(feature = "key-set")]
+#[cold]
+pub(crate) fn set_in_flight(label: &Arc<str>, in_flight: u32) {
+    let key = Key::from_parts(
+        KEY_IN_FLIGHT,
+        vec![Label::new("label", SharedString::from(Arc::clone(label)))],
+    );
+    ::metrics::with_recorder(|recorder| {
+        recorder
+            .register_gauge(&key, &METADATA)
+            .set(f64::from(in_flight));
+    });
+}
+
 impl fmt::Debug for LayerMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LayerMetrics")
@@ -284,9 +317,9 @@ mod tests {
             .filter(|&(row, source)| row_has(row, source))
             .count();
         // Preflight, auth off, exempt path and missing_key without a source,
-        // 5 sources for no_key_configured, and 4 for `key`, `invalid_key`
-        // and the 6 scope reasons.
-        assert_eq!(count, 3 + 1 + 5 + 4 * 8);
+        // 5 sources for no_key_configured, and 4 for `key`, `invalid_key`,
+        // the 6 scope reasons and the 2 limits.
+        assert_eq!(count, 3 + 1 + 5 + 4 * 10);
     }
 
     #[test]

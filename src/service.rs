@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::decision::Verdict;
+use crate::decision::{Admitted, Spend, Verdict};
 use crate::extract::strip_credentials;
 use crate::layer::HeadsOnly;
 use crate::response::respond;
@@ -82,21 +82,29 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let decision = match self.layer.policy.judge(options, &request) {
+        let spend = Spend::taking(options);
+        let mut admitted = Admitted::default();
+        let decision = match self
+            .layer
+            .policy
+            .judge(options, &request, spend, &mut admitted)
+        {
             Verdict::Decided(decision) => decision,
             // The body is not read here: only a request whose head shows it
             // has none can pass without its model being known.
-            Verdict::ReadBody(pending) => pending.without_body(no_body(&request)),
+            Verdict::ReadBody(pending) => {
+                pending.without_body(no_body(&request), spend, &mut admitted)
+            }
         };
-        match allow(decision, request, options) {
-            Admitted::Inner(request) => ResponseFuture::inner(self.inner.call(request)),
-            Admitted::Answer(response) => ResponseFuture::rejected(response),
+        match allow(decision, &mut admitted, request, options) {
+            Outcome::Inner(request) => ResponseFuture::inner(self.inner.call(request), admitted),
+            Outcome::Answer(response) => ResponseFuture::rejected(response),
         }
     }
 }
 
 /// A request readied for the inner service, or the layer's answer to it.
-pub(crate) enum Admitted<B, R> {
+pub(crate) enum Outcome<B, R> {
     Inner(Request<B>),
     Answer(Response<ResponseBody<R>>),
 }
@@ -105,9 +113,10 @@ pub(crate) enum Admitted<B, R> {
 /// service, or answers a refused one.
 pub(crate) fn allow<B, R>(
     decision: Decision,
+    admitted: &mut Admitted,
     mut request: Request<B>,
     options: &crate::layer::Options,
-) -> Admitted<B, R> {
+) -> Outcome<B, R> {
     // Feature `metrics`: the one place a decision is counted.
     #[cfg(feature = "metrics")]
     crate::metrics::record(&decision, &options.metrics);
@@ -116,14 +125,19 @@ pub(crate) fn allow<B, R>(
             if options.strip_credentials {
                 strip_credentials(&mut request);
             }
+            #[cfg(all(feature = "metrics", feature = "key-set"))]
+            if let (true, Some(label)) = (options.metrics.key_labels(), &identity.label) {
+                admitted.slot.follow_gauge(label);
+            }
             if options.insert_identity {
                 request.extensions_mut().insert(identity);
             }
-            Admitted::Inner(request)
+            let _ = &admitted;
+            Outcome::Inner(request)
         }
-        Decision::Allow(_) => Admitted::Inner(request),
+        Decision::Allow(_) => Outcome::Inner(request),
         Decision::Reject(rejection) => {
-            Admitted::Answer(respond(rejection, request, options).map(ResponseBody::rejection))
+            Outcome::Answer(respond(rejection, request, options).map(ResponseBody::rejection))
         }
     }
 }

@@ -127,7 +127,7 @@ impl SharedSecurityConfig {
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
     #[must_use]
     pub fn with_keys(config: ProxySecurityConfig, keys: KeySet) -> Self {
-        Self::from_policy(Policy::build(config, keys))
+        Self::from_policy(Policy::build(config, keys, None))
     }
 
     fn from_policy(policy: Policy) -> Self {
@@ -199,7 +199,11 @@ impl SharedSecurityConfig {
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
     pub fn store_keys(&self, keys: KeySet) {
         let _ = self.write(|policy| {
-            Ok::<_, std::convert::Infallible>(Some(Policy::build(policy.config.clone(), keys)))
+            Ok::<_, std::convert::Infallible>(Some(Policy::build(
+                policy.config.clone(),
+                keys,
+                Some(policy),
+            )))
         });
     }
 
@@ -228,7 +232,11 @@ impl SharedSecurityConfig {
         self.write(|policy| {
             let mut keys = policy.keys.clone();
             f(&mut keys)?;
-            Ok(Some(Policy::build(policy.config.clone(), keys)))
+            Ok(Some(Policy::build(
+                policy.config.clone(),
+                keys,
+                Some(policy),
+            )))
         })
     }
 
@@ -245,7 +253,7 @@ impl SharedSecurityConfig {
         config: ProxySecurityConfig,
         keys: KeySet,
     ) -> Result<(), ExposedWithoutAuth> {
-        self.write_config(|_| Policy::build(config, keys))
+        self.write_config(|policy| Policy::build(config, keys, Some(policy)))
     }
 
     /// A copy of the named key set currently in force.
@@ -320,6 +328,7 @@ impl Policy {
             config,
             #[cfg(feature = "key-set")]
             self.keys.clone(),
+            Some(self),
         )
     }
 }

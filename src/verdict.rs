@@ -19,8 +19,8 @@ use crate::{KeySources, ProxyAuthMode};
 ///
 /// Every refusal is a [`Decision::Reject`], whatever its status code:
 /// [`Rejection::status`] says which (401 for the key itself, 403 for a
-/// scope, 400, 413 or 415 for a model that cannot be read), and
-/// [`RejectReason`] why.
+/// scope, 429 for a limit, 400, 413 or 415 for a model that cannot be
+/// read), and [`RejectReason`] why.
 /// `RejectReason`, [`Allowed`], [`KeySource`] and [`KeyProblem`] are
 /// `#[non_exhaustive]`: new reasons arrive as new variants, so a `match`
 /// on them needs a `_` arm, and code that only cares whether a request
@@ -201,6 +201,12 @@ pub struct Rejection {
     /// names the model more than once", "the server does not pass the
     /// connection's address".
     pub note: Option<&'static str>,
+    /// For a `429` ([`RejectReason::RateLimited`],
+    /// [`RejectReason::ConcurrencyLimited`]): which limit, its value, the
+    /// wait, what remains and when it resets.
+    #[cfg(feature = "key-set")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
+    pub limit: Option<crate::Limited>,
 }
 
 impl Rejection {
@@ -222,6 +228,8 @@ impl Rejection {
             label: None,
             detail: None,
             note: None,
+            #[cfg(feature = "key-set")]
+            limit: None,
         }
     }
 
@@ -260,13 +268,19 @@ pub enum RejectReason {
     /// The key is limited to some models and the body is compressed
     /// (`Content-Encoding`), so its model cannot be read (415).
     UnsupportedEncoding,
+    /// The key has made more requests than its `rpm` and `burst` allow
+    /// (429); [`Rejection::limit`] says when to come back.
+    RateLimited,
+    /// The key has `max_concurrent` requests in flight already (429).
+    ConcurrencyLimited,
 }
 
 impl RejectReason {
     /// The `x-proxy-auth-error` header's value: `"missing_key"`,
     /// `"invalid_key"`, `"no_key_configured"`, `"model_not_allowed"`,
     /// `"route_not_allowed"`, `"ip_not_allowed"`, `"model_unreadable"`,
-    /// `"body_too_large"`, `"unsupported_encoding"`.
+    /// `"body_too_large"`, `"unsupported_encoding"`, `"rate_limited"`,
+    /// `"concurrency_limited"`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -279,12 +293,15 @@ impl RejectReason {
             RejectReason::ModelUnreadable => "model_unreadable",
             RejectReason::BodyTooLarge => "body_too_large",
             RejectReason::UnsupportedEncoding => "unsupported_encoding",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::ConcurrencyLimited => "concurrency_limited",
         }
     }
 
     /// The status code of the layer's answer: `401 Unauthorized` for the
     /// key itself, `403 Forbidden` for a scope, `400`, `413` and `415` for a
-    /// model that cannot be read for certain.
+    /// model that cannot be read for certain, `429 Too Many Requests` for a
+    /// limit.
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
@@ -297,11 +314,14 @@ impl RejectReason {
             RejectReason::ModelUnreadable => StatusCode::BAD_REQUEST,
             RejectReason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RejectReason::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RejectReason::RateLimited | RejectReason::ConcurrencyLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
     /// Every reason, for tables indexed by reason.
-    pub(crate) const ALL: [RejectReason; 9] = [
+    pub(crate) const ALL: [RejectReason; 11] = [
         RejectReason::MissingKey,
         RejectReason::InvalidKey,
         RejectReason::NoKeyConfigured,
@@ -311,6 +331,8 @@ impl RejectReason {
         RejectReason::ModelUnreadable,
         RejectReason::BodyTooLarge,
         RejectReason::UnsupportedEncoding,
+        RejectReason::RateLimited,
+        RejectReason::ConcurrencyLimited,
     ];
 
     /// Whether the reason is about the key itself (a 401), rather than what

@@ -14,9 +14,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{model_in, ModelBody};
-use crate::decision::Pending;
+use crate::decision::{Admitted, Pending};
 use crate::layer::Options;
-use crate::service::{allow, Admitted};
+use crate::service::{allow, Outcome};
 use crate::{RejectReason, ResponseBody};
 
 pin_project! {
@@ -47,7 +47,25 @@ pin_project! {
             waiting: Option<Waiting<S>>,
         },
         Inner { #[pin] future: S::Future },
+        Limited { #[pin] future: S::Future, admitted: Admitted },
         Ready { response: Option<Response<ResponseBody<R>>> },
+    }
+}
+
+impl<S, B, R> State<S, B, R>
+where
+    S: Service<Request<ModelBody<B>>>,
+{
+    /// The inner service's future, apart from what the key's limits
+    /// admitted the request with if it holds anything.
+    fn of(future: S::Future, admitted: Admitted) -> Self {
+        if admitted.is_empty() {
+            // Nothing to give back: skip its drop glue on the common path.
+            std::mem::forget(admitted);
+            State::Inner { future }
+        } else {
+            State::Limited { future, admitted }
+        }
     }
 }
 
@@ -86,9 +104,9 @@ where
         }
     }
 
-    pub(crate) fn inner(future: S::Future) -> Self {
+    pub(crate) fn inner(future: S::Future, admitted: Admitted) -> Self {
         ModelResponseFuture {
-            state: State::Inner { future },
+            state: State::of(future, admitted),
         }
     }
 
@@ -115,6 +133,13 @@ where
                 StateProj::Inner { future } => {
                     let response = ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Limited { future, admitted } => {
+                    // An error gives the key's concurrency slot back at
+                    // once, as does dropping this future before it is ready.
+                    let result = ready!(future.poll(cx));
+                    let admitted = std::mem::take(admitted);
+                    return Poll::Ready(result.map(|response| admitted.into_response(response)));
                 }
                 StateProj::Ready { response } => {
                     return Poll::Ready(Ok(response
@@ -155,8 +180,13 @@ where
                         options,
                     } = waiting.take().expect("a reading future holds its request");
                     let data: Bytes = std::mem::take(read).freeze();
+                    let mut admitted = Admitted::default();
                     let decision = match outcome {
-                        Ok(()) => pending.with_body_model(model_in(&parts.headers, &data)),
+                        Ok(()) => pending.with_body_model(
+                            model_in(&parts.headers, &data),
+                            crate::decision::Spend::taking(&options),
+                            &mut admitted,
+                        ),
                         Err((RejectReason::ModelUnreadable, _)) => pending.refuse(
                             RejectReason::ModelUnreadable,
                             None,
@@ -166,11 +196,9 @@ where
                     };
                     let request =
                         Request::from_parts(parts, ModelBody::read(data, trailers.take()));
-                    match allow(decision, request, &options) {
-                        Admitted::Inner(request) => State::Inner {
-                            future: service.call(request),
-                        },
-                        Admitted::Answer(response) => State::Ready {
+                    match allow(decision, &mut admitted, request, &options) {
+                        Outcome::Inner(request) => State::of(service.call(request), admitted),
+                        Outcome::Answer(response) => State::Ready {
                             response: Some(response),
                         },
                     }

@@ -23,10 +23,10 @@ use tower_service::Service;
 
 pub use future::ModelResponseFuture;
 
-use crate::decision::{Pending, Verdict};
+use crate::decision::{Admitted, Pending, Spend, Verdict};
 use crate::layer::{HeadsOnly, ReadsBodies};
 use crate::scope::model::Named;
-use crate::service::{allow, Admitted};
+use crate::service::{allow, Outcome};
 use crate::{ProxyAuth, ProxyAuthLayer, RejectReason, ResponseBody};
 
 impl ProxyAuthLayer<HeadsOnly> {
@@ -173,10 +173,16 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let decision = match self.layer.policy.judge(options, &request) {
+        let spend = Spend::taking(options);
+        let mut admitted = Admitted::default();
+        let decision = match self
+            .layer
+            .policy
+            .judge(options, &request, spend, &mut admitted)
+        {
             Verdict::Decided(decision) => decision,
             Verdict::ReadBody(pending) => match before_reading(&request, options.body_limit) {
-                Before::Empty => pending.without_body(true),
+                Before::Empty => pending.without_body(true, spend, &mut admitted),
                 Before::Refuse(reason, detail) => pending.refuse(reason, detail.as_deref(), None),
                 Before::Read => {
                     // The service that was polled ready sends the request
@@ -187,9 +193,16 @@ where
                 }
             },
         };
-        match allow(decision, request.map(ModelBody::streamed), options) {
-            Admitted::Inner(request) => ModelResponseFuture::inner(self.inner.call(request)),
-            Admitted::Answer(response) => ModelResponseFuture::ready(response),
+        match allow(
+            decision,
+            &mut admitted,
+            request.map(ModelBody::streamed),
+            options,
+        ) {
+            Outcome::Inner(request) => {
+                ModelResponseFuture::inner(self.inner.call(request), admitted)
+            }
+            Outcome::Answer(response) => ModelResponseFuture::ready(response),
         }
     }
 }
@@ -311,10 +324,16 @@ fn is_json(media: &str) -> bool {
 }
 
 impl Pending {
-    /// The decision once the body's model is known.
-    pub(crate) fn with_body_model(mut self, named: Named<'_>) -> crate::Decision {
+    /// The decision once the body's model is known: in scope, the key's
+    /// limits are spent from.
+    pub(crate) fn with_body_model(
+        mut self,
+        named: Named<'_>,
+        spend: Spend,
+        admitted: &mut Admitted,
+    ) -> crate::Decision {
         match named {
-            Named::None => crate::Decision::Allow(crate::Allowed::Key(self.identity)),
+            Named::None => self.allow(spend, admitted),
             Named::Unreadable(why) => self.refuse(RejectReason::ModelUnreadable, None, Some(why)),
             Named::Model(model) => {
                 let allowed = self
@@ -326,7 +345,7 @@ impl Pending {
                     return self.refuse(RejectReason::ModelNotAllowed, Some(&model), None);
                 }
                 self.identity.model = Some(Arc::from(&*model));
-                crate::Decision::Allow(crate::Allowed::Key(self.identity))
+                self.allow(spend, admitted)
             }
         }
     }

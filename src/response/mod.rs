@@ -3,6 +3,8 @@
 //! a JSON body in the error shape of the API the client speaks, so the
 //! official OpenAI, Anthropic and Gemini SDKs show its message.
 
+#[cfg(feature = "key-set")]
+mod limited;
 mod message;
 mod shape;
 
@@ -18,6 +20,8 @@ use crate::extract::{header_of, key_param_values, strip_bearer};
 use crate::layer::Options;
 use crate::{KeyProblem, KeySource, KeySources, RejectReason, Rejection};
 
+#[cfg(feature = "key-set")]
+pub(crate) use limited::accepted as accepted_limit_headers;
 pub(crate) use message::Bodies;
 pub use shape::ApiShape;
 
@@ -25,9 +29,10 @@ pub use shape::ApiShape;
 /// ([`RejectReason::as_str`]: `missing_key`, `invalid_key`,
 /// `no_key_configured`, `model_not_allowed`, `route_not_allowed`,
 /// `ip_not_allowed`, `model_unreadable`, `body_too_large`,
-/// `unsupported_encoding`), also when the response comes from
+/// `unsupported_encoding`, `rate_limited`, `concurrency_limited`), also
+/// when the response comes from
 /// [`rejection_response`](crate::ProxyAuthLayer::rejection_response). An
-/// upstream's own 401 or 403 never carries it, so `curl -i` tells at once
+/// upstream's own 401, 403 or 429 never carries it, so `curl -i` tells at once
 /// who refused the request.
 pub const REJECTION_HEADER: HeaderName = HeaderName::from_static("x-proxy-auth-error");
 
@@ -54,6 +59,14 @@ pub(crate) fn respond<B>(
     let request_id = request_id(&parts);
     log(&rejection, &parts, path, request_id);
     let mut response = match &options.rejection_response {
+        #[cfg(feature = "key-set")]
+        None if rejection.limit.is_some() => {
+            let shape = options
+                .shape
+                .unwrap_or_else(|| ApiShape::detect(&rejection, path));
+            let limited = rejection.limit.expect("the match guard saw a limit");
+            limited::response(&rejection, &limited, shape)
+        }
         None if rejection.reason.is_about_the_key() => {
             let shape = options
                 .shape
@@ -188,6 +201,25 @@ fn ignored_names(ignored: KeySources) -> &'static str {
 fn log(rejection: &Rejection, request: &Parts, path: &str, request_id: Option<&HeaderValue>) {
     let request_id = request_id.and_then(|id| id.to_str().ok());
     let ignored = ignored_names(rejection.ignored);
+    #[cfg(feature = "key-set")]
+    if let Some(limited) = &rejection.limit {
+        tracing::warn!(
+            target: "proxy_auth",
+            reason = rejection.reason.as_str(),
+            label = rejection.label.as_deref(),
+            limit = limited.kind.as_str(),
+            value = limited.limit,
+            burst = limited.burst,
+            wait_ms = limited.wait.map(|w| w.as_millis() as u64),
+            header = rejection.source.map_or("none", KeySource::as_str),
+            mode = %rejection.mode,
+            method = %request.method,
+            path,
+            request_id,
+            "proxy auth refused the request: the key is at its limit"
+        );
+        return;
+    }
     if !rejection.reason.is_about_the_key() {
         tracing::warn!(
             target: "proxy_auth",

@@ -51,6 +51,9 @@ struct FileConfig {
     allow_lan_access: bool,
     #[serde(default, deserialize_with = "key_list")]
     keys: KeySet,
+    /// Every key's default limits (`limits = { rpm = 60, max_concurrent = 4 }`).
+    #[serde(default)]
+    limits: crate::Limits,
 }
 
 /// Parses `bytes` (the content of `path`) into a config and its key set.
@@ -106,8 +109,9 @@ pub(crate) fn parse(
             "auth_mode is not set; name it (off, strict, all_except_health or auto): a config file must say which mode it means, so a file caught half-written never turns auth off by default".into(),
         ));
     };
-    let config =
-        ProxySecurityConfig::new(auth_mode, file.api_key).allow_lan_access(file.allow_lan_access);
+    let config = ProxySecurityConfig::new(auth_mode, file.api_key)
+        .allow_lan_access(file.allow_lan_access)
+        .limits(file.limits);
     Ok((config, file.keys))
 }
 
@@ -244,6 +248,13 @@ struct KeyEntry {
     routes: Option<Vec<String>>,
     #[serde(default)]
     allowed_ips: Option<Vec<String>>,
+    /// The key's own limits, over the file's `limits`.
+    #[serde(default)]
+    rpm: Option<u32>,
+    #[serde(default)]
+    burst: Option<u32>,
+    #[serde(default)]
+    max_concurrent: Option<u32>,
 }
 
 /// The key list, built entry by entry so an error points at its entry, and
@@ -291,6 +302,7 @@ fn key_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeySet, D::Err
                 if let Some(nets) = entry.allowed_ips {
                     new = new.allowed_ips(nets);
                 }
+                new.limits = [entry.rpm, entry.burst, entry.max_concurrent];
                 let inserted = keys.add(new);
                 inserted.map_err(de::Error::custom)?;
             }

@@ -17,12 +17,18 @@
 //! auth_mode = "all_except_health"   # required: off | strict | all_except_health | auto
 //! api_key = "sha256:f3abf2a6cc4f00987743db5f544ba345b4899ae31f326d8ee9c4816de153c9e0"
 //! allow_lan_access = true           # default false
+//! limits = { rpm = 600, max_concurrent = 8 }  # optional: every key's default limits
 //!
 //! [[keys]]                          # optional; no list means no named keys
 //! label = "ci"
 //! key = "sk-ci-0123"                # or its sha256:<hex> digest
 //! expires_at = 1767225600           # optional, Unix seconds
+//! rpm = 60                          # optional: the key's own rpm, burst, max_concurrent
 //! ```
+//!
+//! A limit of 0, over a million, or a `burst` without `rpm` is a bad file
+//! (see [`limit`](crate::limit)). A reload keeps every label's limiter
+//! state: an edit never hands a key a fresh burst.
 //!
 //! `auth_mode` is required: a file that does not name it is refused, so
 //! a file caught half-written (only `api_key` so far) never turns `auto`

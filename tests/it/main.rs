@@ -43,6 +43,8 @@ mod forward;
 mod forward_process;
 mod hostile_inputs;
 mod http_server;
+mod limits;
+mod limits_sdk;
 mod logging;
 mod metrics;
 mod misuse;

@@ -159,8 +159,8 @@ async fn scrape_after_a_known_mix_of_requests() {
     ]
     .into_iter()
     .map(|(id, n)| (id.to_string(), n))
-    // A key out of its scope: registered at 0 for every source, never seen
-    // here (no key in this test has scopes).
+    // A key out of its scope or at its limit: registered at 0 for every
+    // source, never seen here (no key in this test has scopes or limits).
     .chain(
         [
             "model_not_allowed",
@@ -169,6 +169,8 @@ async fn scrape_after_a_known_mix_of_requests() {
             "model_unreadable",
             "body_too_large",
             "unsupported_encoding",
+            "rate_limited",
+            "concurrency_limited",
         ]
         .into_iter()
         .flat_map(|reason| {

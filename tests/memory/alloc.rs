@@ -427,3 +427,102 @@ fn peers_for_comparison() {
     );
     assert!(count > bare, "the counter missed from_fn's boxed future");
 }
+
+/// A key with a rate and a concurrency limit is let through without an
+/// allocation: a compare-and-swap on its rate, one on its count of requests
+/// in flight, and its slot (a reference count) through the response.
+#[test]
+fn a_limited_keys_accept_path_allocates_nothing() {
+    let bare = bare_count();
+    let mut keys = proxy_auth::KeySet::new();
+    keys.add(
+        proxy_auth::NewKey::new("limited", KEY)
+            .rpm(proxy_auth::limit::MAX)
+            .max_concurrent(4),
+    )
+    .expect("a valid key");
+    for layer in [
+        ProxyAuthLayer::with_keys(config(), keys.clone()),
+        ProxyAuthLayer::from_shared(SharedSecurityConfig::with_keys(config(), keys)),
+    ] {
+        let mut service = layer.layer(Inner);
+        let (status, count) = serve_warm(&mut service, || {
+            request(
+                Method::POST,
+                "/v1/chat/completions",
+                Some(("authorization", format!("Bearer {KEY}"))),
+            )
+        });
+        assert_eq!((status, count - bare), (StatusCode::OK, 0));
+    }
+}
+
+/// A 429 allocates exactly this many, for both limits and every API shape;
+/// see [`LIMITED_ALLOCATIONS`].
+#[test]
+fn the_429_paths_allocation_count() {
+    let bare = bare_count();
+    let mut keys = proxy_auth::KeySet::new();
+    keys.add(proxy_auth::NewKey::new("rate", KEY).rpm(1).burst(1))
+        .expect("a valid key");
+    let other = "sk-fedcba9876543210fedcba9876543210";
+    keys.add(proxy_auth::NewKey::new("slots", other).max_concurrent(1))
+        .expect("a valid key");
+    let mut service = ProxyAuthLayer::with_keys(config(), keys).layer(Inner);
+    let (status, _) = serve(
+        &mut service,
+        request(Method::POST, "/v1", Some(("x-api-key", KEY.into()))),
+    );
+    assert_eq!(status, StatusCode::OK, "the one request of the burst");
+    for (header, path) in [
+        ("authorization", "/v1/chat/completions"),
+        ("x-api-key", "/v1/messages"),
+        ("x-goog-api-key", "/v1beta/models/g:generateContent"),
+    ] {
+        let value = if header == "authorization" {
+            format!("Bearer {KEY}")
+        } else {
+            KEY.to_owned()
+        };
+        let make = || request(Method::POST, path, Some((header, value.clone())));
+        let (status, first) = serve_warm(&mut service, make);
+        let (_, second) = serve(&mut service, make());
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{header}");
+        assert_eq!(first, second, "{header}: not deterministic");
+        assert_eq!(first - bare, LIMITED_ALLOCATIONS, "{header}");
+    }
+    eprintln!("429 (rate): {LIMITED_ALLOCATIONS} allocations, every shape");
+
+    // A concurrency 429: the one slot is held by a response kept alive.
+    let held = {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut future = Box::pin(service.call(request(
+            Method::POST,
+            "/v1",
+            Some(("x-api-key", other.into())),
+        )));
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => response,
+            _ => panic!("the inner service answers at once"),
+        }
+    };
+    let make = || request(Method::POST, "/v1", Some(("x-api-key", other.into())));
+    let (status, count) = serve_warm(&mut service, make);
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    eprintln!(
+        "429 (concurrency): {} allocations (rate: {LIMITED_ALLOCATIONS}, 401: {REJECTION_ALLOCATIONS})",
+        count - bare
+    );
+    assert_eq!(count - bare, LIMITED_ALLOCATIONS);
+    drop(held);
+}
+
+/// Three for the `Rejection` in the response's extensions, as for every
+/// refusal; two for the response's header map (its index table and its
+/// entries); one for the buffer that holds the body and every header value
+/// (the values are slices of it, nothing is formatted apart), and one for
+/// the shared handle `Bytes` puts on a buffer it is asked to slice. The
+/// 401's five, plus the buffer and its handle: a 429 names a label and a
+/// wait, so its body cannot be written once per layer like a 401's.
+const LIMITED_ALLOCATIONS: u64 = 7;
