@@ -183,6 +183,22 @@ fn admit(
     match limiter.admit(spend) {
         Ok(taken) => {
             *admitted = taken;
+            #[cfg(feature = "redis")]
+            if let (Spend::Shared(crate::limit::Shared::Ask { .. }), Some(rate)) =
+                (spend, limiter.rate())
+            {
+                let mut refusal = refusal();
+                refusal.reason = RejectReason::RateLimited;
+                refusal.label = identity.label.clone();
+                refusal.detail = None;
+                refusal.note = None;
+                admitted.deferred = Some(Box::new(crate::limit::Deferred {
+                    rate: rate.clone(),
+                    limits: limiter.limits,
+                    label: identity.label.clone(),
+                    refusal,
+                }));
+            }
             Decision::Allow(Allowed::Key(identity))
         }
         Err(limited) => {
