@@ -30,6 +30,8 @@ mod common;
 mod model;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "redis")]
+mod redis_server;
 mod upstream;
 
 mod adoption;
@@ -51,6 +53,8 @@ mod misuse;
 mod named_keys;
 mod postgres;
 mod proptest_model;
+#[cfg(feature = "redis")]
+mod redis;
 mod reload_under_load;
 mod rules;
 mod scopes;
