@@ -157,10 +157,13 @@ impl Verdict {
     /// The decision without the body: what [`ProxyAuthLayer::check`] says.
     ///
     /// [`ProxyAuthLayer::check`]: crate::ProxyAuthLayer::check
-    pub(crate) fn into_decision(self) -> Decision {
+    ///
+    /// The limits are read as `peek` says (`Spend::Peek`, or a layer
+    /// with shared rates' own way).
+    pub(crate) fn into_decision(self, peek: Spend) -> Decision {
         match self {
             Verdict::Decided(decision) => decision,
-            Verdict::ReadBody(pending) => pending.allow(Spend::Peek, &mut Admitted::default()),
+            Verdict::ReadBody(pending) => pending.allow(peek, &mut Admitted::default()),
         }
     }
 }
@@ -357,7 +360,7 @@ impl Policy {
     #[cfg(test)]
     fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
         self.judge(options, request, Spend::Peek, &mut Admitted::default())
-            .into_decision()
+            .into_decision(Spend::Peek)
     }
 
     /// Judges a request. The order is the Antigravity one: preflight, then

@@ -495,14 +495,13 @@ impl ProxyAuthLayer<ReadsBodies> {
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
         let mut nothing = crate::decision::Admitted::default();
+        #[cfg(feature = "key-set")]
+        let spend = crate::decision::Spend::peeking(&self.options);
+        #[cfg(not(feature = "key-set"))]
+        let spend = crate::decision::Spend::Peek;
         self.policy
-            .judge(
-                &self.options,
-                request,
-                crate::decision::Spend::Peek,
-                &mut nothing,
-            )
-            .into_decision()
+            .judge(&self.options, request, spend, &mut nothing)
+            .into_decision(spend)
     }
 }
 

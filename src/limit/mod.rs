@@ -55,11 +55,21 @@
 //! running. A removed label's state is freed with the last policy that
 //! held it. The plain `api_key`'s limiter is kept the same way.
 //!
-//! # Per process
+//! # Per process, or shared by the replicas
 //!
-//! Limits are per process: N replicas behind a load balancer let each key
-//! through N times as often. Divide the limits by N until they are shared
-//! (planned through the replicas' Redis).
+//! A layer counts in its own process: N replicas behind a load balancer
+//! let each key through N times its `rpm`. With the `redis` feature,
+//! `ProxyAuthLayer::shared_rates`
+//! makes each key's **rate** (`rpm`, `burst`) one budget for the whole
+//! fleet, in Redis, under the key's label: it survives reloads as the
+//! local state does, and replica restarts too. While Redis does not
+//! answer, each replica spends its share of the rate locally: `rpm / N`
+//! and `burst / N` (at least 1), N being the replica count set with
+//! `SharedRates::replicas` or learned through Redis (1 if neither: each
+//! replica the whole rate, never unlimited); see the `redis` module.
+//! **`max_concurrent` is always per replica**: divide it by N yourself.
+//! `check()` cannot ask Redis; for a shared rate it reports the last
+//! answer this replica had (see the `redis` module).
 //!
 //! # Example
 //!
@@ -481,11 +491,26 @@ impl Spend {
     /// How a layer with `options` spends on the requests it serves.
     #[inline]
     pub(crate) fn taking(options: &crate::layer::Options) -> Spend {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &options.shared {
+            return redis.spend(options.rate_limit_headers);
+        }
         if options.rate_limit_headers {
             Spend::TakeAndReport
         } else {
             Spend::Take
         }
+    }
+
+    /// How `check()` reads the limits: without spending, and for a shared
+    /// rate without asking Redis.
+    pub(crate) fn peeking(options: &crate::layer::Options) -> Spend {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &options.shared {
+            return redis.peek();
+        }
+        let _ = options;
+        Spend::Peek
     }
 
     /// Whether the decision spends (takes a slot, a request of the rate).
@@ -495,9 +520,7 @@ impl Spend {
             Spend::Take | Spend::TakeAndReport => true,
             Spend::Peek => false,
             #[cfg(feature = "redis")]
-            Spend::Shared(shared) => {
-                !matches!(shared, Shared::Peek | Shared::PeekFallback { .. })
-            }
+            Spend::Shared(shared) => !matches!(shared, Shared::Peek | Shared::PeekFallback { .. }),
         }
     }
 

@@ -90,7 +90,7 @@
 //! key without one, and a layer without shared rates pays nothing.
 
 mod script;
-mod service;
+pub(crate) mod service;
 
 use std::fmt;
 use std::future::Future;

@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::{Answer, Redis, SharedRates};
 use crate::decision::{Admitted, Verdict};
-use crate::layer::{HeadsOnly, Options};
+use crate::layer::{HeadsOnly, Options, ReadsBodies};
 use crate::limit::Deferred;
 use crate::service::{allow, no_body, Outcome};
 use crate::{Decision, ProxyAuth, ProxyAuthLayer, ResponseBody, ResponseFuture};
@@ -48,6 +48,18 @@ impl ProxyAuthLayer<HeadsOnly> {
     }
 }
 
+impl ProxyAuthLayer<ReadsBodies> {
+    /// Shares every key's rate with the other replicas through the Redis
+    /// of `rates`, as [`ProxyAuthLayer::<HeadsOnly>::shared_rates`] does;
+    /// the layer already waits (it reads bodies), so its type and its
+    /// bounds stay as they are.
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared_rates(mut self, rates: SharedRates) -> ProxyAuthLayer<ReadsBodies> {
+        self.options_mut().shared = Some(rates.start());
+        self
+    }
+}
+
 impl ProxyAuthLayer<SharesRates> {
     /// Judges `request` as the layer would, without sending it anywhere,
     /// without logging, without spending and without asking Redis: a key's
@@ -70,7 +82,7 @@ impl ProxyAuthLayer<SharesRates> {
     }
 }
 
-fn shared(options: &Options) -> &Arc<Redis> {
+pub(crate) fn shared(options: &Options) -> &Arc<Redis> {
     options
         .shared
         .as_ref()
@@ -92,8 +104,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let options = &self.layer.options;
-        let redis = shared(options);
-        let spend = redis.spend(options.rate_limit_headers);
+        let spend = shared(options).spend(options.rate_limit_headers);
         let mut admitted = Admitted::default();
         let decision = match self
             .layer
@@ -120,24 +131,17 @@ where
         // the next request's poll_ready.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let ask = redis.ask(deferred.label.clone(), deferred.limits);
         SharedResponseFuture {
             state: State::Asking {
-                ask,
-                waiting: Some(Box::new(Waiting {
-                    request,
-                    service,
-                    decision,
-                    admitted,
-                    deferred: *deferred,
-                    options: Arc::clone(options),
-                })),
+                asking: Asking::new(*deferred, request, service, decision, admitted, options),
             },
         }
     }
 }
 
-/// What a request waits for Redis with.
+/// What a request waits for Redis with: the request readied for the
+/// inner service, the service polled ready for it, the decision so far,
+/// what the key's limits admitted it with, and its rate still to be asked.
 struct Waiting<S, B> {
     request: Request<B>,
     service: S,
@@ -148,6 +152,74 @@ struct Waiting<S, B> {
 }
 
 type Ask = Pin<Box<dyn Future<Output = Option<Answer>> + Send>>;
+
+/// A request waiting for the shared budget's answer (or the bound), for
+/// both layers that can share rates ([`SharesRates`] and `ReadsBodies`).
+pub(crate) struct Asking<S, B> {
+    ask: Ask,
+    waiting: Option<Box<Waiting<S, B>>>,
+}
+
+/// A request whose shared rate has answered: what to hand [`allow`].
+pub(crate) struct Settled<S, B> {
+    pub(crate) request: Request<B>,
+    pub(crate) service: S,
+    pub(crate) decision: Decision,
+    pub(crate) admitted: Admitted,
+    pub(crate) options: Arc<Options>,
+}
+
+impl<S, B> Asking<S, B> {
+    /// Asks the shared budget for `deferred`'s rate; the request goes on
+    /// (or is refused) once it answered.
+    pub(crate) fn new(
+        deferred: Deferred,
+        request: Request<B>,
+        service: S,
+        decision: Decision,
+        admitted: Admitted,
+        options: &Arc<Options>,
+    ) -> Self {
+        let ask = shared(options).ask(deferred.label.clone(), deferred.limits);
+        Asking {
+            ask,
+            waiting: Some(Box::new(Waiting {
+                request,
+                service,
+                decision,
+                admitted,
+                deferred,
+                options: Arc::clone(options),
+            })),
+        }
+    }
+
+    /// The decision once the shared budget (or this replica's share, with
+    /// no answer within the bound) has spoken.
+    pub(crate) fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Settled<S, B>> {
+        let answer = ready!(self.ask.as_mut().poll(cx));
+        let Waiting {
+            request,
+            service,
+            decision,
+            mut admitted,
+            deferred,
+            options,
+        } = *self
+            .waiting
+            .take()
+            .expect("an asking future is not polled after it answered");
+        let replicas = shared(&options).replicas();
+        let decision = deferred.settle(answer, replicas, decision, &mut admitted);
+        Poll::Ready(Settled {
+            request,
+            service,
+            decision,
+            admitted,
+            options,
+        })
+    }
+}
 
 pin_project! {
     /// Response future of [`ProxyAuth`] for a layer with shared rates:
@@ -169,7 +241,7 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        Asking { ask: Ask, waiting: Option<Box<Waiting<S, B>>> },
+        Asking { asking: Asking<S, B> },
         Ready { #[pin] future: ResponseFuture<S::Future, R> },
     }
 }
@@ -185,18 +257,14 @@ where
         loop {
             let next = match state.as_mut().project() {
                 StateProj::Ready { future } => return future.poll(cx),
-                StateProj::Asking { ask, waiting } => {
-                    let answer = ready!(ask.as_mut().poll(cx));
-                    let Waiting {
+                StateProj::Asking { asking } => {
+                    let Settled {
                         request,
                         mut service,
                         decision,
                         mut admitted,
-                        deferred,
                         options,
-                    } = *waiting.take().expect("an asking future holds its request");
-                    let replicas = shared(&options).replicas();
-                    let decision = deferred.settle(answer, replicas, decision, &mut admitted);
+                    } = ready!(asking.poll_settled(cx));
                     let future = match allow(decision, &mut admitted, request, &options) {
                         Outcome::Inner(request) => {
                             ResponseFuture::inner(service.call(request), admitted)

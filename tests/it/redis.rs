@@ -402,3 +402,53 @@ fn whatever_redis_holds_the_layer_answers_without_an_outage() {
         assert_eq!(count(&logs, WARNING), 0, "{}", logs.text());
     });
 }
+
+#[test]
+fn a_layer_that_reads_bodies_shares_rates_too() {
+    let Some(redis) = server() else { return };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let replica = || {
+            let mut keys = KeySet::new();
+            keys.add(
+                NewKey::new("team-a", KEY)
+                    .rpm(60)
+                    .burst(2)
+                    .models(["gpt-4o*"]),
+            )
+            .unwrap();
+            let rates = SharedRates::new(&redis.url()).unwrap().timeout(BOUND);
+            let layer = local(keys)
+                .read_model_bodies(proxy_auth::DEFAULT_BODY_LIMIT)
+                .shared_rates(rates);
+            layer.layer(service_fn(
+                |_: Request<proxy_auth::ModelBody<String>>| async {
+                    Ok::<_, Infallible>(Response::new(String::from("inner")))
+                },
+            ))
+        };
+        let (a, b) = (replica(), replica());
+        let post = |model: &str| {
+            Request::post("/v1/chat/completions")
+                .header("x-api-key", KEY)
+                .body(format!(r#"{{"model":"{model}"}}"#))
+                .unwrap()
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                common::answer(a.clone(), post("gpt-4o")).await.status,
+                StatusCode::OK
+            );
+        }
+        let refused = common::answer(b.clone(), post("gpt-4o")).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            refused.body
+        );
+        // Out of scope is refused before any rate is spent or asked.
+        let wrong = common::answer(b.clone(), post("o1")).await;
+        assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+    });
+}
