@@ -4,7 +4,6 @@
 //! upload, and the official OpenAI Python SDK streaming through it. A
 //! separate process, so what is measured is the example alone.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,17 +39,7 @@ impl ChildProxy {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the example printed its address")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("forward: listening on http://") {
-                break rest.split(',').next().unwrap().parse().unwrap();
-            }
-        };
+        let addr = common::Printed::of(&mut child).listening("forward");
         ChildProxy { child, addr }
     }
 

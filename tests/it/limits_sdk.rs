@@ -70,19 +70,7 @@ impl Proxy {
                 lines.lock().unwrap().push(line);
             }
         });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = stdout
-                .next()
-                .expect("the example printed its address")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("forward: listening on http://") {
-                break rest.split(',').next().unwrap().parse().unwrap();
-            }
-        };
-        // The rest of stdout (the config line) is not needed; drain it so
-        // the child never blocks on a full pipe.
-        std::thread::spawn(move || stdout.for_each(drop));
+        let addr = common::Printed::of(&mut child).listening("forward");
         Proxy { child, addr, log }
     }
 

@@ -15,7 +15,7 @@
 
 // The examples, each included once: the axum one installs the process's
 // Prometheus recorder, which a second copy could not. Both include
-// `examples/common/settings.rs`, as the two programs they are; here that
+// `examples/server/mod.rs`, as the two programs they are; here that
 // makes two modules of one file.
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../../examples/axum.rs"]
