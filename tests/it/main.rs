@@ -39,6 +39,7 @@ mod config_file;
 mod cors;
 mod credentials;
 mod diagnosis;
+mod example_server;
 mod forward;
 mod forward_process;
 mod hostile_inputs;
