@@ -25,6 +25,8 @@ mod axum_example;
 mod forward_example;
 
 mod common;
+// The SDK venv and the forward example the SDK tests talk to.
+mod sdk;
 // Shared with `fuzz/` and `tests/timing/` (model) and `benches/` (upstream,
 // pg), which include them by path.
 mod model;
