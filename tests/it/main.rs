@@ -57,5 +57,6 @@ mod proptest_model;
 mod reload_under_load;
 mod rules;
 mod scopes;
+mod scopes_sdk;
 mod secrets;
 mod watch;
