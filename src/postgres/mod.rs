@@ -232,6 +232,7 @@
 mod admin;
 mod error;
 mod handle;
+mod policy;
 mod rows;
 mod schema;
 mod sync;
@@ -251,6 +252,7 @@ use handle::Status;
 pub use admin::{KeyAdmin, KeyInfo};
 pub use error::StoreError;
 pub use handle::{KeyStoreHandle, KeyStoreStatus};
+pub use policy::{KeyPolicy, PolicyChange, PolicyField};
 
 /// More distinct labels than this in one burst of notifications are applied
 /// by a full reload instead of row by row.
