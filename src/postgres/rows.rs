@@ -78,8 +78,9 @@ pub(crate) fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
         (Err(reason), _, _) | (_, Err(reason), _) | (_, _, Err(reason)) => return problem(&reason),
     };
     let limit = |at: usize, column: &str| match row.try_get::<_, Option<i32>>(at) {
-        // A negative value is as wrong as 0: refused by `Limits::new` below.
-        Ok(value) => Ok(value.map(|v| u32::try_from(v).unwrap_or(0))),
+        Ok(value) => value
+            .map(|v| u32::try_from(v).map_err(|_| format!("its {column} is negative ({v})")))
+            .transpose(),
         Err(_) => Err(format!("its {column} is not an integer")),
     };
     let limits = match (
