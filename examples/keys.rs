@@ -27,6 +27,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_auth::postgres::{KeyInfo, KeyPolicy, PgKeyStore, PolicyChange, PolicyField, StoreError};
+use proxy_auth::{KeySet, KeySetError, NewKey};
 
 const USAGE: &str = "usage: keys add <label> [--expires-in <seconds>] [<policy>...]
        keys set <label> <policy>...
@@ -190,11 +191,35 @@ fn parse_add(args: &[String]) -> Result<Command, String> {
             _ => policy.max_concurrent(limit(name, &value)?),
         };
     }
+    scopes_check(&label, &policy)?;
+    policy.limits().map_err(|e| e.to_string())?;
     Ok(Command::Add {
         label,
         expires_in,
         policy,
     })
+}
+
+/// What the replicas would refuse in `policy`'s scopes (a bad CIDR block,
+/// a `*` inside a model pattern, a route without its `/`), found before
+/// the database is asked: the checks of `KeySet::add`, on a key set of one
+/// made for this check alone.
+fn scopes_check(label: &str, policy: &KeyPolicy) -> Result<(), String> {
+    let mut key = NewKey::new(label, "sk-argument-check-only");
+    if let Some(models) = &policy.models {
+        key = key.models(models.clone());
+    }
+    if let Some(routes) = &policy.routes {
+        key = key.routes(routes.clone());
+    }
+    if let Some(nets) = &policy.allowed_ips {
+        key = key.allowed_ips(nets.clone());
+    }
+    match KeySet::new().add(key) {
+        // The label's own rules are the admin API's, with its messages.
+        Err(e @ KeySetError::BadScope { .. }) => Err(shown(&e.to_string())),
+        _ => Ok(()),
+    }
 }
 
 fn parse_set(args: &[String]) -> Result<Command, String> {
@@ -207,21 +232,34 @@ fn parse_set(args: &[String]) -> Result<Command, String> {
         ));
     }
     let mut change = PolicyChange::new();
+    // The lists it sets, checked as `add` checks them (whether a burst is
+    // left without rpm depends on the row: the table says).
+    let mut lists = KeyPolicy::new();
     for (name, value) in given {
         let field = field(name);
         change = if value == "none" {
             change.clear(field)
         } else {
             match field {
-                PolicyField::Models => change.models(list(name, &value)?),
-                PolicyField::Routes => change.routes(list(name, &value)?),
-                PolicyField::AllowedIps => change.allowed_ips(list(name, &value)?),
+                PolicyField::Models => {
+                    lists = lists.models(list(name, &value)?);
+                    change.models(list(name, &value)?)
+                }
+                PolicyField::Routes => {
+                    lists = lists.routes(list(name, &value)?);
+                    change.routes(list(name, &value)?)
+                }
+                PolicyField::AllowedIps => {
+                    lists = lists.allowed_ips(list(name, &value)?);
+                    change.allowed_ips(list(name, &value)?)
+                }
                 PolicyField::Rpm => change.rpm(limit(name, &value)?),
                 PolicyField::Burst => change.burst(limit(name, &value)?),
                 _ => change.max_concurrent(limit(name, &value)?),
             }
         };
     }
+    scopes_check(&label, &lists)?;
     Ok(Command::Set { label, change })
 }
 

@@ -636,3 +636,56 @@ fn replicas_starting_together_on_a_table_of_the_previous_version_add_the_policy_
         );
     })
 }
+
+/// Every bad policy argument is a usage error (status 2, never a panic)
+/// found before the database is asked: here there is none to ask.
+#[test]
+fn the_keys_cli_refuses_every_bad_policy_argument_before_connecting() {
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    };
+    let binary = common::example_binary("keys");
+    for (args, says) in [
+        (
+            &["add", "a", "--allowed-ips", "10.0.0.0/33"][..],
+            "prefix length",
+        ),
+        (
+            &["add", "a", "--allowed-ips", "not-an-address"],
+            "not an address",
+        ),
+        (&["add", "a", "--models", "gpt-*-mini"], "gpt-*-mini"),
+        (&["add", "a", "--routes", "v1/chat"], "v1/chat"),
+        (&["add", "a", "--models", "a,,b"], "empty item"),
+        (&["add", "a", "--models="], "empty item"),
+        (&["add", "a", "--burst", "5"], "burst is set without rpm"),
+        (&["add", "a", "--rpm", "0"], "would refuse every request"),
+        (&["add", "a", "--rpm", "1000001"], "from 1 to 1000000"),
+        (&["add", "a", "--rpm", "-1"], "from 1 to 1000000"),
+        (&["add", "a", "--rpm", "none"], "leave --rpm out"),
+        (&["add", "a", "--rpm", "1", "--rpm", "2"], "given twice"),
+        (&["add", "a", "--max-concurrent"], "needs a value"),
+        (&["set", "a"], "at least one field"),
+        (&["set", "a", "--expires-in", "60"], "unknown option"),
+        (
+            &["set", "a", "--allowed-ips", "10.0.0.0/8,300.0.0.1"],
+            "300.0.0.1",
+        ),
+        (&["set", "a", "--models", "x*y*"], "x*y*"),
+        (&["set", "a", "--burst", "abc"], "not a whole number"),
+        (&["set", "--rpm", "5"], "needs a label"),
+    ] {
+        let out = std::process::Command::new(&binary)
+            .env_clear()
+            .env("PROXY_DATABASE_URL", &unreachable)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
