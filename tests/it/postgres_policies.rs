@@ -203,7 +203,11 @@ fn keys_set_changes_one_field_and_keeps_the_others_and_the_rate_state() {
         let Some(server) = server() else {
             return;
         };
-        let store = PgKeyStore::new(&server.url()).unwrap();
+        // A full reload (timer, reconnect) every second as well: the state
+        // must survive both paths, a notification's and a reload's.
+        let store = PgKeyStore::new(&server.url())
+            .unwrap()
+            .reload_interval(Duration::from_secs(1));
         let (a, b) = (Replica::start(&store).await, Replica::start(&store).await);
         // One request a minute after a burst of 2: nothing refills during
         // the test, so a fresh burst would show.
@@ -275,6 +279,15 @@ fn keys_set_changes_one_field_and_keeps_the_others_and_the_rate_state() {
         for (replica, before) in [&a, &b].into_iter().zip(before) {
             within_hang("the max_concurrent change", || async {
                 replica.handle.status().changes_applied > before
+            })
+            .await;
+            assert_eq!(ask(replica, &key, INSIDE, CHAT, "gpt-4o").await, 429);
+        }
+        // Two full reloads later, still at its burst.
+        for replica in [&a, &b] {
+            let reloads = replica.handle.status().full_reloads;
+            within_hang("two full reloads", || async {
+                replica.handle.status().full_reloads >= reloads + 2
             })
             .await;
             assert_eq!(ask(replica, &key, INSIDE, CHAT, "gpt-4o").await, 429);
