@@ -53,6 +53,7 @@ mod metrics;
 mod misuse;
 mod named_keys;
 mod postgres;
+mod postgres_policies;
 mod proptest_model;
 mod reload_under_load;
 mod rules;

@@ -43,13 +43,13 @@ enum Verdict {
     Refused,
 }
 
-struct Replica {
-    shared: SharedSecurityConfig,
-    handle: KeyStoreHandle,
+pub(crate) struct Replica {
+    pub(crate) shared: SharedSecurityConfig,
+    pub(crate) handle: KeyStoreHandle,
 }
 
 impl Replica {
-    async fn start(store: &PgKeyStore) -> Replica {
+    pub(crate) async fn start(store: &PgKeyStore) -> Replica {
         let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(
             ProxyAuthMode::Strict,
             OPERATOR_KEY,
@@ -133,7 +133,7 @@ fn accepted(label: &str) -> Verdict {
 /// Runs `test` on a runtime of two workers, like `#[tokio::test(flavor =
 /// "multi_thread", worker_threads = 2)]`, with what every thread of it logs
 /// (the store's tasks run on the workers) captured at DEBUG for the test.
-fn run<F: Future<Output = ()>>(test: impl FnOnce(Logs) -> F) {
+pub(crate) fn run<F: Future<Output = ()>>(test: impl FnOnce(Logs) -> F) {
     let logs = Logs::new(tracing::Level::DEBUG);
     let _capturing = logs.set_default();
     logs.runtime(2).block_on(test(logs.clone()));
@@ -141,13 +141,13 @@ fn run<F: Future<Output = ()>>(test: impl FnOnce(Logs) -> F) {
 
 /// A server of the test's own, or `None` (the test is skipped, see
 /// [`common::installed_or_skip`]) without PostgreSQL's server binaries.
-fn server() -> Option<PgServer> {
+pub(crate) fn server() -> Option<PgServer> {
     common::installed_or_skip(pg::installed(), ".ci/postgres.sh").map(PgServer::start_with)
 }
 
 /// One test at a time: each starts its own server, and the 1 s deadlines
 /// should measure the store, not several `initdb`s competing for the CPU.
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+pub(crate) async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     SERIAL.lock().await
 }
