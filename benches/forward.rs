@@ -133,8 +133,12 @@ fn spawn_proxy(name: &'static str, with_auth: bool, upstream: SocketAddr) -> Pro
     let (addr, tid) = common::spawn_thread(&format!("proxy {name}"), move |listener| async move {
         if with_auth {
             let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, PROXY_KEY);
-            let service = forward_example::app(SharedSecurityConfig::new(config), target)
-                .expect("TLS set-up");
+            let service = forward_example::app(
+                SharedSecurityConfig::new(config.clone()),
+                forward_example::server::layer(&SharedSecurityConfig::new(config), &[]),
+                target,
+            )
+            .expect("TLS set-up");
             forward_example::serve(listener, service, std::future::pending()).await;
         } else {
             let service = forward_example::Forward::new(target).expect("TLS set-up");

@@ -9,7 +9,10 @@
 //!    connection's INSERT or UPDATE, commit included) to the other replica's
 //!    layer giving the new verdict; p50/p99 over the changes;
 //! 3. request path: the layer with a store-filled key set next to the same
-//!    layer with a plain `KeySet` of the same keys, paired rounds.
+//!    layer with a plain `KeySet` of the same keys, paired rounds;
+//! 4. start-up again with every row given a policy (models, routes,
+//!    allowed IPs, rpm, burst, max_concurrent): the load time and heap per
+//!    key of keys with scopes and limits, beside step 1's keys without.
 //!
 //! ```text
 //! cargo bench --bench postgres --features postgres
@@ -33,7 +36,8 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use proxy_auth::postgres::PgKeyStore;
 use proxy_auth::{
-    key_digest, KeySet, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig,
+    key_digest, ClientAddr, KeySet, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig,
+    SharedSecurityConfig,
 };
 use tower::{Layer, Service};
 
@@ -97,10 +101,14 @@ where
 {
     let mut cx = Context::from_waker(Waker::noop());
     assert!(service.poll_ready(&mut cx).is_ready());
-    let request = Request::get("/v1/models")
+    let mut request = Request::get("/v1/models")
         .header("x-api-key", key)
         .body(())
         .expect("valid request");
+    // Inside the policies' `allowed_ips` (step 4); no effect on other keys.
+    request
+        .extensions_mut()
+        .insert(ClientAddr(([10, 0, 0, 1], 40_000).into()));
     match pin!(service.call(request)).poll(&mut cx) {
         Poll::Ready(Ok(response)) => response.status(),
         _ => unreachable!("the inner service is always ready"),
@@ -146,35 +154,8 @@ async fn run(server: &pg::PgServer, keys: u64, changes: u64) {
         .expect("vacuum");
 
     // 1. Start-up load.
-    let mut loads = Vec::new();
-    let mut per_key = Vec::new();
-    for _ in 0..5 {
-        let replica = shared();
-        let before = LIVE.load(Ordering::Relaxed);
-        let start = Instant::now();
-        let handle = store.start(replica.clone()).await.expect("store starts");
-        loads.push(start.elapsed().as_secs_f64());
-        let after = LIVE.load(Ordering::Relaxed);
-        assert_eq!(handle.status().keys, keys, "every key loaded");
-        assert!(
-            accepts(&replica, &bench_key(keys / 2)),
-            "a loaded key authenticates"
-        );
-        per_key.push((after - before) as f64 / keys as f64);
-        handle.stop().await;
-    }
     println!("# postgres key store ({keys} keys, {changes} changes each way)");
-    println!(
-        "start-up load of {keys} keys: median {:.0} ms, min {:.0} ms over {} starts (target <= 1000 ms)",
-        common::median(loads.clone()) * 1e3,
-        loads.iter().copied().fold(f64::INFINITY, f64::min) * 1e3,
-        loads.len()
-    );
-    println!(
-        "live heap after start-up: {:.0} bytes per key (median of {} starts; the key set plus the store's own state)",
-        common::median(per_key),
-        loads.len()
-    );
+    start_up(&store, keys, "keys without policies").await;
 
     // 2. Propagation between two replicas with the full set loaded.
     let (a, b) = (shared(), shared());
@@ -245,6 +226,56 @@ async fn run(server: &pg::PgServer, keys: u64, changes: u64) {
     );
     handle_a.stop().await;
     handle_b.stop().await;
+
+    // 4. Start-up load of keys with policies: what an operator issuing
+    // `keys add LABEL --models ... --rpm ...` for every key would have.
+    // Each row its own rpm, so no two keys share a limiter setting.
+    sql.execute(
+        "UPDATE proxy_auth_keys SET models = '{gpt-4o*,claude-3-5-*}', \
+           routes = '{/v1/chat/completions,/v1/models}', allowed_ips = '{10.0.0.0/8,192.168.0.0/16}', \
+           rpm = 60 + (id % 1000)::int, burst = 10, max_concurrent = 2 \
+         WHERE label LIKE 'bench-%'",
+        &[],
+    )
+    .await
+    .expect("policies set");
+    sql.batch_execute("VACUUM FULL ANALYZE proxy_auth_keys")
+        .await
+        .expect("vacuum");
+    start_up(&store, keys, "keys with policies").await;
+}
+
+/// Five starts of a replica on the table as it is: load time and the live
+/// heap the loaded set costs per key.
+async fn start_up(store: &PgKeyStore, keys: u64, what: &str) {
+    let mut loads = Vec::new();
+    let mut per_key = Vec::new();
+    for _ in 0..5 {
+        let replica = shared();
+        let before = LIVE.load(Ordering::Relaxed);
+        let start = Instant::now();
+        let handle = store.start(replica.clone()).await.expect("store starts");
+        loads.push(start.elapsed().as_secs_f64());
+        let after = LIVE.load(Ordering::Relaxed);
+        assert_eq!(handle.status().keys, keys, "every key loaded");
+        assert!(
+            accepts(&replica, &bench_key(keys / 2)),
+            "a loaded key authenticates"
+        );
+        per_key.push((after - before) as f64 / keys as f64);
+        handle.stop().await;
+    }
+    println!(
+        "start-up load of {keys} {what}: median {:.0} ms, min {:.0} ms over {} starts (target <= 1000 ms)",
+        common::median(loads.clone()) * 1e3,
+        loads.iter().copied().fold(f64::INFINITY, f64::min) * 1e3,
+        loads.len()
+    );
+    println!(
+        "live heap after start-up, {what}: {:.0} bytes per key (median of {} starts; the key set plus the store's own state)",
+        common::median(per_key),
+        loads.len()
+    );
 }
 
 /// ns per request through the layer, one round.

@@ -27,47 +27,35 @@
 //!
 //! Other modes: `PROXY_AUTH_MODE=strict` (then `/healthz` needs the key too),
 //! `PROXY_AUTH_MODE=auto` (off on loopback; with `PROXY_ALLOW_LAN_ACCESS=true`
-//! it is `all_except_health` and the server listens on `0.0.0.0:8045`),
-//! `PROXY_API_KEY=` with auth on (every request: 401 `no_key_configured`
-//! and an ERROR log line).
+//! it is `all_except_health` and the server listens on `0.0.0.0:8045`).
+//! `PROXY_API_KEY=` with auth on and no other key is refused at start
+//! (exit status 2): such a server could let nobody in.
 //!
-//! Settings: `PROXY_LISTEN` (default `127.0.0.1:8045`, or `0.0.0.0:8045`
-//! with LAN access; a non-loopback address while `auto` resolves to `off` is
-//! refused with exit status 2), `PROXY_AUTH_MODE` (`off`, `strict`,
-//! `all_except_health`, `auto`), `PROXY_API_KEY` (a key is generated and
-//! printed if unset), `PROXY_ALLOW_LAN_ACCESS` (`true`/`false`),
-//! `PROXY_CORS_ORIGINS` (origins whose pages may call it with `fetch`, or `*`;
-//! unset: no CORS headers).
-//! With `--features watch`, `PROXY_CONFIG_FILE` names a JSON or TOML file
-//! followed for changes, in place of the three auth variables. With
-//! `--features metrics`, `GET /metrics` serves the layer's counters in
-//! Prometheus text format, behind the same key:
-//! `curl localhost:8045/metrics -H 'Authorization: Bearer sk-test'`.
+//! Every variable (`PROXY_LISTEN`, `PROXY_CORS_ORIGINS`,
+//! `PROXY_TRUSTED_PROXIES`, `PROXY_CONFIG_FILE` with `--features watch`,
+//! `PROXY_DATABASE_URL` with `--features postgres`, `GET /metrics` with
+//! `--features metrics`) is read by the examples' shared server module,
+//! `examples/server/mod.rs`; this file is the wiring.
 
-#[path = "common/settings.rs"]
-pub mod settings;
-
-#[cfg(feature = "metrics")]
-#[path = "common/metrics.rs"]
-mod metrics;
-
-#[path = "common/config_file.rs"]
-mod config_file;
-
-// PostgreSQL key store when PROXY_DATABASE_URL is set (common/key_store.rs).
-#[cfg(feature = "postgres")]
-#[path = "common/key_store.rs"]
-mod key_store;
+#[allow(dead_code)]
+#[path = "server/mod.rs"]
+pub mod server;
 
 use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
-use proxy_auth::{Authenticated, ProxyAuthLayer, SharedSecurityConfig};
+use proxy_auth::{Authenticated, ProxyAuthLayer, ReadsBodies, SharedSecurityConfig};
 use serde_json::{json, Value};
-use settings::cors::CorsOrigins;
+use server::cors::CorsOrigins;
 
-/// The example's router, also started by the crate's HTTP test.
-pub fn app(shared: SharedSecurityConfig) -> Router {
+/// The example's routes behind `auth`, with the CORS layer for `origins`
+/// outside it (a preflight carries no key, and a 401 must carry the CORS
+/// headers for the page's script to read it).
+pub fn app(
+    shared: SharedSecurityConfig,
+    auth: ProxyAuthLayer<ReadsBodies>,
+    origins: Option<&CorsOrigins>,
+) -> Router {
     let mode = shared.clone();
     let router = Router::new()
         .route(
@@ -77,18 +65,13 @@ pub fn app(shared: SharedSecurityConfig) -> Router {
         .fallback(move |request: Request| async move { Json(describe(&request, &mode)) });
     // Before the layer, so a scrape needs the key like every other route.
     #[cfg(feature = "metrics")]
-    let router = metrics::route(router);
-    router.layer(ProxyAuthLayer::from_shared(shared).insert_identity(true))
-}
-
-/// [`app`] behind the CORS layer for `origins` (`PROXY_CORS_ORIGINS`), or as
-/// is without it. CORS goes outside auth: preflights carry no key, and a 401
-/// must carry the CORS headers for the page's script to read it.
-pub fn app_with_cors(shared: SharedSecurityConfig, origins: Option<&CorsOrigins>) -> Router {
-    let app = app(shared);
+    let router = server::metrics::route(router);
+    let router = router
+        .layer(auth.insert_identity(true))
+        .layer(server::client_addr_from_connect_info());
     match origins {
-        Some(origins) => app.layer(settings::cors::layer(origins)),
-        None => app,
+        Some(origins) => router.layer(server::cors::layer(origins)),
+        None => router,
     }
 }
 
@@ -107,26 +90,16 @@ fn describe(request: &Request, shared: &SharedSecurityConfig) -> Value {
 
 #[tokio::main]
 async fn main() {
-    let settings = settings::start();
-    let shared = SharedSecurityConfig::new(settings.config.clone());
-    // Kept alive while serving: dropping them stops following the file or
-    // the key store.
-    let _config_file = config_file::follow_from_env(&shared);
-    #[cfg(feature = "postgres")]
-    let _key_store = key_store::follow(&shared).await;
-    // After the file was read: the guard judges the config in force, and
-    // every reload from then on.
-    settings::guard_or_exit(&shared, &settings);
-    let listener = settings::bind_or_exit(&settings).await;
-    settings::print_banner("axum", &settings, &shared, &listener);
-    let app = app_with_cors(shared, settings.cors.as_ref());
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let server = server::Server::start("axum").await;
+    let app = app(
+        server.shared.clone(),
+        server.layer(),
+        server.settings.cors.as_ref(),
+    );
+    // With the connection's address, for keys with `allowed_ips`.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(server.listener, app).with_graceful_shutdown(server::ctrl_c());
+    if let Err(e) = served.await {
         eprintln!("error: server failed: {e}");
         std::process::exit(1);
     }

@@ -17,12 +17,15 @@
 //! ```
 //!
 //! Settings: those of the other examples (`PROXY_LISTEN`, `PROXY_AUTH_MODE`,
-//! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`), plus `PROXY_UPSTREAM` (base
-//! URL, `http://` or `https://`, may end in a path such as `/v1`, which is
-//! put in front of every forwarded path) and `PROXY_UPSTREAM_KEY`. With
-//! `--features watch`, `PROXY_CONFIG_FILE` names a JSON or TOML file
-//! followed for changes (named keys, their scopes and limits), as in the
-//! axum example.
+//! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`, `PROXY_TRUSTED_PROXIES`,
+//! `PROXY_CONFIG_FILE` with `--features watch` for named keys with their
+//! scopes and limits, `PROXY_DATABASE_URL` with `--features postgres`;
+//! `examples/server/mod.rs` reads them), plus `PROXY_UPSTREAM` (base URL,
+//! `http://` or `https://`, may end in a path such as `/v1`, which is put
+//! in front of every forwarded path) and `PROXY_UPSTREAM_KEY`. A key limited
+//! to some models has its request body's `model` checked before it is
+//! forwarded (the layer reads up to 2 MiB of it, then streams it on
+//! unchanged); other requests stream as they come.
 //!
 //! # Design
 //!
@@ -94,16 +97,10 @@
 //!   and benchmark start exactly what `main` starts; [`Forward`] is the same
 //!   proxy without the layer.
 
-// Shared with the other examples, which use parts of it this one does not.
+// Every variable but the upstream's, read as the other examples read them.
 #[allow(dead_code)]
-#[path = "common/settings.rs"]
-mod settings;
-#[path = "common/upstream.rs"]
-mod upstream;
-
-// PROXY_CONFIG_FILE, as the axum example reads it.
-#[path = "common/config_file.rs"]
-mod config_file;
+#[path = "server/mod.rs"]
+pub mod server;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -126,12 +123,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use proxy_auth::{
-    Authenticated, KeySource, ProxyAuth, ProxyAuthLayer, ProxyAuthMode, SharedSecurityConfig,
+    Authenticated, KeySource, ProxyAuth, ProxyAuthLayer, ProxyAuthMode, ReadsBodies,
+    SharedSecurityConfig,
 };
 use tokio::net::TcpListener;
 use tower::{Layer, Service};
 
-pub use upstream::Upstream;
+pub use server::upstream::Upstream;
 
 /// Errors of either body, boxed: the client's upload or the upstream's answer.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -148,13 +146,16 @@ const KEY_HEADERS: [HeaderName; 4] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-/// The forward example's service: `ProxyAuthLayer` (stripping the client's
-/// key, naming its header) over [`Forward`].
-pub fn app(shared: SharedSecurityConfig, upstream: Upstream) -> Result<ProxyAuth<Forward>, String> {
-    let layer = ProxyAuthLayer::from_shared(shared.clone())
-        .strip_credentials(true)
-        .insert_identity(true);
-    Ok(layer.layer(Forward::build(upstream, Some(shared))?))
+/// The forward example's service: `auth` (stripping the client's key,
+/// naming its header) over [`Forward`]; `shared` is the config `auth`
+/// reads.
+pub fn app(
+    shared: SharedSecurityConfig,
+    auth: ProxyAuthLayer<ReadsBodies>,
+    upstream: Upstream,
+) -> Result<ProxyAuth<Forward, ReadsBodies>, String> {
+    let auth = auth.strip_credentials(true).insert_identity(true);
+    Ok(auth.layer(Forward::build(upstream, Some(shared))?))
 }
 
 /// The forwarding service on its own, without authentication.
@@ -476,9 +477,9 @@ where
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, usually: retrying at once would spin.
                     tracing::warn!(target: "proxy_auth::forward", "accept failed: {e}");
@@ -489,7 +490,9 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone());
+        // Each request carries its connection's address, for keys with
+        // `allowed_ips`.
+        let service = TowerToHyperService::new(server::with_client_addr(peer, service.clone()));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
@@ -511,32 +514,20 @@ where
 
 #[tokio::main]
 async fn main() {
+    server::settings::init_logging();
     let upstream = Upstream::from_env().unwrap_or_else(|message| {
         eprintln!("error: {message}");
         std::process::exit(2);
     });
-    let settings = settings::start();
-    let shared = SharedSecurityConfig::new(settings.config.clone());
-    // Kept alive while serving: dropping it stops following the file.
-    let _config_file = config_file::follow_from_env(&shared);
-    // After the file was read: the guard judges the config in force, and
-    // every reload from then on.
-    settings::guard_or_exit(&shared, &settings);
-    let listener = settings::bind_or_exit(&settings).await;
-    settings::print_banner("forward", &settings, &shared, &listener);
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
+    let settings = server::settings::from_env_or_exit();
+    let server = server::Server::start_with("forward", settings).await;
     println!(
-        "forward: listening on http://{local}, forwarding to {upstream} (upstream key: {})",
+        "forward: forwarding to {upstream} (upstream key: {})",
         if upstream.has_key() { "set" } else { "none" }
     );
-    let service = app(shared, upstream).unwrap_or_else(|e| {
+    let service = app(server.shared.clone(), server.layer(), upstream).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1);
     });
-    serve(listener, service, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    serve(server.listener, service, server::ctrl_c()).await;
 }

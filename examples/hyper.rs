@@ -8,26 +8,30 @@
 //! curl -i localhost:8045/v1beta/models/gemini:generateContent -H 'x-goog-api-key: nope' # 401, Gemini error shape
 //! ```
 //!
-//! Same settings as the axum example: `PROXY_LISTEN`, `PROXY_AUTH_MODE`,
-//! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`, `PROXY_CORS_ORIGINS`.
+//! The variables are the axum example's (`PROXY_LISTEN`, `PROXY_AUTH_MODE`,
+//! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`, `PROXY_CORS_ORIGINS`,
+//! `PROXY_TRUSTED_PROXIES`, `PROXY_CONFIG_FILE`, `PROXY_DATABASE_URL`),
+//! read by `examples/server/mod.rs`. What hyper needs that axum does for
+//! you: each connection's requests carry its address (`ClientAddr`), for
+//! keys with `allowed_ips`.
 
-#[path = "common/settings.rs"]
-mod settings;
+#[allow(dead_code)]
+#[path = "server/mod.rs"]
+mod server;
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use http::{header, Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use proxy_auth::{Authenticated, ProxyAuthLayer, SharedSecurityConfig};
+use proxy_auth::{Authenticated, SharedSecurityConfig};
 use tower::ServiceBuilder;
 
-async fn handle(
-    request: Request<Incoming>,
+async fn handle<B>(
+    request: Request<B>,
     shared: SharedSecurityConfig,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = if request.uri().path() == "/healthz" {
@@ -50,29 +54,26 @@ async fn handle(
 
 #[tokio::main]
 async fn main() {
-    let settings = settings::start();
-    let shared = SharedSecurityConfig::new(settings.config.clone());
-    settings::guard_or_exit(&shared, &settings);
-    let listener = settings::bind_or_exit(&settings).await;
-    settings::print_banner("hyper", &settings, &shared, &listener);
+    let server = server::Server::start("hyper").await;
+    let shared = server.shared.clone();
     // CORS outside auth, as in the axum example; no layer at all when unset.
     let service = ServiceBuilder::new()
-        .option_layer(settings.cors.as_ref().map(settings::cors::layer))
-        .layer(ProxyAuthLayer::from_shared(shared.clone()).insert_identity(true))
+        .option_layer(server.settings.cors.as_ref().map(server::cors::layer))
+        .layer(server.layer().insert_identity(true))
         .service_fn(move |request| handle(request, shared.clone()));
 
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let (stream, peer) = tokio::select! {
+            accepted = server.listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     eprintln!("accept failed: {e}");
                     continue;
                 }
             },
-            _ = tokio::signal::ctrl_c() => break,
+            () = server::ctrl_c() => break,
         };
-        let service = TowerToHyperService::new(service.clone());
+        let service = TowerToHyperService::new(server::with_client_addr(peer, service.clone()));
         tokio::spawn(async move {
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)

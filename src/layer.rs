@@ -319,26 +319,29 @@ impl<R> ProxyAuthLayer<R> {
     }
 
     /// Sets the proxies in front of this one whose `X-Forwarded-For` or
-    /// `Forwarded: for=` header is believed, as CIDR blocks (default: none,
-    /// so those headers are ignored): for keys with `allowed_ips`, a request
-    /// whose connection comes from one of them is judged by the rightmost
-    /// address in the header that is not one of them. See
-    /// [`scope`](crate::scope).
+    /// `Forwarded: for=` header is believed (default: none, so those
+    /// headers are ignored): for keys with `allowed_ips`, a request whose
+    /// connection comes from one of them is judged by the rightmost address
+    /// in the header that is not one of them. See [`scope`](crate::scope).
     ///
-    /// # Panics
+    /// ```
+    /// use proxy_auth::scope::{IpNet, IpNetError};
+    /// use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig};
     ///
-    /// If an entry is not an address or CIDR block, naming it.
+    /// // As read from an environment variable: a bad entry is an error that names it.
+    /// let nets = "10.0.0.0/8, fd00::/8"
+    ///     .split(',')
+    ///     .map(str::parse)
+    ///     .collect::<Result<Vec<IpNet>, IpNetError>>()?;
+    /// let layer = ProxyAuthLayer::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-1"))
+    ///     .trusted_proxies(nets);
+    /// # let _ = layer;
+    /// # Ok::<(), IpNetError>(())
+    /// ```
     #[cfg(feature = "key-set")]
     #[cfg_attr(docsrs, doc(cfg(feature = "key-set")))]
-    #[track_caller]
-    pub fn trusted_proxies<I, S>(mut self, nets: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let trusted = crate::scope::Trusted::parse(nets)
-            .unwrap_or_else(|why| panic!("ProxyAuthLayer::trusted_proxies: {why}"));
-        self.options_mut().trusted = trusted;
+    pub fn trusted_proxies(mut self, nets: impl IntoIterator<Item = crate::scope::IpNet>) -> Self {
+        self.options_mut().trusted = crate::scope::Trusted(nets.into_iter().collect());
         self
     }
 

@@ -5,12 +5,14 @@ use std::time::SystemTime;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Socket};
 
 use super::schema::{self, TABLE};
 use super::{db_error, PgKeyStore, StoreError};
 use crate::ApiKey;
 
+use super::policy::{self, KeyPolicy, PolicyChange, Value};
 use super::rows::label_problem;
 
 /// A connection for issuing and revoking keys, from [`PgKeyStore::admin`].
@@ -35,6 +37,12 @@ pub struct KeyInfo {
     pub expires_at: Option<SystemTime>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<SystemTime>,
+    /// Its scopes and limits.
+    pub policy: KeyPolicy,
+    /// Why the replicas skip this row's policy (and so refuse its key), if
+    /// they do: a row written by hand with a bad CIDR block, a `*` inside a
+    /// model pattern, a negative limit, ...
+    pub policy_problem: Option<String>,
 }
 
 impl KeyInfo {
@@ -73,7 +81,8 @@ impl KeyAdmin {
 
     /// Generates a new `sk-` key for `label`, stores its digest (with the
     /// expiry, if any) and returns the key: the only time it is ever seen,
-    /// so hand it to its user now.
+    /// so hand it to its user now. The key has no scopes and no limits of
+    /// its own: [`add_with_policy`](Self::add_with_policy) gives them.
     ///
     /// Errors with [`StoreError::LabelTaken`] if the label is in the table,
     /// even revoked: a label names one key for good, so logs stay clear.
@@ -82,17 +91,51 @@ impl KeyAdmin {
         label: &str,
         expires_at: Option<SystemTime>,
     ) -> Result<ApiKey, StoreError> {
+        self.add_with_policy(label, expires_at, &KeyPolicy::new())
+            .await
+    }
+
+    /// [`add`](Self::add), with the key's scopes and limits. A policy the
+    /// replicas would refuse is [`StoreError::InvalidPolicy`], and nothing
+    /// is written.
+    pub async fn add_with_policy(
+        &self,
+        label: &str,
+        expires_at: Option<SystemTime>,
+        policy: &KeyPolicy,
+    ) -> Result<ApiKey, StoreError> {
         check_label(label)?;
         check_expiry(expires_at)?;
+        if let Some(reason) = policy.problem() {
+            return Err(policy::invalid(label, reason));
+        }
         // Wiped if the insert fails or this future is dropped half-way
         // (an `ApiKey` wipes itself); handed over only on success.
         let key = crate::try_generate_api_key()?;
         let digest = zeroize::Zeroizing::new(crate::key_digest(key.expose_secret()));
-        let sql =
-            format!("INSERT INTO {TABLE} (label, key_digest, expires_at) VALUES ($1, $2, $3)");
+        let columns = schema::policy_list();
+        let sql = format!(
+            "INSERT INTO {TABLE} (label, key_digest, expires_at, {columns}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        let [rpm, burst, max_concurrent] =
+            [policy.rpm, policy.burst, policy.max_concurrent].map(column_int);
         match self
             .client
-            .execute(&sql, &[&label, &digest.as_str(), &expires_at])
+            .execute(
+                &sql,
+                &[
+                    &label,
+                    &digest.as_str(),
+                    &expires_at,
+                    &policy.models,
+                    &policy.routes,
+                    &policy.allowed_ips,
+                    &rpm,
+                    &burst,
+                    &max_concurrent,
+                ],
+            )
             .await
         {
             Ok(_) => Ok(key),
@@ -143,10 +186,76 @@ impl KeyAdmin {
         Ok(())
     }
 
+    /// Changes the policy fields `change` names on the key labelled
+    /// `label`, keeping the others, and returns the policy now in the
+    /// table. Every replica applies it within a second, and keeps the
+    /// key's rate state and requests in flight (see
+    /// [`limit`](crate::limit#state-across-config-changes)).
+    ///
+    /// Errors with [`StoreError::InvalidPolicy`] for a value the replicas
+    /// would refuse, or a `burst` the change leaves without an `rpm`
+    /// (nothing is written), and [`StoreError::UnknownLabel`].
+    pub async fn set(&self, label: &str, change: &PolicyChange) -> Result<KeyPolicy, StoreError> {
+        if change.is_empty() {
+            return Err(policy::invalid(
+                label,
+                "the change names no field; give at least one of models, routes, allowed_ips, rpm, burst, max_concurrent".into(),
+            ));
+        }
+        if let Some(reason) = change.problem() {
+            return Err(policy::invalid(label, reason));
+        }
+        let mut assignments = Vec::new();
+        let mut lists = Vec::new();
+        let mut limits = Vec::new();
+        for (field, value) in change.changes() {
+            match value {
+                Value::List(items) => lists.push((field.as_str(), items)),
+                Value::Limit(limit) => limits.push((field.as_str(), column_int(*limit))),
+            }
+        }
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&label];
+        for (column, items) in &lists {
+            params.push(*items);
+            assignments.push(format!("{column} = ${}::text[]", params.len()));
+        }
+        for (column, limit) in &limits {
+            params.push(limit);
+            assignments.push(format!("{column} = ${}::int4", params.len()));
+        }
+        let sql = format!(
+            "UPDATE {TABLE} SET {} WHERE label = $1 RETURNING {}",
+            assignments.join(", "),
+            schema::policy_list()
+        );
+        let rows = match self.client.query(&sql, &params).await {
+            Ok(rows) => rows,
+            Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
+                let constraint = e.as_db_error().and_then(|db| db.constraint());
+                let reason = if constraint == Some(schema::BURST_NEEDS_RPM) {
+                    "the key would have a burst without an rpm (burst is how many requests may come back to back at the rate rpm sets); set rpm too, or clear burst as well".to_owned()
+                } else {
+                    format!(
+                        "the key table refuses it ({})",
+                        constraint.unwrap_or("a check constraint")
+                    )
+                };
+                return Err(policy::invalid(label, reason));
+            }
+            Err(e) => return Err(db_error(&self.address, "changing a key's policy", e)),
+        };
+        match rows.first() {
+            None => Err(StoreError::UnknownLabel(label.to_owned())),
+            Some(row) => Ok(KeyPolicy::from_row(row, 0).0),
+        }
+    }
+
     /// Every row, active or not, sorted by label.
     pub async fn list(&self) -> Result<Vec<KeyInfo>, StoreError> {
-        let sql =
-            format!("SELECT label, created_at, expires_at, revoked_at FROM {TABLE} ORDER BY label");
+        let sql = format!(
+            "SELECT label, created_at, expires_at, revoked_at, {} FROM {TABLE} ORDER BY label",
+            schema::policy_list()
+        );
         let rows = self
             .client
             .query(&sql, &[])
@@ -154,11 +263,14 @@ impl KeyAdmin {
             .map_err(|e| db_error(&self.address, "listing the keys", e))?;
         rows.iter()
             .map(|row| {
+                let (policy, policy_problem) = KeyPolicy::from_row(row, 4);
                 Ok(KeyInfo {
                     label: row.try_get(0)?,
                     created_at: row.try_get(1)?,
                     expires_at: row.try_get(2)?,
                     revoked_at: row.try_get(3)?,
+                    policy,
+                    policy_problem,
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()
@@ -172,6 +284,12 @@ impl fmt::Debug for KeyAdmin {
             .field("address", &self.address)
             .finish()
     }
+}
+
+/// A limit as the table's `integer` column holds it; every limit that
+/// reaches this is at most [`limit::MAX`](crate::limit::MAX).
+fn column_int(limit: Option<u32>) -> Option<i32> {
+    limit.map(|value| i32::try_from(value).unwrap_or(i32::MAX))
 }
 
 /// The same rules the replicas apply when reading, so a key added here is

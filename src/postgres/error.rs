@@ -45,13 +45,24 @@ pub enum StoreError {
         /// What to change.
         reason: &'static str,
     },
+    /// A policy given to the admin API that the replicas would refuse: an
+    /// empty list, a `*` inside a model pattern, a route without a leading
+    /// `/`, a bad CIDR block, a limit of 0 or over a million, a `burst`
+    /// without `rpm`. Nothing was written.
+    #[error("the policy for label {label:?} is not valid: {reason}")]
+    InvalidPolicy {
+        /// The key's label.
+        label: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// An expiry given to the admin API before 1970 or after the year 9999.
     #[error("the expiry is out of range: give a time between 1970 and the end of the year 9999, or none for a key that never expires")]
     ExpiryOutOfRange,
     /// `add` with a label that is already in the table (active or revoked).
     #[error("label {0:?} is already in the key table (labels are never reused, even after a revoke, so logs stay unambiguous); pick another label")]
     LabelTaken(String),
-    /// `revoke` or `set_expiry` with a label that is not in the table.
+    /// `revoke`, `set_expiry` or `set` with a label that is not in the table.
     #[error("no key is labelled {0:?}; `list` shows the labels")]
     UnknownLabel(String),
     /// The shared config's named keys are already kept by another source

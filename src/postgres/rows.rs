@@ -9,15 +9,24 @@ use tokio_postgres::Row;
 
 use super::MAX_LABEL_BYTES;
 use crate::digest::{classify, KeyText};
-use crate::{KeySet, KeySetError};
+use crate::{KeySet, KeySetError, Limits, NewKey};
 
-/// A row that passed the checks; its digest is well-formed.
+/// A row that passed the checks; its digest is well-formed and its limits
+/// are valid (its scopes are parsed by [`insert`], as `KeySet::add` does).
 pub(crate) struct KeyRow {
     pub(crate) label: String,
     // Wiped when the row is dropped.
     digest: crate::ApiKey,
     expires_at: Option<SystemTime>,
+    models: Option<Vec<String>>,
+    routes: Option<Vec<String>>,
+    allowed_ips: Option<Vec<String>>,
+    limits: Limits,
 }
+
+/// Where the policy columns start in every query's rows (see
+/// [`schema::select_active`](super::schema::select_active)).
+const POLICY_AT: usize = 5;
 
 /// The row's fields, or its label (as far as it could be read) and why it
 /// cannot be loaded.
@@ -27,10 +36,10 @@ pub(crate) fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
         Ok(None) => return Err((String::new(), "its label is NULL".into())),
         Err(e) => return Err((String::new(), format!("its label is unreadable ({e})"))),
     };
-    let problem = |reason: &str| Err((label.clone(), format!("its label {reason}")));
     if let Some(reason) = label_problem(&label) {
-        return problem(reason);
+        return Err((label.clone(), format!("its label {reason}")));
     }
+    let problem = |reason: &str| Err((label.clone(), reason.to_owned()));
     let digest = match row.try_get::<_, Option<String>>(1) {
         Ok(Some(digest)) => crate::ApiKey::from(digest),
         _ => return problem("its key_digest is NULL or not text"),
@@ -54,10 +63,46 @@ pub(crate) fn read_row(row: &Row) -> Result<KeyRow, (String, String)> {
         Ok(at) => at,
         Err(_) => return problem("its expires_at is not a timestamp"),
     };
+    let list = |at: usize, column: &str| match row.try_get::<_, Option<Vec<String>>>(at) {
+        Ok(list) => Ok(list),
+        Err(_) => Err(format!(
+            "its {column} is not a one-dimensional text array without NULLs"
+        )),
+    };
+    let (models, routes, allowed_ips) = match (
+        list(POLICY_AT, "models"),
+        list(POLICY_AT + 1, "routes"),
+        list(POLICY_AT + 2, "allowed_ips"),
+    ) {
+        (Ok(models), Ok(routes), Ok(allowed_ips)) => (models, routes, allowed_ips),
+        (Err(reason), _, _) | (_, Err(reason), _) | (_, _, Err(reason)) => return problem(&reason),
+    };
+    let limit = |at: usize, column: &str| match row.try_get::<_, Option<i32>>(at) {
+        Ok(value) => value
+            .map(|v| u32::try_from(v).map_err(|_| format!("its {column} is negative ({v})")))
+            .transpose(),
+        Err(_) => Err(format!("its {column} is not an integer")),
+    };
+    let limits = match (
+        limit(POLICY_AT + 3, "rpm"),
+        limit(POLICY_AT + 4, "burst"),
+        limit(POLICY_AT + 5, "max_concurrent"),
+    ) {
+        (Ok(rpm), Ok(burst), Ok(max)) => Limits::new(rpm, burst, max),
+        (Err(reason), _, _) | (_, Err(reason), _) | (_, _, Err(reason)) => return problem(&reason),
+    };
+    let limits = match limits {
+        Ok(limits) => limits,
+        Err(e) => return problem(&format!("its limits are not valid: {e}")),
+    };
     Ok(KeyRow {
         label,
         digest,
         expires_at,
+        models,
+        routes,
+        allowed_ips,
+        limits,
     })
 }
 
@@ -89,11 +134,43 @@ fn plain(c: char) -> bool {
     matches!(c, ' ' | '"' | '\'' | '\\') || c.escape_debug().nth(1).is_none()
 }
 
-pub(crate) fn insert(keys: &mut KeySet, row: &KeyRow) -> Result<(), KeySetError> {
-    match row.expires_at {
-        None => keys.insert(row.label.as_str(), row.digest.expose_secret()),
-        Some(at) => keys.insert_expiring(row.label.as_str(), row.digest.expose_secret(), at),
+/// Adds the row's key with its expiry, scopes and limits. A scope
+/// `KeySet::add` refuses (a bad CIDR block, a `*` inside a model pattern, a
+/// route without a leading `/`) is [`KeySetError::BadScope`] and leaves
+/// `keys` as it was: the row is skipped, never loaded without its scopes.
+pub(crate) fn insert(keys: &mut KeySet, row: KeyRow) -> Result<(), KeySetError> {
+    let KeyRow {
+        label,
+        digest,
+        expires_at,
+        models,
+        routes,
+        allowed_ips,
+        limits,
+    } = row;
+    let mut new = NewKey::new(label, digest).limits(limits);
+    if let Some(at) = expires_at {
+        new = new.expires_at(at);
     }
+    if let Some(models) = models {
+        new = new.models(models);
+    }
+    if let Some(routes) = routes {
+        new = new.routes(routes);
+    }
+    if let Some(nets) = allowed_ips {
+        new = new.allowed_ips(nets);
+    }
+    keys.add(new)
+}
+
+/// Whether `error` is about the row itself (its policy), not about the
+/// set it is added to: the row is skipped and the others are applied.
+pub(crate) fn is_row_problem(error: &KeySetError) -> bool {
+    matches!(
+        error,
+        KeySetError::BadScope { .. } | KeySetError::BadLimits { .. }
+    )
 }
 
 /// The rows labelled `labels` hold one key (their digests differ at most in

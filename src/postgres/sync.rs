@@ -12,7 +12,7 @@ use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Connection, Row, Socket, Statement};
 
-use super::rows::{insert, read_row, report, report_shared};
+use super::rows::{insert, is_row_problem, read_row, report, report_shared};
 use super::{
     connect_error, db_error, schema, PgKeyStore, Status, StoreError, BATCH_LIMIT, MAX_LABEL_BYTES,
 };
@@ -327,8 +327,10 @@ where
             if !row.try_get::<_, bool>(3).unwrap_or(false) {
                 continue;
             }
-            let outcome = read_row(row)
-                .and_then(|row| insert(&mut keys, &row).map_err(|e| (row.label, e.to_string())));
+            let outcome = read_row(row).and_then(|row| {
+                let label = row.label.clone();
+                insert(&mut keys, row).map_err(|e| (label, e.to_string()))
+            });
             if let Err((label, problem)) = outcome {
                 if self.reported.insert(label.clone()) {
                     report(&label, &problem);
@@ -382,14 +384,22 @@ where
             }
         }
         let mut count = 0;
+        let mut refused = Vec::new();
         let applied = self.shared.update_keys(|keys| {
             // Removals first: a digest moving from one label to another in
-            // the same burst must not collide with itself.
+            // the same burst must not collide with itself. A row whose
+            // policy is refused stays removed: its key is refused, never
+            // kept with its old policy nor loaded without one.
             for label in &labels {
                 keys.remove(label);
             }
-            for row in &found {
-                insert(keys, row)?;
+            for row in found {
+                let label = row.label.clone();
+                match insert(keys, row) {
+                    Ok(()) => {}
+                    Err(e) if is_row_problem(&e) => refused.push((label, e)),
+                    Err(e) => return Err(e),
+                }
             }
             count = keys.len() as u64;
             Ok(())
@@ -399,6 +409,10 @@ where
         // was stored, and the full reload judges every row holding the key.
         if applied.is_err() {
             return self.full_reload(client, statements).await;
+        }
+        for (label, problem) in refused {
+            report(&label, &problem);
+            self.reported.insert(label);
         }
         self.status.keys.store(count, Ordering::Relaxed);
         self.status

@@ -29,11 +29,10 @@ pub(crate) mod path;
 
 use std::sync::Arc;
 
-pub use net::ClientAddr;
+pub use net::{ClientAddr, IpNet, IpNetError};
 pub use path::{check_path, PathProblem};
 
 use model::ModelPattern;
-use net::IpNet;
 use path::Route;
 
 /// A key's scopes; `None` is no restriction.
@@ -122,17 +121,3 @@ impl Scope {
 /// The layer's trusted proxies, shared by its clones.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Trusted(pub(crate) Arc<[IpNet]>);
-
-impl Trusted {
-    pub(crate) fn parse<I, S>(nets: I) -> Result<Self, String>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let nets = nets
-            .into_iter()
-            .map(|net| IpNet::parse(net.as_ref()))
-            .collect::<Result<Arc<[IpNet]>, _>>()?;
-        Ok(Trusted(nets))
-    }
-}

@@ -7,11 +7,36 @@ use std::str::FromStr;
 
 use http::{Extensions, HeaderMap};
 
-/// A block of addresses: `10.0.0.0/8`, `2001:db8::/32`, or one address.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct IpNet {
+/// A block of addresses: `10.0.0.0/8`, `2001:db8::/32`, or one address
+/// (a `/32` or `/128`), parsed with [`str::parse`]. An IPv4-mapped IPv6
+/// address is read as its IPv4 address. A block with bits set past its
+/// prefix (`10.0.0.1/8`) is refused rather than guessed at.
+///
+/// ```
+/// use proxy_auth::scope::IpNet;
+///
+/// let net: IpNet = "10.0.0.0/8".parse().unwrap();
+/// assert!(net.contains("10.1.2.3".parse().unwrap()));
+/// let err = "10.0.0.1/8".parse::<IpNet>().unwrap_err();
+/// assert!(err.to_string().contains("write the block's first address (10.0.0.0/8)"));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNet {
     addr: IpAddr,
     prefix: u8,
+}
+
+/// Why a text is not an [`IpNet`]; the message names the text and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IpNetError(String);
+
+impl FromStr for IpNet {
+    type Err = IpNetError;
+
+    fn from_str(text: &str) -> Result<Self, IpNetError> {
+        IpNet::parse(text).map_err(IpNetError)
+    }
 }
 
 impl IpNet {
@@ -65,7 +90,8 @@ impl IpNet {
         self.mask(self.addr)
     }
 
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is in the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         ip.is_ipv4() == self.addr.is_ipv4() && self.mask(ip) == self.addr
     }

@@ -20,9 +20,9 @@ use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::axum_example;
-use crate::axum_example::settings::cors;
+use crate::axum_example::server::cors;
 use crate::common;
+use crate::common::axum_app as app;
 
 const KEY: &str = "sk-browser-test";
 const PAGE: &str = include_str!("browser/page.html");
@@ -64,16 +64,8 @@ async fn a_page_on_an_allowed_origin_reads_answers_and_401s() {
 
     let config = || ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, KEY);
     let origins = cors::parse(&format!("http://{allowed_page}")).expect("valid origin");
-    let api = serve(axum_example::app_with_cors(
-        SharedSecurityConfig::new(config()),
-        Some(&origins),
-    ))
-    .await;
-    let plain = serve(axum_example::app_with_cors(
-        SharedSecurityConfig::new(config()),
-        None,
-    ))
-    .await;
+    let api = serve(app(SharedSecurityConfig::new(config()), Some(&origins))).await;
+    let plain = serve(app(SharedSecurityConfig::new(config()), None)).await;
 
     let query = format!("api=http://{api}&plain=http://{plain}&key={KEY}");
     let browser = webdriver::Browser::start()

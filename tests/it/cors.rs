@@ -12,10 +12,7 @@ use axum::Router;
 use http::{header, HeaderMap, Request, StatusCode};
 use proxy_auth::{ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
 
-use crate::axum_example::{
-    self,
-    settings::cors::{self, CorsOrigins},
-};
+use crate::axum_example::server::cors::{self, CorsOrigins};
 use crate::common::{self, answer, http1, Answer, Reply};
 
 const PAGE: &str = "http://127.0.0.1:3000";
@@ -23,7 +20,7 @@ const PAGE: &str = "http://127.0.0.1:3000";
 fn router(origins: Option<&str>) -> Router {
     let origins = origins.map(|o| cors::parse(o).expect("valid origin list"));
     let config = ProxySecurityConfig::new(ProxyAuthMode::AllExceptHealth, "sk-cors");
-    axum_example::app_with_cors(SharedSecurityConfig::new(config), origins.as_ref())
+    crate::common::axum_app(SharedSecurityConfig::new(config), origins.as_ref())
 }
 
 fn preflight(origin: &str, method: &str, headers: &str) -> Request<Body> {

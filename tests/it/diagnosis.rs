@@ -8,7 +8,6 @@ use proxy_auth::{
 };
 use tokio::net::TcpListener;
 
-use crate::axum_example;
 use crate::common::{get, http1, send, Logs, Reply, KEY};
 
 fn json(body: &str) -> serde_json::Value {
@@ -28,7 +27,7 @@ fn auto_lan() -> ProxySecurityConfig {
 async fn example(config: ProxySecurityConfig) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum_example::app(SharedSecurityConfig::new(config));
+    let app = crate::common::axum_app(SharedSecurityConfig::new(config), None);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }

@@ -29,7 +29,7 @@ async fn start_proxy(mode: ProxyAuthMode, upstream: forward_example::Upstream) -
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shared = SharedSecurityConfig::new(ProxySecurityConfig::new(mode, PROXY_KEY));
-    let service = forward_example::app(shared, upstream).unwrap();
+    let service = crate::common::forward_app(shared, upstream).unwrap();
     tokio::spawn(forward_example::serve(
         listener,
         service,
@@ -512,7 +512,8 @@ async fn shutdown_lets_an_open_stream_finish_and_refuses_new_connections() {
     let proxy = listener.local_addr().unwrap();
     let shared =
         SharedSecurityConfig::new(ProxySecurityConfig::new(ProxyAuthMode::Strict, PROXY_KEY));
-    let service = forward_example::app(shared, upstream_at(&upstream.url(), UPSTREAM_KEY)).unwrap();
+    let service =
+        crate::common::forward_app(shared, upstream_at(&upstream.url(), UPSTREAM_KEY)).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(forward_example::serve(listener, service, async {
         let _ = stopped.await;

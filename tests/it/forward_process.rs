@@ -4,9 +4,8 @@
 //! upload, and the official OpenAI Python SDK streaming through it. A
 //! separate process, so what is measured is the example alone.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -40,17 +39,7 @@ impl ChildProxy {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the example printed its address")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("forward: listening on http://") {
-                break rest.split(',').next().unwrap().parse().unwrap();
-            }
-        };
+        let addr = common::Printed::of(&mut child).listening("forward");
         ChildProxy { child, addr }
     }
 
@@ -111,33 +100,10 @@ async fn a_50_mb_upload_goes_through_in_bounded_memory() {
     );
 }
 
-/// The python of the OpenAI SDK's venv (`$OPENAI_SDK_VENV`, or the one
-/// `.ci/forward.sh` makes by default), if it can import the SDK.
-fn sdk_python() -> Result<PathBuf, String> {
-    let venv = std::env::var_os("OPENAI_SDK_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/openai-venv"),
-        PathBuf::from,
-    );
-    let python = venv.join("bin/python");
-    let imports = Command::new(&python)
-        .args(["-c", "import openai"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if imports {
-        Ok(python)
-    } else {
-        Err(format!(
-            "no OpenAI SDK venv at {} (a python that imports openai)",
-            venv.display()
-        ))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_streams_through_the_example() {
-    let Some(python) = common::installed_or_skip(sdk_python(), ".ci/forward.sh") else {
+    let Some(python) = common::installed_or_skip(crate::sdk::python(&["openai"]), ".ci/forward.sh")
+    else {
         return;
     };
     let upstream = upstream::start().await;

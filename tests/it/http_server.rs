@@ -11,7 +11,6 @@ use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecur
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::axum_example;
 use crate::common;
 use crate::common::http1;
 
@@ -23,7 +22,7 @@ async fn serve_axum_example(config: ProxySecurityConfig) -> (SocketAddr, SharedS
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shared = SharedSecurityConfig::new(config);
-    let app = axum_example::app(shared.clone());
+    let app = crate::common::axum_app(shared.clone(), None);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, shared)
 }

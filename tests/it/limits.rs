@@ -27,7 +27,7 @@ async fn start_proxy(keys: KeySet, upstream: &str) -> SocketAddr {
     let config = ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-proxy-admin-0123");
     let shared = SharedSecurityConfig::with_keys(config, keys);
     let upstream = forward_example::Upstream::new(upstream, Some(UPSTREAM_KEY)).unwrap();
-    let service = forward_example::app(shared, upstream).unwrap();
+    let service = crate::common::forward_app(shared, upstream).unwrap();
     tokio::spawn(forward_example::serve(
         listener,
         service,

@@ -11,11 +11,8 @@
 //! earlier than the `retry-after-ms` it was told. Nothing asserts an upper
 //! bound on time.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
@@ -24,7 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::common;
-use crate::upstream::{self, UPSTREAM_KEY};
+use crate::sdk::{self, Proxy};
+use crate::upstream;
 
 /// The config file: one key per scenario, so their states stay apart.
 fn config(slow_burst: u32) -> String {
@@ -42,93 +40,6 @@ fn config(slow_burst: u32) -> String {
     text
 }
 
-/// The forward example, killed when dropped; its stderr (the log) kept.
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proxy {
-    fn start(upstream: &str, config_file: &Path) -> Proxy {
-        let mut child = Command::new(common::example_binary("forward"))
-            .env("PROXY_LISTEN", "127.0.0.1:0")
-            .env("PROXY_CONFIG_FILE", config_file)
-            .env("PROXY_UPSTREAM", upstream)
-            .env("PROXY_UPSTREAM_KEY", UPSTREAM_KEY)
-            .env("RUST_LOG", "proxy_auth=warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = stdout
-                .next()
-                .expect("the example printed its address")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("forward: listening on http://") {
-                break rest.split(',').next().unwrap().parse().unwrap();
-            }
-        };
-        // The rest of stdout (the config line) is not needed; drain it so
-        // the child never blocks on a full pipe.
-        std::thread::spawn(move || stdout.for_each(drop));
-        Proxy { child, addr, log }
-    }
-
-    /// The proxy's 429 log lines for `label`.
-    fn limit_lines(&self, label: &str) -> usize {
-        let label = format!("label=\"{label}\"");
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("the key is at its limit") && l.contains(&label))
-            .count()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The python of the SDK venv (`$OPENAI_SDK_VENV`, or `.ci/forward.sh`'s
-/// default), if it imports both SDKs.
-fn sdk_python() -> Result<PathBuf, String> {
-    let venv = std::env::var_os("OPENAI_SDK_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/openai-venv"),
-        PathBuf::from,
-    );
-    let python = venv.join("bin/python");
-    let imports = Command::new(&python)
-        .args(["-c", "import openai, anthropic"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if imports {
-        Ok(python)
-    } else {
-        Err(format!(
-            "no SDK venv at {} (a python that imports openai and anthropic)",
-            venv.display()
-        ))
-    }
-}
-
 /// One run of `tests/it/sdk/limits.py`: its JSON lines.
 async fn run(
     python: &Path,
@@ -137,32 +48,16 @@ async fn run(
     key: &str,
     mode: &str,
 ) -> Vec<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/limits.py");
     let base = match sdk {
         "openai" => format!("http://{proxy}/v1"),
         _ => format!("http://{proxy}"),
     };
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(python)
-            .arg(&script)
-            .args([sdk, &base, key, mode])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the SDK script finished within 120 s")
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{sdk} {mode} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    sdk::run(python, "limits.py", &[sdk, &base, key, mode]).await
+}
+
+/// The proxy's 429 log lines for `label`.
+fn limit_lines(proxy: &Proxy, label: &str) -> usize {
+    proxy.log_lines(&["the key is at its limit", &format!("label=\"{label}\"")])
 }
 
 fn of_kind<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
@@ -195,7 +90,9 @@ async fn direct(proxy: SocketAddr, key: &str) -> (StatusCode, Option<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdks_back_off_from_the_proxys_429s_as_told() {
-    let Some(python) = common::installed_or_skip(sdk_python(), ".ci/forward.sh") else {
+    let Some(python) =
+        common::installed_or_skip(sdk::python(&["openai", "anthropic"]), ".ci/forward.sh")
+    else {
         return;
     };
     let upstream = upstream::start().await;
@@ -233,7 +130,11 @@ async fn the_sdks_back_off_from_the_proxys_429s_as_told() {
             "{sdk}: retried {:.0} ms after a 429 saying {wait_ms} ms",
             gap * 1000.0
         );
-        assert_eq!(proxy.limit_lines(&label), 1, "{sdk}: one 429 at the proxy");
+        assert_eq!(
+            limit_lines(&proxy, &label),
+            1,
+            "{sdk}: one 429 at the proxy"
+        );
 
         // No retries: the second call raises the SDK's RateLimitError with
         // the proxy's message.
@@ -258,7 +159,7 @@ async fn the_sdks_back_off_from_the_proxys_429s_as_told() {
             "{sdk}: {message}"
         );
         assert!(!message.contains("0123"), "{sdk}: no key in {message}");
-        assert_eq!(proxy.limit_lines(&label), 1);
+        assert_eq!(limit_lines(&proxy, &label), 1);
     }
     let models = || {
         let seen = upstream.requests();
@@ -292,7 +193,7 @@ async fn the_sdks_back_off_from_the_proxys_429s_as_told() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(reloaded, "the proxy never took the edited file");
-    let before = proxy.limit_lines("slow");
+    let before = limit_lines(&proxy, "slow");
     for sdk in ["openai", "anthropic"] {
         let lines = run(&python, sdk, proxy.addr, "sk-slow-0123", "long").await;
         assert_eq!(statuses(&lines), [429], "{sdk} retried: {lines:?}");
@@ -306,7 +207,11 @@ async fn the_sdks_back_off_from_the_proxys_429s_as_told() {
             "{sdk}"
         );
     }
-    assert_eq!(proxy.limit_lines("slow") - before, 2, "one attempt per SDK");
+    assert_eq!(
+        limit_lines(&proxy, "slow") - before,
+        2,
+        "one attempt per SDK"
+    );
     // The log names labels, never keys.
     for line in proxy.log.lock().unwrap().iter() {
         assert!(!line.contains("-0123"), "{line}");

@@ -15,7 +15,7 @@
 
 // The examples, each included once: the axum one installs the process's
 // Prometheus recorder, which a second copy could not. Both include
-// `examples/common/settings.rs`, as the two programs they are; here that
+// `examples/server/mod.rs`, as the two programs they are; here that
 // makes two modules of one file.
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../../examples/axum.rs"]
@@ -25,6 +25,8 @@ mod axum_example;
 mod forward_example;
 
 mod common;
+// The SDK venv and the forward example the SDK tests talk to.
+mod sdk;
 // Shared with `fuzz/` and `tests/timing/` (model) and `benches/` (upstream,
 // pg), which include them by path.
 mod model;
@@ -41,6 +43,7 @@ mod config_file;
 mod cors;
 mod credentials;
 mod diagnosis;
+mod example_server;
 mod forward;
 mod forward_process;
 mod hostile_inputs;
@@ -52,11 +55,13 @@ mod metrics;
 mod misuse;
 mod named_keys;
 mod postgres;
+mod postgres_policies;
 mod proptest_model;
 #[cfg(feature = "redis")]
 mod redis;
 mod reload_under_load;
 mod rules;
 mod scopes;
+mod scopes_sdk;
 mod secrets;
 mod watch;

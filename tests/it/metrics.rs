@@ -14,7 +14,6 @@ use proxy_auth::{
 use tokio::net::TcpListener;
 use tower::{service_fn, Layer, ServiceExt};
 
-use crate::axum_example;
 use crate::common;
 
 /// One request on a fresh connection; the status and the body.
@@ -70,7 +69,7 @@ async fn scrape_after_a_known_mix_of_requests() {
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum_example::app(shared.clone());
+    let app = crate::common::axum_app(shared.clone(), None);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let bearer = Some(("authorization", "Bearer sk-test"));

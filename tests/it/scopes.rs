@@ -167,7 +167,7 @@ async fn client_networks_come_from_the_connection_or_a_trusted_proxy() {
     // Forwarding headers from anyone but a trusted proxy are ignored.
     let spoofed = answer(plain, models("203.0.113.9:1", Some("127.0.0.1"))).await;
     assert_eq!(spoofed.status, StatusCode::FORBIDDEN);
-    let behind = service(layer().trusted_proxies(["192.0.2.0/24"]));
+    let behind = service(layer().trusted_proxies(["192.0.2.0/24".parse().unwrap()]));
     let via_proxy = answer(behind.clone(), models("192.0.2.10:1", Some("10.1.9.9"))).await;
     assert_eq!(via_proxy.status, StatusCode::OK);
     let via_proxy_outside = answer(

@@ -23,7 +23,7 @@ use tower::{service_fn, Layer, ServiceExt};
 
 pub use client::{http1, http1_within, Reply};
 pub use logs::Logs;
-pub use process::example_binary;
+pub use process::{example_binary, Printed};
 // Only the metrics tests (feature `metrics`) need it so far.
 #[allow(unused_imports)]
 pub use process::rerun_alone;
@@ -167,4 +167,24 @@ pub async fn send(layer: ProxyAuthLayer, request: Request<String>) -> Sent {
         body,
         seen,
     }
+}
+
+/// The axum example's app as its `main` builds it, with no trusted proxies.
+pub fn axum_app(
+    shared: proxy_auth::SharedSecurityConfig,
+    origins: Option<&crate::axum_example::server::cors::CorsOrigins>,
+) -> axum::Router {
+    let auth = crate::axum_example::server::layer(&shared, &[]);
+    crate::axum_example::app(shared, auth, origins)
+}
+
+/// The forward example's service as its `main` builds it, with no trusted
+/// proxies.
+pub fn forward_app(
+    shared: proxy_auth::SharedSecurityConfig,
+    upstream: crate::forward_example::Upstream,
+) -> Result<proxy_auth::ProxyAuth<crate::forward_example::Forward, proxy_auth::ReadsBodies>, String>
+{
+    let auth = crate::forward_example::server::layer(&shared, &[]);
+    crate::forward_example::app(shared, auth, upstream)
 }

@@ -2,10 +2,12 @@
 //! test whose subject is process-wide state that every other test of this
 //! binary touches too), and the built examples.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::process::{Child, Command};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Set in the child to the name of the test it runs.
 const ALONE: &str = "PROXY_AUTH_TEST_ALONE";
@@ -120,4 +122,74 @@ fn newest(path: &Path) -> SystemTime {
         }
     }
     newest
+}
+
+/// What a child process prints on stdout, read by a thread of its own (the
+/// child never blocks on a full pipe) and waited for with a bound that only
+/// a hang or a changed banner exceeds.
+pub struct Printed {
+    state: Arc<(Mutex<Lines>, Condvar)>,
+}
+
+/// The lines so far, and whether stdout has closed.
+type Lines = (Vec<String>, bool);
+
+/// Long enough for a built example to start on a loaded machine.
+const PRINT_WAIT: Duration = Duration::from_secs(60);
+
+impl Printed {
+    /// Starts reading `child`'s piped stdout.
+    pub fn of(child: &mut Child) -> Printed {
+        let stdout = child.stdout.take().expect("the child's stdout is piped");
+        let state = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
+        let writer = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let (lines, changed) = &*writer;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().0.push(line);
+                changed.notify_all();
+            }
+            lines.lock().unwrap().1 = true;
+            changed.notify_all();
+        });
+        Printed { state }
+    }
+
+    /// The first line for which `find` says something, waiting for it.
+    pub fn find<T>(&self, what: &str, mut find: impl FnMut(&str) -> Option<T>) -> T {
+        let (lines, changed) = &*self.state;
+        let deadline = Instant::now() + PRINT_WAIT;
+        let mut seen = 0;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            for line in &guard.0[seen..] {
+                if let Some(found) = find(line) {
+                    return found;
+                }
+            }
+            seen = guard.0.len();
+            let now = Instant::now();
+            assert!(
+                !guard.1 && now < deadline,
+                "no {what} on stdout ({}); it printed:\n{}",
+                if guard.1 { "it closed" } else { "timed out" },
+                guard.0.join("\n")
+            );
+            guard = changed.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    /// The address in an example's banner, `proxy-auth <example> example
+    /// listening on http://<addr>`.
+    pub fn listening(&self, example: &str) -> SocketAddr {
+        let prefix = format!("proxy-auth {example} example listening on http://");
+        self.find("listening banner", |line| {
+            line.strip_prefix(prefix.as_str())?.trim().parse().ok()
+        })
+    }
+
+    /// Every line printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.state.0.lock().unwrap().0.clone()
+    }
 }
