@@ -174,6 +174,12 @@ impl SharedRates {
         })
     }
 
+    /// The Redis URL without its password, for logs and banners.
+    #[must_use]
+    pub fn address(&self) -> &str {
+        &self.url
+    }
+
     /// Sets what every Redis key of these rates starts with (default
     /// `proxy-auth:`): `<prefix>rate:<label>` for a key's rate,
     /// `<prefix>replicas` for the replicas' presence. Replicas that share
