@@ -85,9 +85,21 @@
 //!
 //! # Cost
 //!
-//! See benches/README.md (`cargo bench --bench redis --features redis`):
-//! one Redis round trip per request of a key with a rate, nothing for a
-//! key without one, and a layer without shared rates pays nothing.
+//! One Redis round trip per request of a key with a rate (`EVALSHA`; a
+//! second one, `EVAL`, after Redis lost the script), a boxed future and
+//! a clone of the inner service; nothing for a key without a rate, nor
+//! during an outage. Measured with `cargo bench --bench redis --features
+//! redis` on a loaded 2-core machine, Redis on loopback sharing the cores
+//! (one run; benches/README.md has the method):
+//!
+//! | per request | p50 | p99 |
+//! |---|---:|---:|
+//! | local limiter | 0.7 µs | 1.5 µs |
+//! | shared, Redis on loopback | 52.2 µs | 135.8 µs |
+//!
+//! Two replicas on one key, 32 tasks: about 59,000 requests/s shared,
+//! 700,000 local. A layer without shared rates does not pay for the
+//! feature beyond one branch on its accept path.
 
 mod script;
 pub(crate) mod service;
