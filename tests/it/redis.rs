@@ -18,8 +18,10 @@ use crate::redis_server::{self, RedisServer};
 
 const KEY: &str = "sk-team-a-0123456789abcdef";
 const FRESH: &str = "sk-fresh-0123456789abcdef";
-/// The bound a request waits for Redis.
-const BOUND: Duration = Duration::from_millis(50);
+/// The bound a request waits for Redis: above the default 50 ms, so a
+/// debug build's first connection on a loaded CI machine is not an outage
+/// in the tests that are not about one.
+const BOUND: Duration = Duration::from_millis(250);
 /// Longer than any request takes but one that hangs.
 const HANG: Duration = Duration::from_secs(2);
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -295,7 +297,17 @@ fn the_shared_429_is_the_local_one_and_idle_keys_expire() {
             );
         }
         // The same body but for the numbers in it.
-        let shape = |a: &Answer| a.body.replace(|c: char| c.is_ascii_digit(), "#");
+        let shape = |a: &Answer| {
+            let mut shape = String::new();
+            for c in a.body.chars() {
+                match c.is_ascii_digit() {
+                    true if shape.ends_with('#') => {}
+                    true => shape.push('#'),
+                    false => shape.push(c),
+                }
+            }
+            shape
+        };
         assert_eq!(shape(&refusals[0]), shape(&refusals[1]));
 
         // The key's state expires when its burst would be whole again.
@@ -450,5 +462,35 @@ fn a_layer_that_reads_bodies_shares_rates_too() {
         // Out of scope is refused before any rate is spent or asked.
         let wrong = common::answer(b.clone(), post("o1")).await;
         assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+    });
+}
+
+#[test]
+fn a_hung_redis_costs_one_request_the_bound_and_the_rest_nothing() {
+    let Some(redis) = server() else { return };
+    let logs = Logs::new(tracing::Level::INFO);
+    let _guard = logs.set_default();
+    logs.runtime(2).block_on(async {
+        let layer = replica(&redis.url(), keys(600, 10));
+        assert_eq!(hit(&layer, KEY).await.0.status, StatusCode::OK);
+        redis.pause();
+        let mut waited = 0;
+        for i in 0..20 {
+            let (answer, took) = hit(&layer, KEY).await;
+            assert!(took < HANG, "request {i} waited {took:?}");
+            assert_ne!(answer.status.as_u16(), 500, "{}", answer.body);
+            waited += usize::from(took >= BOUND);
+        }
+        // The first request waited out the bound; then Redis is down and
+        // no request asks it (a background probe does, every 250 ms).
+        assert!(waited <= 2, "{waited} of 20 requests waited the bound");
+        assert!(
+            until(|| count(&logs, WARNING) == 1).await,
+            "{}",
+            logs.text()
+        );
+        redis.unpause();
+        assert!(until(|| count(&logs, BACK) == 1).await, "{}", logs.text());
+        assert_eq!(count(&logs, WARNING), 1, "{}", logs.text());
     });
 }
