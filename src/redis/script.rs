@@ -51,6 +51,7 @@ return {1, 0, next - now}
 /// replicas present, this one included. The set itself expires with the
 /// last presence, so a fleet that is gone leaves nothing behind.
 pub(crate) const PRESENCE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local ttl = tonumber(ARGV[2])

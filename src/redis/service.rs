@@ -35,7 +35,10 @@ impl ProxyAuthLayer<HeadsOnly> {
     /// polled ready is the one called once Redis has answered.
     ///
     /// Needs a tokio runtime when the first request comes: outside one,
-    /// every rate is this replica's share, with one warning.
+    /// every rate is this replica's share, with one warning. To read model
+    /// bodies as well, call
+    /// [`read_model_bodies`](ProxyAuthLayer::read_model_bodies) first: that
+    /// layer's `shared_rates` keeps its type.
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn shared_rates(self, rates: SharedRates) -> ProxyAuthLayer<SharesRates> {
         let mut layer = ProxyAuthLayer {
