@@ -89,15 +89,15 @@
 //! second one, `EVAL`, after Redis lost the script), a boxed future and
 //! a clone of the inner service; nothing for a key without a rate, nor
 //! during an outage. Measured with `cargo bench --bench redis --features
-//! redis` on a loaded 2-core machine, Redis on loopback sharing the cores
-//! (one run; benches/README.md has the method):
+//! redis` on a shared 2-core machine, Redis on loopback on the same cores
+//! (three runs; benches/README.md has the method):
 //!
 //! | per request | p50 | p99 |
 //! |---|---:|---:|
-//! | local limiter | 0.7 µs | 1.5 µs |
-//! | shared, Redis on loopback | 52.2 µs | 135.8 µs |
+//! | local limiter | 0.7 to 0.9 µs | 1.0 to 1.5 µs |
+//! | shared, Redis on loopback | 52 to 153 µs | 136 to 241 µs |
 //!
-//! Two replicas on one key, 32 tasks: about 59,000 requests/s shared,
+//! Two replicas on one key, 32 tasks: 59,000 to 88,000 requests/s shared,
 //! 700,000 local. A layer without shared rates does not pay for the
 //! feature beyond one branch on its accept path.
 
