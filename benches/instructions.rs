@@ -26,7 +26,9 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Empty;
-use proxy_auth::{ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig};
+use proxy_auth::{
+    KeySet, NewKey, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig,
+};
 use tower::{Layer, Service};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
@@ -89,16 +91,17 @@ where
 
 /// What is sent: each has its bare baseline, so building the request (and
 /// its header values) cancels out.
-const REQUESTS: [&str; 5] = [
+const REQUESTS: [&str; 6] = [
     "bearer",
     "goog_key",
     "missing",
     "wrong_same_len",
     "preflight",
+    "gemini_named",
 ];
 
 /// (service, request) pairs measured besides the bare baselines.
-const CASES: [(&str, &str); 9] = [
+const CASES: [(&str, &str); 13] = [
     ("new", "bearer"),
     ("shared", "bearer"),
     ("new", "goog_key"),
@@ -108,7 +111,31 @@ const CASES: [(&str, &str); 9] = [
     ("new", "wrong_same_len"),
     ("tower_http_bearer", "bearer"),
     ("tower_http_bearer", "missing"),
+    // A named key on a Gemini path, without and with scopes.
+    ("named", "gemini_named"),
+    ("named_route", "gemini_named"),
+    ("named_model", "gemini_named"),
+    ("named_route_model", "gemini_named"),
 ];
+
+const NAMED_KEY: &str = "sk-team-a-0123456789abcdef0123";
+
+/// A layer with one named key, with a route and a model scope or not.
+fn named(routes: bool, models: bool) -> ProxyAuthLayer {
+    let mut key = NewKey::new("team-a", NAMED_KEY);
+    if models {
+        key = key.models(["gemini-1.5-*", "gpt-4o-mini"]);
+    }
+    if routes {
+        key = key.routes(["/v1beta/models", "/v1/chat/completions"]);
+    }
+    let mut keys = KeySet::new();
+    keys.add(key).expect("a valid key");
+    ProxyAuthLayer::with_keys(
+        ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-admin"),
+        keys,
+    )
+}
 
 fn make(kind: &str) -> Request<()> {
     match kind {
@@ -119,6 +146,12 @@ fn make(kind: &str) -> Request<()> {
             "authorization",
             format!("Bearer {}X", &KEY[..KEY.len() - 1]),
         )]),
+        "gemini_named" => {
+            let mut gemini = request(&[("x-goog-api-key", NAMED_KEY.to_string())]);
+            *gemini.uri_mut() =
+                http::Uri::from_static("/v1beta/models/gemini-1.5-flash:generateContent");
+            gemini
+        }
         "preflight" => {
             let mut preflight = request(&[]);
             *preflight.method_mut() = Method::OPTIONS;
@@ -142,6 +175,10 @@ fn child(service: &str, kind: &str, n: u64) {
             n + 1,
             requests,
         ),
+        "named" => run(named(false, false).layer(Inner), n + 1, requests),
+        "named_route" => run(named(true, false).layer(Inner), n + 1, requests),
+        "named_model" => run(named(false, true).layer(Inner), n + 1, requests),
+        "named_route_model" => run(named(true, true).layer(Inner), n + 1, requests),
         "tower_http_bearer" => {
             #[allow(deprecated)]
             let layer = ValidateRequestHeaderLayer::bearer(KEY);
@@ -149,7 +186,8 @@ fn child(service: &str, kind: &str, n: u64) {
         }
         other => panic!("unknown service {other}"),
     };
-    let accepted = service == "bare" || matches!(kind, "bearer" | "goog_key" | "preflight");
+    let accepted =
+        service == "bare" || matches!(kind, "bearer" | "goog_key" | "preflight" | "gemini_named");
     assert_eq!(
         status == StatusCode::OK,
         accepted,

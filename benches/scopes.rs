@@ -54,15 +54,31 @@ fn now<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-fn layer(scoped: bool) -> ProxyAuthLayer {
+/// Which scopes the benchmarked key has.
+#[derive(Clone, Copy)]
+struct Scoped {
+    routes: bool,
+    models: bool,
+}
+
+const NONE: Scoped = Scoped {
+    routes: false,
+    models: false,
+};
+const BOTH: Scoped = Scoped {
+    routes: true,
+    models: true,
+};
+
+fn layer(scoped: Scoped) -> ProxyAuthLayer {
     let mut keys = KeySet::new();
-    let key = NewKey::new("team-a", "sk-team-a-0123456789abcdef0123");
-    let key = if scoped {
-        key.models(["gemini-1.5-*", "gpt-4o-mini"])
-            .routes(["/v1beta/models", "/v1/chat/completions"])
-    } else {
-        key
-    };
+    let mut key = NewKey::new("team-a", "sk-team-a-0123456789abcdef0123");
+    if scoped.models {
+        key = key.models(["gemini-1.5-*", "gpt-4o-mini"]);
+    }
+    if scoped.routes {
+        key = key.routes(["/v1beta/models", "/v1/chat/completions"]);
+    }
     keys.add(key).expect("a valid key");
     ProxyAuthLayer::with_keys(
         ProxySecurityConfig::new(ProxyAuthMode::Strict, "sk-admin"),
@@ -94,8 +110,22 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     for (name, scoped) in [
-        ("accept/no scopes", false),
-        ("accept/route + path model", true),
+        ("accept/no scopes", NONE),
+        (
+            "accept/route",
+            Scoped {
+                routes: true,
+                models: false,
+            },
+        ),
+        (
+            "accept/path model",
+            Scoped {
+                routes: false,
+                models: true,
+            },
+        ),
+        ("accept/route + path model", BOTH),
     ] {
         let mut service = layer(scoped).layer(Inner);
         let response = now(service.call(gemini())).expect("infallible");
@@ -113,7 +143,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     for kib in [1, 16, 256] {
-        let mut service = layer(true).read_model_bodies(1 << 20).layer(Inner);
+        let mut service = layer(BOTH).read_model_bodies(1 << 20).layer(Inner);
         let response = now(service.call(chat(kib))).expect("infallible");
         assert!(
             response.status().is_success(),

@@ -313,10 +313,26 @@ pub(crate) fn strip_bearer(value: &[u8]) -> &[u8] {
 #[inline]
 pub(crate) fn strip_credentials<B>(request: &mut Request<B>) {
     let headers = request.headers_mut();
-    for (_, name) in &HEADER_SOURCES {
-        headers.remove(*name);
+    // Removing a name that is absent still hashes and probes it; one pass
+    // over the few names a request has finds the ones to remove (usually
+    // only the header that was read).
+    let stripped = [
+        HEADER_SOURCES[0].1,
+        HEADER_SOURCES[1].1,
+        HEADER_SOURCES[2].1,
+        &PROXY_AUTHORIZATION_NAME,
+    ];
+    let mut present = [false; 4];
+    for name in headers.keys() {
+        for (found, stripped) in present.iter_mut().zip(stripped) {
+            *found |= name == stripped;
+        }
     }
-    headers.remove(&PROXY_AUTHORIZATION_NAME);
+    for (found, name) in present.into_iter().zip(stripped) {
+        if found {
+            headers.remove(name);
+        }
+    }
     strip_key_params(request.uri_mut());
     // The client's URI as a router kept it: an inner service that builds
     // the upstream URL or a log line from it must not find the key there.

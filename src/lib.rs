@@ -32,9 +32,11 @@
 //! # Refusals that say who, which mode and why
 //!
 //! Every response the layer writes itself carries `x-proxy-auth-error`
-//! ([`REJECTION_HEADER`]: the [`RejectReason`]), which an upstream's own 401
-//! or 403 never has, and `x-proxy-auth-mode` ([`MODE_HEADER`]: the
-//! effective mode, and what `auto` was resolved from). A key that is
+//! ([`REJECTION_HEADER`]: the [`RejectReason`]), which an upstream's own
+//! 401, 403 or 429 never has; its own 401s and 403s also carry
+//! `x-proxy-auth-mode` ([`MODE_HEADER`]: the effective mode, and what `auto`
+//! was resolved from), unless [`ProxyAuthLayer::rejection_response`]
+//! replaces them. A key that is
 //! missing or wrong gets `401` and `WWW-Authenticate: Bearer`; a key out of
 //! its scope `403`. The JSON body is in the error shape of the client's API
 //! ([`ApiShape`]: OpenAI by default, Anthropic for `x-api-key` or
