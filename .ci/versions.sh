@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # --- lower bounds of [dependencies] (stable toolchain) ---------------------
 # Resolve in a throwaway copy without [dev-dependencies] (users never resolve
-# them) and without the optional integrations (`metrics`, `watch`,
+# them) and without the optional integrations (`metrics`, `watch`, `redis`,
 # `postgres`, `axum`: their crates' own old releases do not resolve
 # together), so this checks the core and the default-on features; the
 # repo's Cargo.toml and Cargo.lock are never touched. serde_json stays:
@@ -16,8 +16,8 @@ trap 'rm -rf "$mv_dir"' EXIT
 tar --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -xf - -C "$mv_dir"
 awk '
   /^\[/ { skip = ($0 == "[dev-dependencies]" || $0 == "[[bench]]" || $0 == "[[example]]") }
-  /^(metrics|notify|tokio|toml|tokio-postgres|axum) = / { next }
-  /^(metrics|watch|postgres|axum) = \[/ { next }
+  /^(metrics|notify|tokio|toml|tokio-postgres|axum|redis) = / { next }
+  /^(metrics|watch|postgres|axum|redis) = \[/ { next }
   !skip' Cargo.toml > "$mv_dir/Cargo.toml"
 for z in direct-minimal-versions minimal-versions; do
   echo "-- -Z $z"
@@ -30,8 +30,8 @@ echo "minimal versions: ok"
 
 # --- MSRV: the lib on the declared rust-version -----------------------------
 msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
-# Every feature but `watch` and `postgres`: with today's releases, notify
-# and tokio-postgres (through sha2 0.11) need Rust 1.88 (documented).
+# Every feature but `watch`, `postgres` and `redis`: with today's releases, notify,
+# tokio-postgres (through sha2 0.11) and redis 1.8 need Rust 1.88 (documented).
 msrv_features="serde,key-set,generate-key,metrics"
 echo "== msrv $msrv"
 if ! install_log=$(timeout 300 rustup toolchain install "$msrv" --profile minimal --no-self-update 2>&1); then

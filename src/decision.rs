@@ -157,10 +157,13 @@ impl Verdict {
     /// The decision without the body: what [`ProxyAuthLayer::check`] says.
     ///
     /// [`ProxyAuthLayer::check`]: crate::ProxyAuthLayer::check
-    pub(crate) fn into_decision(self) -> Decision {
+    ///
+    /// The limits are read as `peek` says (`Spend::Peek`, or a layer
+    /// with shared rates' own way).
+    pub(crate) fn into_decision(self, peek: Spend) -> Decision {
         match self {
             Verdict::Decided(decision) => decision,
-            Verdict::ReadBody(pending) => pending.allow(Spend::Peek, &mut Admitted::default()),
+            Verdict::ReadBody(pending) => pending.allow(peek, &mut Admitted::default()),
         }
     }
 }
@@ -183,6 +186,22 @@ fn admit(
     match limiter.admit(spend) {
         Ok(taken) => {
             *admitted = taken;
+            #[cfg(feature = "redis")]
+            if let (Spend::Shared(crate::limit::Shared::Ask { .. }), Some(rate)) =
+                (spend, limiter.rate())
+            {
+                let mut refusal = refusal();
+                refusal.reason = RejectReason::RateLimited;
+                refusal.label = identity.label.clone();
+                refusal.detail = None;
+                refusal.note = None;
+                admitted.deferred = Some(Box::new(crate::limit::Deferred {
+                    rate: rate.clone(),
+                    limits: limiter.limits,
+                    label: identity.label.clone(),
+                    refusal,
+                }));
+            }
             Decision::Allow(Allowed::Key(identity))
         }
         Err(limited) => {
@@ -341,7 +360,7 @@ impl Policy {
     #[cfg(test)]
     fn decide<B>(&self, options: &Options, request: &Request<B>) -> Decision {
         self.judge(options, request, Spend::Peek, &mut Admitted::default())
-            .into_decision()
+            .into_decision(Spend::Peek)
     }
 
     /// Judges a request. The order is the Antigravity one: preflight, then

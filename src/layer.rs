@@ -99,6 +99,9 @@ pub(crate) struct Options {
     // Feature `metrics`: the per-key switch and the layer's counter handles.
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::LayerMetrics,
+    /// Feature `redis`: the shared rates of a `SharesRates` layer.
+    #[cfg(feature = "redis")]
+    pub(crate) shared: Option<Arc<crate::redis::Redis>>,
 }
 
 /// The author's answer to a refused request; see
@@ -131,6 +134,8 @@ impl Default for Options {
             rate_limit_headers: false,
             #[cfg(feature = "metrics")]
             metrics: Default::default(),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 }
@@ -493,14 +498,13 @@ impl ProxyAuthLayer<ReadsBodies> {
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
         let mut nothing = crate::decision::Admitted::default();
+        #[cfg(feature = "key-set")]
+        let spend = crate::decision::Spend::peeking(&self.options);
+        #[cfg(not(feature = "key-set"))]
+        let spend = crate::decision::Spend::Peek;
         self.policy
-            .judge(
-                &self.options,
-                request,
-                crate::decision::Spend::Peek,
-                &mut nothing,
-            )
-            .into_decision()
+            .judge(&self.options, request, spend, &mut nothing)
+            .into_decision(spend)
     }
 }
 

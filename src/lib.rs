@@ -268,6 +268,10 @@ pub mod watch;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+
 pub use api_key::ApiKey;
 pub use body::ResponseBody;
 pub use client_uri::ClientUri;
@@ -283,10 +287,12 @@ pub use key_entry::{KeyEntry, NewKey};
 pub use key_set::{KeySet, KeySetError};
 pub use layer::{HeadsOnly, ProxyAuthLayer, ReadsBodies, DEFAULT_BODY_LIMIT};
 #[cfg(feature = "key-set")]
-pub use limit::{LimitError, LimitKind, Limited, Limits};
+pub use limit::{Budget, LimitError, LimitKind, Limited, Limits};
 pub use mode::{ParseModeError, ProxyAuthMode};
 #[cfg(feature = "key-set")]
 pub use model_body::{ModelBody, ModelResponseFuture};
+#[cfg(feature = "redis")]
+pub use redis::SharesRates;
 pub use response::{ApiShape, MODE_HEADER, REJECTION_HEADER};
 #[cfg(feature = "key-set")]
 pub use scope::{check_path, ClientAddr, PathProblem};

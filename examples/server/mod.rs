@@ -12,6 +12,8 @@
 //! | `PROXY_TRUSTED_PROXIES` | comma-separated CIDR blocks whose `X-Forwarded-For` is believed for keys with `allowed_ips` | none |
 //! | `PROXY_CONFIG_FILE` | a JSON or TOML file followed for changes, in place of the three auth variables (feature `watch`; [`config_file`]) | unset |
 //! | `PROXY_DATABASE_URL` | a PostgreSQL key store (feature `postgres`; [`key_store`]) | unset |
+//! | `PROXY_REDIS_URL` | one rate budget per key for every replica, in Redis (feature `redis`; [`redis`]) | unset: limits per process |
+//! | `PROXY_REPLICAS` | the replica count a Redis outage divides each rate by (feature `redis`; [`redis`]) | learned through Redis |
 //! | `PROXY_UPSTREAM`, `PROXY_UPSTREAM_KEY` | where the `forward` example sends requests, and with which key ([`upstream`]) | required by `forward` |
 //!
 //! With feature `metrics`, the axum example also serves `GET /metrics`
@@ -26,7 +28,8 @@
 //! force.
 //!
 //! The layer every example wraps ([`Server::layer`]) reads model bodies
-//! (for keys limited to some models) and trusts `PROXY_TRUSTED_PROXIES`.
+//! (for keys limited to some models), trusts `PROXY_TRUSTED_PROXIES` and,
+//! with `PROXY_REDIS_URL`, shares each key's rate with the other replicas.
 //! Each example passes the connection's address to it (axum's
 //! `ConnectInfo`, or [`ClientAddr`] in a hyper accept loop), so keys with
 //! `allowed_ips` work.
@@ -37,6 +40,8 @@ pub mod cors;
 pub mod key_store;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod settings;
 pub mod upstream;
 
@@ -63,6 +68,9 @@ pub struct Server {
     _config_file: Option<config_file::Following>,
     #[cfg(feature = "postgres")]
     _key_store: Option<proxy_auth::postgres::KeyStoreHandle>,
+    /// `PROXY_REDIS_URL`'s shared rates, put on [`Server::layer`].
+    #[cfg(feature = "redis")]
+    rates: Option<proxy_auth::redis::SharedRates>,
 }
 
 impl Server {
@@ -83,6 +91,8 @@ impl Server {
         let config_file = config_file::follow_from_env(&shared);
         #[cfg(feature = "postgres")]
         let key_store = key_store::follow(&shared).await;
+        #[cfg(feature = "redis")]
+        let rates = redis::from_env_or_exit();
         // After every source was read: the checks judge the config in
         // force, and the guard every write from then on.
         guard_or_exit(&shared, &settings);
@@ -94,6 +104,8 @@ impl Server {
         }
         let listener = bind_or_exit(&settings).await;
         print_banner(example, &settings, &shared, &listener);
+        #[cfg(feature = "redis")]
+        redis::print_banner(rates.as_ref());
         Server {
             settings,
             shared,
@@ -101,13 +113,19 @@ impl Server {
             _config_file: config_file,
             #[cfg(feature = "postgres")]
             _key_store: key_store,
+            #[cfg(feature = "redis")]
+            rates,
         }
     }
 
     /// The layer every example wraps: the shared config, bodies read for
     /// keys limited to some models, `PROXY_TRUSTED_PROXIES` believed.
+    /// With `PROXY_REDIS_URL`, each key's rate is shared by every replica.
     pub fn layer(&self) -> ProxyAuthLayer<ReadsBodies> {
-        layer(&self.shared, &self.settings.trusted_proxies)
+        let layer = layer(&self.shared, &self.settings.trusted_proxies);
+        #[cfg(feature = "redis")]
+        let layer = redis::apply(layer, self.rates.as_ref());
+        layer
     }
 }
 

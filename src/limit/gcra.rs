@@ -57,13 +57,38 @@ impl Gcra {
     /// Spends one request at `now` if the rate allows it.
     #[inline]
     pub(crate) fn take(&self, now: u64) -> Step {
+        self.take_with(self.params(), now)
+    }
+
+    /// What [`take`](Self::take) would say at `now`, spending nothing.
+    pub(crate) fn peek(&self, now: u64) -> Step {
+        judge(self.params(), self.tat.load(Ordering::Acquire), now)
+    }
+
+    /// Requests allowed back to back when the burst is whole again in
+    /// `reset` nanoseconds. Asked only for a report: a division the accept
+    /// path does not pay for.
+    pub(crate) fn remaining(&self, reset: u64) -> u32 {
+        remaining(self.params(), reset)
+    }
+
+    #[inline(always)]
+    fn params(&self) -> Params {
+        Params {
+            interval: self.interval,
+            tolerance: self.tolerance,
+        }
+    }
+
+    #[inline(always)]
+    fn take_with(&self, params: Params, now: u64) -> Step {
         let mut current = self.tat.load(Ordering::Acquire);
         loop {
-            let step = self.judge(current, now);
+            let step = judge(params, current, now);
             let Step::Pass { .. } = step else {
                 return step;
             };
-            let next = current.max(now) + self.interval;
+            let next = current.max(now) + params.interval;
             match self
                 .tat
                 .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
@@ -73,35 +98,84 @@ impl Gcra {
             }
         }
     }
+}
 
-    /// What [`take`](Self::take) would say at `now`, spending nothing.
-    pub(crate) fn peek(&self, now: u64) -> Step {
-        self.judge(self.tat.load(Ordering::Acquire), now)
-    }
+/// A rate's parameters: nanoseconds between requests, and how far ahead
+/// of `now` the TAT may be.
+#[derive(Clone, Copy, Debug)]
+struct Params {
+    interval: u64,
+    tolerance: u64,
+}
 
-    fn judge(&self, tat: u64, now: u64) -> Step {
-        let ahead = tat.saturating_sub(now);
-        if ahead > self.tolerance {
-            return Step::Refuse {
-                wait: ahead - self.tolerance,
-                reset: ahead,
-            };
-        }
-        // After this request the TAT is one interval further on.
-        Step::Pass {
-            reset: ahead + self.interval,
-        }
-    }
-
-    /// Requests allowed back to back when the burst is whole again in
-    /// `reset` nanoseconds. Asked only for a report: a division the accept
-    /// path does not pay for.
-    pub(crate) fn remaining(&self, reset: u64) -> u32 {
-        let remaining = match self.tolerance.checked_sub(reset) {
-            Some(left) => left / self.interval + 1,
-            None => 0,
+fn judge(params: Params, tat: u64, now: u64) -> Step {
+    let ahead = tat.saturating_sub(now);
+    if ahead > params.tolerance {
+        return Step::Refuse {
+            wait: ahead - params.tolerance,
+            reset: ahead,
         };
-        u32::try_from(remaining).unwrap_or(u32::MAX)
+    }
+    // After this request the TAT is one interval further on.
+    Step::Pass {
+        reset: ahead + params.interval,
+    }
+}
+
+fn remaining(params: Params, reset: u64) -> u32 {
+    let remaining = match params.tolerance.checked_sub(reset) {
+        Some(left) => left / params.interval + 1,
+        None => 0,
+    };
+    u32::try_from(remaining).unwrap_or(u32::MAX)
+}
+
+/// The most replicas a rate is divided among (`SharedRates::replicas` is
+/// capped to it): past it, an interval of a minute times the count would
+/// stop fitting the clock's nanoseconds.
+#[cfg(feature = "redis")]
+pub(crate) const MAX_REPLICAS: u32 = 65_536;
+
+/// One replica's share of a rate while the shared budget cannot be asked
+/// (feature `redis`), on the same state as the key's own rate.
+#[cfg(feature = "redis")]
+impl Gcra {
+    /// The rate divided among `replicas`: an interval `replicas` times as
+    /// long (so `replicas` replicas together keep the rate exactly), and a
+    /// burst of `burst / replicas`, at least 1.
+    fn share(&self, replicas: u32) -> Params {
+        let n = u64::from(replicas.clamp(1, MAX_REPLICAS));
+        let burst = self.tolerance / self.interval + 1;
+        let interval = self.interval * n;
+        Params {
+            interval,
+            tolerance: interval * ((burst / n).max(1) - 1),
+        }
+    }
+
+    /// [`take`](Self::take) with this replica's share of the rate.
+    pub(crate) fn take_share(&self, now: u64, replicas: u32) -> Step {
+        self.take_with(self.share(replicas), now)
+    }
+
+    /// [`peek`](Self::peek) with this replica's share of the rate.
+    pub(crate) fn peek_share(&self, now: u64, replicas: u32) -> Step {
+        judge(self.share(replicas), self.tat.load(Ordering::Acquire), now)
+    }
+
+    /// [`remaining`](Self::remaining) with this replica's share of the rate.
+    pub(crate) fn remaining_share(&self, reset: u64, replicas: u32) -> u32 {
+        remaining(self.share(replicas), reset)
+    }
+
+    /// Makes the local state say what the shared budget said at `now`: the
+    /// burst whole again in `reset` nanoseconds. Read with the key's whole
+    /// rate (`check()` while Redis answers) that is the shared answer;
+    /// read with a share (an outage starting now), it is the same time
+    /// ahead, so each replica starts the outage with its share of what the
+    /// shared budget had left.
+    pub(crate) fn carry(&self, now: u64, reset: u64) {
+        self.tat.store(now.saturating_add(reset), Ordering::Release);
     }
 }
 
@@ -218,6 +292,67 @@ mod tests {
             passed += 1;
         }
         assert_eq!(passed, 3);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_share_of_the_rate_keeps_the_rate_across_the_replicas() {
+        // 60 rpm, burst 10, over 2 replicas: a burst of 5, one every 2 s.
+        let gcra = Gcra::new(60, 10, None);
+        let t0 = 100 * SECOND;
+        for _ in 0..5 {
+            assert!(matches!(gcra.take_share(t0, 2), Step::Pass { .. }));
+        }
+        assert_eq!(
+            gcra.take_share(t0, 2),
+            Step::Refuse {
+                wait: 2 * SECOND,
+                reset: 10 * SECOND
+            }
+        );
+        assert!(matches!(
+            gcra.take_share(t0 + 2 * SECOND, 2),
+            Step::Pass { .. }
+        ));
+        assert!(matches!(
+            gcra.take_share(t0 + 2 * SECOND, 2),
+            Step::Refuse { .. }
+        ));
+        // A burst smaller than the replicas: one each, never none.
+        let one = Gcra::new(60, 1, None);
+        assert!(matches!(one.take_share(t0, 3), Step::Pass { reset } if reset == 3 * SECOND));
+        assert!(matches!(one.peek_share(t0, 3), Step::Refuse { .. }));
+        assert_eq!(one.remaining_share(0, 3), 1);
+        // Dividing by a huge count saturates nothing.
+        let slow = Gcra::new(1, super::super::MAX, None);
+        assert!(matches!(
+            slow.take_share(SECOND, u32::MAX),
+            Step::Pass { .. }
+        ));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_carried_answer_reads_as_the_shared_budget_and_as_a_share_of_it() {
+        // The shared budget (60 rpm, burst 10) had 4 left: its burst is
+        // whole again in 7 s (6 spent, plus this one's interval).
+        let gcra = Gcra::new(60, 10, None);
+        let t0 = 100 * SECOND;
+        gcra.carry(t0, 7 * SECOND);
+        let mut passed = 0;
+        while let Step::Pass { .. } = gcra.peek(t0) {
+            assert!(matches!(gcra.take(t0), Step::Pass { .. }));
+            passed += 1;
+        }
+        assert_eq!(passed, 3, "what the shared budget had left after this one");
+        // The same state as one of 2 replicas' share: half of what was left.
+        let gcra = Gcra::new(60, 10, None);
+        gcra.carry(t0, 7 * SECOND);
+        let mut passed = 0;
+        while let Step::Pass { .. } = gcra.take_share(t0, 2) {
+            passed += 1;
+        }
+        assert_eq!(passed, 1);
     }
 
     #[test]

@@ -55,11 +55,21 @@
 //! running. A removed label's state is freed with the last policy that
 //! held it. The plain `api_key`'s limiter is kept the same way.
 //!
-//! # Per process
+//! # Per process, or shared by the replicas
 //!
-//! Limits are per process: N replicas behind a load balancer let each key
-//! through N times as often. Divide the limits by N until they are shared
-//! (planned through the replicas' Redis).
+//! A layer counts in its own process: N replicas behind a load balancer
+//! let each key through N times its `rpm`. With the `redis` feature,
+//! `ProxyAuthLayer::shared_rates`
+//! makes each key's **rate** (`rpm`, `burst`) one budget for the whole
+//! fleet, in Redis, under the key's label: it survives reloads as the
+//! local state does, and replica restarts too. While Redis does not
+//! answer, each replica spends its share of the rate locally: `rpm / N`
+//! and `burst / N` (at least 1), N being the replica count set with
+//! `SharedRates::replicas` or learned through Redis (1 if neither: each
+//! replica the whole rate, never unlimited); see the `redis` module.
+//! **`max_concurrent` is always per replica**: divide it by N yourself.
+//! `check()` cannot ask Redis; for a shared rate it reports the last
+//! answer this replica had (see the `redis` module).
 //!
 //! # Example
 //!
@@ -107,6 +117,8 @@
 
 mod clock;
 mod gcra;
+#[cfg(feature = "redis")]
+mod shared;
 mod slots;
 
 use std::fmt;
@@ -116,7 +128,11 @@ use std::time::Duration;
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "redis")]
+pub(crate) use gcra::MAX_REPLICAS;
 use gcra::{Gcra, Step};
+#[cfg(feature = "redis")]
+pub(crate) use shared::{Deferred, Shared};
 pub(crate) use slots::{InFlight, Slot};
 
 #[cfg(test)]
@@ -365,6 +381,45 @@ pub struct Limited {
     /// For a rate: how long until the whole burst is back. `None` for
     /// concurrency.
     pub reset: Option<Duration>,
+    /// Whose count refused it: this process's own, the budget every
+    /// replica shares through Redis, or this replica's share of it while
+    /// Redis does not answer (feature `redis`). The log line says it; the
+    /// 429 is the same whichever it was.
+    pub budget: Budget,
+}
+
+/// Whose count a limit is: see [`Limited::budget`] and, for the shared
+/// budget, the `redis` module.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Budget {
+    /// This process's own limiter: every limit of a layer without shared
+    /// rates, and every concurrency limit.
+    #[default]
+    Local,
+    /// The rate every replica draws from, in Redis.
+    Shared,
+    /// This replica's share of the rate (the key's rate divided by the
+    /// replica count), while Redis does not answer.
+    Fallback,
+}
+
+impl Budget {
+    /// `"local"`, `"shared"` or `"local-fallback"`, as the log line says it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Budget::Local => "local",
+            Budget::Shared => "shared",
+            Budget::Fallback => "local-fallback",
+        }
+    }
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an admitted request's limits say, for the opt-in headers on its
@@ -385,12 +440,19 @@ pub(crate) struct Report {
 pub(crate) struct Admitted {
     pub(crate) slot: Slot,
     pub(crate) report: Option<Box<Report>>,
+    /// Feature `redis`: the rate still to be asked of the shared budget.
+    /// Set only by a layer with shared rates, which takes it before the
+    /// request goes on.
+    #[cfg(feature = "redis")]
+    pub(crate) deferred: Option<Box<Deferred>>,
 }
 
 impl Admitted {
     /// Whether the request holds nothing of its key's limits.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
+        #[cfg(feature = "redis")]
+        debug_assert!(self.deferred.is_none(), "a deferred rate was never asked");
         !self.slot.is_held() && self.report.is_none()
     }
 
@@ -420,16 +482,58 @@ pub(crate) enum Spend {
     Take,
     TakeAndReport,
     Peek,
+    /// Feature `redis`: a layer with shared rates.
+    #[cfg(feature = "redis")]
+    Shared(Shared),
 }
 
 impl Spend {
     /// How a layer with `options` spends on the requests it serves.
     #[inline]
     pub(crate) fn taking(options: &crate::layer::Options) -> Spend {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &options.shared {
+            return redis.spend(options.rate_limit_headers);
+        }
         if options.rate_limit_headers {
             Spend::TakeAndReport
         } else {
             Spend::Take
+        }
+    }
+
+    /// How `check()` reads the limits: without spending, and for a shared
+    /// rate without asking Redis.
+    pub(crate) fn peeking(options: &crate::layer::Options) -> Spend {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &options.shared {
+            return redis.peek();
+        }
+        let _ = options;
+        Spend::Peek
+    }
+
+    /// Whether the decision spends (takes a slot, a request of the rate).
+    #[inline(always)]
+    fn takes(self) -> bool {
+        match self {
+            Spend::Take | Spend::TakeAndReport => true,
+            Spend::Peek => false,
+            #[cfg(feature = "redis")]
+            Spend::Shared(shared) => !matches!(shared, Shared::Peek | Shared::PeekFallback { .. }),
+        }
+    }
+
+    /// Whether an admitted request gets a report for its response.
+    #[inline(always)]
+    fn reports(self) -> bool {
+        match self {
+            Spend::TakeAndReport => true,
+            Spend::Take | Spend::Peek => false,
+            #[cfg(feature = "redis")]
+            Spend::Shared(Shared::Ask { report } | Shared::Fallback { report, .. }) => report,
+            #[cfg(feature = "redis")]
+            Spend::Shared(Shared::Peek | Shared::PeekFallback { .. }) => false,
         }
     }
 }
@@ -477,18 +581,19 @@ impl KeyLimiter {
     /// spends neither.
     #[inline]
     pub(crate) fn admit(&self, spend: Spend) -> Result<Admitted, Limited> {
-        let report = spend == Spend::TakeAndReport;
+        let report = spend.reports();
         let mut admitted = Admitted::default();
         let mut facts = Report::default();
         if let Some((max, in_flight)) = &self.slots {
-            let taken = match spend {
-                Spend::Take | Spend::TakeAndReport => in_flight.acquire(*max).map(|slot| {
+            let taken = if spend.takes() {
+                in_flight.acquire(*max).map(|slot| {
                     admitted.slot = slot;
-                }),
-                Spend::Peek => match in_flight.current() {
+                })
+            } else {
+                match in_flight.current() {
                     now if now < *max => Ok(()),
                     now => Err(now),
-                },
+                }
             };
             match taken {
                 Ok(()) if report => {
@@ -504,20 +609,47 @@ impl KeyLimiter {
                         wait: None,
                         remaining: 0,
                         reset: None,
+                        budget: Budget::Local,
                     })
                 }
             }
         }
         if let Some(rate) = &self.rate {
             let now = clock::now();
-            let step = match spend {
-                Spend::Take | Spend::TakeAndReport => rate.take(now),
-                Spend::Peek => rate.peek(now),
+            // The divisor of the rate this step spends from (1: the
+            // whole), and whose count that is.
+            let (step, replicas, budget) = match spend {
+                Spend::Take | Spend::TakeAndReport => (rate.take(now), 1, Budget::Local),
+                Spend::Peek => (rate.peek(now), 1, Budget::Local),
+                #[cfg(feature = "redis")]
+                Spend::Shared(shared) => match shared {
+                    // Left to the shared budget: the layer asks it.
+                    Shared::Ask { .. } => {
+                        if report {
+                            admitted.report = Some(Box::new(facts));
+                        }
+                        return Ok(admitted);
+                    }
+                    Shared::Fallback { replicas, .. } => {
+                        (rate.take_share(now, replicas), replicas, Budget::Fallback)
+                    }
+                    Shared::Peek => (rate.peek(now), 1, Budget::Shared),
+                    Shared::PeekFallback { replicas } => {
+                        (rate.peek_share(now, replicas), replicas, Budget::Fallback)
+                    }
+                },
             };
             let rpm = self.limits.rpm().unwrap_or(0);
             match step {
                 Step::Pass { reset } if report => {
-                    facts.rate = Some((rpm, rate.remaining(reset), reset));
+                    let remaining = match replicas {
+                        1 => rate.remaining(reset),
+                        #[cfg(feature = "redis")]
+                        n => rate.remaining_share(reset, n),
+                        #[cfg(not(feature = "redis"))]
+                        _ => rate.remaining(reset),
+                    };
+                    facts.rate = Some((rpm, remaining, reset));
                 }
                 Step::Pass { .. } => {}
                 // `admitted` (its slot, if any) is dropped: given back.
@@ -529,6 +661,7 @@ impl KeyLimiter {
                         wait: Some(Duration::from_nanos(wait)),
                         remaining: 0,
                         reset: Some(Duration::from_nanos(reset)),
+                        budget,
                     });
                 }
             }
@@ -537,6 +670,12 @@ impl KeyLimiter {
             admitted.report = Some(Box::new(facts));
         }
         Ok(admitted)
+    }
+
+    /// The rate's state and parameters, if the key has a rate limit.
+    #[cfg(feature = "redis")]
+    pub(crate) fn rate(&self) -> Option<&Gcra> {
+        self.rate.as_ref()
     }
 
     /// The count of requests in flight, if the key has a concurrency limit.

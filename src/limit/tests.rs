@@ -117,6 +117,7 @@ fn rate_and_burst_then_refill_on_the_clock() {
             wait: Some(Duration::from_millis(400)),
             remaining: 0,
             reset: Some(Duration::from_millis(400)),
+            budget: crate::Budget::Local,
         })
     );
     assert_eq!(rejection.label.as_deref(), Some("ci"));

@@ -46,6 +46,8 @@ pin_project! {
             // Taken when the body is done.
             waiting: Option<Waiting<S>>,
         },
+        // Feature `redis`: waiting for the shared budget's answer.
+        Asking { asking: Asking<S, ModelBody<B>> },
         Inner { #[pin] future: S::Future },
         Limited { #[pin] future: S::Future, admitted: Admitted },
         Ready { response: Option<Response<ResponseBody<R>>> },
@@ -67,6 +69,18 @@ where
             State::Limited { future, admitted }
         }
     }
+}
+
+#[cfg(feature = "redis")]
+use crate::redis::service::{Asking, Settled};
+
+/// Without the `redis` feature no request waits for a shared rate.
+#[cfg(not(feature = "redis"))]
+enum Asking<S, B> {
+    _Never(
+        std::convert::Infallible,
+        std::marker::PhantomData<fn() -> (S, B)>,
+    ),
 }
 
 /// What a read request waits with: its head, its pending verdict, the
@@ -110,6 +124,13 @@ where
         }
     }
 
+    #[cfg(feature = "redis")]
+    pub(crate) fn asking(asking: Asking<S, ModelBody<B>>) -> Self {
+        ModelResponseFuture {
+            state: State::Asking { asking },
+        }
+    }
+
     pub(crate) fn ready(response: Response<ResponseBody<R>>) -> Self {
         ModelResponseFuture {
             state: State::Ready {
@@ -141,6 +162,26 @@ where
                     let admitted = std::mem::take(admitted);
                     return Poll::Ready(result.map(|response| admitted.into_response(response)));
                 }
+                #[cfg(feature = "redis")]
+                StateProj::Asking { asking } => {
+                    let Settled {
+                        request,
+                        mut service,
+                        decision,
+                        mut admitted,
+                        options,
+                    } = ready!(asking.poll_settled(cx));
+                    match allow(decision, &mut admitted, request, &options) {
+                        Outcome::Inner(request) => State::of(service.call(request), admitted),
+                        Outcome::Answer(response) => State::Ready {
+                            response: Some(response),
+                        },
+                    }
+                }
+                #[cfg(not(feature = "redis"))]
+                StateProj::Asking { asking } => match asking {
+                    Asking::_Never(never, _) => match *never {},
+                },
                 StateProj::Ready { response } => {
                     return Poll::Ready(Ok(response
                         .take()
@@ -196,6 +237,13 @@ where
                     };
                     let request =
                         Request::from_parts(parts, ModelBody::read(data, trailers.take()));
+                    #[cfg(feature = "redis")]
+                    if let Some(deferred) = admitted.deferred.take() {
+                        let asking =
+                            Asking::new(*deferred, request, service, decision, admitted, &options);
+                        state.set(State::Asking { asking });
+                        continue;
+                    }
                     match allow(decision, &mut admitted, request, &options) {
                         Outcome::Inner(request) => State::of(service.call(request), admitted),
                         Outcome::Answer(response) => State::Ready {

@@ -193,6 +193,21 @@ where
                 }
             },
         };
+        // Feature `redis`: a shared rate is asked before the inner service
+        // is called, by the service that was polled ready.
+        #[cfg(feature = "redis")]
+        if let Some(deferred) = admitted.deferred.take() {
+            let clone = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, clone);
+            return ModelResponseFuture::asking(crate::redis::service::Asking::new(
+                *deferred,
+                request.map(ModelBody::streamed),
+                ready,
+                decision,
+                admitted,
+                options,
+            ));
+        }
         match allow(
             decision,
             &mut admitted,

@@ -442,6 +442,7 @@ mod tests {
             wait: Some(Duration::ZERO),
             remaining: 0,
             reset: Some(Duration::ZERO),
+            budget: crate::Budget::Local,
         };
         assert_eq!(wait_of(&tiny), Duration::from_millis(1));
     }

@@ -211,6 +211,7 @@ fn log(rejection: &Rejection, request: &Parts, path: &str, request_id: Option<&H
             value = limited.limit,
             burst = limited.burst,
             wait_ms = limited.wait.map(|w| w.as_millis() as u64),
+            budget = limited.budget.as_str(),
             header = rejection.source.map_or("none", KeySource::as_str),
             mode = %rejection.mode,
             method = %request.method,

@@ -32,6 +32,8 @@ mod sdk;
 mod model;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "redis")]
+mod redis_server;
 mod upstream;
 
 mod adoption;
@@ -55,6 +57,8 @@ mod named_keys;
 mod postgres;
 mod postgres_policies;
 mod proptest_model;
+#[cfg(feature = "redis")]
+mod redis;
 mod reload_under_load;
 mod rules;
 mod scopes;
