@@ -26,7 +26,7 @@
 //! ```
 //!
 //! Other modes: `PROXY_AUTH_MODE=strict` (then `/healthz` needs the key too),
-//! `PROXY_AUTH_MODE=auto` (off on loopback; with `PROXY_ALLOW_LAN_ACCESS=true`
+//! `PROXY_AUTH_MODE=auto` (off without LAN access; with `PROXY_ALLOW_LAN_ACCESS=true`
 //! it is `all_except_health` and the server listens on `0.0.0.0:8045`).
 //! `PROXY_API_KEY=` with auth on and no other key is refused at start
 //! (exit status 2): such a server could let nobody in.

@@ -19,13 +19,15 @@
 //! Settings: those of the other examples (`PROXY_LISTEN`, `PROXY_AUTH_MODE`,
 //! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`, `PROXY_TRUSTED_PROXIES`,
 //! `PROXY_CONFIG_FILE` with `--features watch` for named keys with their
-//! scopes and limits, `PROXY_DATABASE_URL` with `--features postgres`;
+//! scopes and limits, `PROXY_DATABASE_URL` with `--features postgres`,
+//! `PROXY_REDIS_URL` and `PROXY_REPLICAS` with `--features redis`;
 //! `examples/server/mod.rs` reads them), plus `PROXY_UPSTREAM` (base URL,
 //! `http://` or `https://`, may end in a path such as `/v1`, which is put
 //! in front of every forwarded path) and `PROXY_UPSTREAM_KEY`. A key limited
 //! to some models has its request body's `model` checked before it is
-//! forwarded (the layer reads up to 2 MiB of it, then streams it on
-//! unchanged); other requests stream as they come.
+//! forwarded (the layer reads it whole, up to 2 MiB, refuses a larger one
+//! with a 413, and forwards the bytes it read unchanged); other requests
+//! stream as they come.
 //!
 //! # Design
 //!
@@ -37,7 +39,7 @@
 //!   for any of the three APIs works unchanged. A request the layer let
 //!   through without a key (only the exempt `/healthz`, answered here)
 //!   gets no upstream key. In mode `off` (which `auto`
-//!   is on loopback) nothing is authenticated: there the key header the
+//!   is without LAN access) nothing is authenticated: there the key header the
 //!   client sent picks where the upstream key goes, and the forwarder
 //!   removes the three headers, `Proxy-Authorization` and any `key` query
 //!   parameter (`KEY`, `k%65y`, ...) itself, so a client's key never goes

@@ -10,7 +10,8 @@
 //!
 //! The variables are the axum example's (`PROXY_LISTEN`, `PROXY_AUTH_MODE`,
 //! `PROXY_API_KEY`, `PROXY_ALLOW_LAN_ACCESS`, `PROXY_CORS_ORIGINS`,
-//! `PROXY_TRUSTED_PROXIES`, `PROXY_CONFIG_FILE`, `PROXY_DATABASE_URL`),
+//! `PROXY_TRUSTED_PROXIES`, `PROXY_CONFIG_FILE`, `PROXY_DATABASE_URL`,
+//! `PROXY_REDIS_URL`, `PROXY_REPLICAS`),
 //! read by `examples/server/mod.rs`. What hyper needs that axum does for
 //! you: each connection's requests carry its address (`ClientAddr`), for
 //! keys with `allowed_ips`.

@@ -11,7 +11,8 @@
 //!
 //! The [`ProxySecurityConfig`]'s mode, resolved by
 //! [`effective_auth_mode`](ProxySecurityConfig::effective_auth_mode)
-//! (`auto` is `off` on loopback and `all_except_health` with LAN access),
+//! (`auto` is `off` without LAN access and `all_except_health` with it; it
+//! never looks at an address),
 //! decides which requests need the key:
 //!
 //! | request | `off` | `all_except_health` | `strict` |
@@ -149,7 +150,8 @@
 //!   headers, `Proxy-Authorization` and any `?key=` are removed before the
 //!   inner service (your upstream client) sees the request.
 //! - [`SharedSecurityConfig::guard_listen_addr`]: no config write, from code
-//!   or a watched file, may serve the listen address with auth off.
+//!   or a watched file, may let `auto` serve a non-loopback listen address
+//!   with auth off (an explicit `off` is taken at its word).
 //!
 //! # Security
 //!
@@ -214,9 +216,13 @@
 //! - `postgres`: a key store that keeps every replica's key set equal to a
 //!   PostgreSQL table (see the `postgres` module); adds `tokio-postgres` and
 //!   `tokio`. Needs Rust 1.88 (from `tokio-postgres`' dependencies).
+//! - `redis`: each key's rate drawn by every replica from one budget in
+//!   Redis, with a bounded wait and a per-replica share during an outage
+//!   (see the `redis` module and [`limit`]). Needs Rust 1.88 (from
+//!   `redis`).
 //!
 //! The crate's `rust-version` (1.85) holds for the core and every feature
-//! but `watch` and `postgres`.
+//! but `watch`, `postgres` and `redis`.
 //!
 //! [tower]: https://docs.rs/tower
 

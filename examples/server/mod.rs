@@ -8,12 +8,13 @@
 //! | `PROXY_AUTH_MODE` | `off`, `strict`, `all_except_health`, `auto` | `auto` |
 //! | `PROXY_API_KEY` | the proxy's key | a generated key, printed once |
 //! | `PROXY_ALLOW_LAN_ACCESS` | `true`/`false`: what `auto` resolves to, and the default listen address | `false` |
-//! | `PROXY_CORS_ORIGINS` | origins whose pages may call the proxy with `fetch`, or `*` ([`cors`]; axum and hyper: `forward` passes the upstream's CORS headers) | no CORS headers |
+//! | `PROXY_CORS_ORIGINS` | origins whose pages may call the proxy with `fetch`, or `*` ([`cors`]; axum and hyper only: `forward` passes the upstream's CORS headers) | no CORS headers |
 //! | `PROXY_TRUSTED_PROXIES` | comma-separated CIDR blocks whose `X-Forwarded-For` is believed for keys with `allowed_ips` | none |
-//! | `PROXY_CONFIG_FILE` | a JSON or TOML file followed for changes, in place of the three auth variables (feature `watch`; [`config_file`]) | unset |
+//! | `PROXY_CONFIG_FILE` | a JSON or TOML file followed for changes, whose mode, key and LAN access replace the three auth variables' (which must still parse; `PROXY_ALLOW_LAN_ACCESS` alone picks the default listen address) (feature `watch`; [`config_file`]) | unset |
 //! | `PROXY_DATABASE_URL` | a PostgreSQL key store (feature `postgres`; [`key_store`]) | unset |
 //! | `PROXY_REDIS_URL` | one rate budget per key for every replica, in Redis (feature `redis`; [`redis`]) | unset: limits per process |
 //! | `PROXY_REPLICAS` | the replica count a Redis outage divides each rate by (feature `redis`; [`redis`]) | learned through Redis |
+//! | `RUST_LOG` | the log filter (`tracing-subscriber`'s syntax) | `proxy_auth=info` |
 //! | `PROXY_UPSTREAM`, `PROXY_UPSTREAM_KEY` | where the `forward` example sends requests, and with which key ([`upstream`]) | required by `forward` |
 //!
 //! With feature `metrics`, the axum example also serves `GET /metrics`
@@ -21,7 +22,9 @@
 //!
 //! [`Server::start`] reads them all before anything is served: a bad value,
 //! a config file that cannot be read, a store that cannot be reached, a
-//! config that would leave a network listener open ([`SharedSecurityConfig::guard_listen_addr`])
+//! config under which `auto` would leave a network listener open
+//! ([`SharedSecurityConfig::guard_listen_addr`]; an explicit `off` is taken
+//! at its word)
 //! or that can let nobody in ([`SharedSecurityConfig::check_keys`]) is a
 //! message on stderr and a non-zero exit, never a server that does
 //! something else than it was told. The banner it prints says what is in
@@ -246,5 +249,9 @@ fn print_banner(
             .collect();
         println!("trusted proxies: {}", nets.join(", "));
     }
-    cors::print_banner(settings.cors.as_ref(), effective);
+    // The forward example applies no CORS of its own (it passes the
+    // upstream's headers), so a CORS line would not be true there.
+    if example != "forward" {
+        cors::print_banner(settings.cors.as_ref(), effective);
+    }
 }
