@@ -350,9 +350,11 @@ where
         }
         self.reported.retain(|label| bad.contains(label));
         let count = keys.len() as u64;
-        self.shared.store_keys(keys);
+        // The status first: whoever sees a verdict of the new set sees the
+        // status that describes it.
         self.status.keys.store(count, Ordering::Relaxed);
         self.status.full_reloads.fetch_add(1, Ordering::Relaxed);
+        self.shared.store_keys(keys);
         tracing::debug!(target: "proxy_auth", keys = count, "key store loaded the key table");
         Ok(())
     }
@@ -383,8 +385,8 @@ where
                 }
             }
         }
-        let mut count = 0;
         let mut refused = Vec::new();
+        let status = &self.status;
         let applied = self.shared.update_keys(|keys| {
             // Removals first: a digest moving from one label to another in
             // the same burst must not collide with itself. A row whose
@@ -401,7 +403,12 @@ where
                     Err(e) => return Err(e),
                 }
             }
-            count = keys.len() as u64;
+            // The status first, as in a full reload: the set is stored
+            // once this returns.
+            status.keys.store(keys.len() as u64, Ordering::Relaxed);
+            status
+                .changes_applied
+                .fetch_add(labels.len() as u64, Ordering::Relaxed);
             Ok(())
         });
         // A row that collides with a key already loaded under another label
@@ -414,10 +421,7 @@ where
             report(&label, &problem);
             self.reported.insert(label);
         }
-        self.status.keys.store(count, Ordering::Relaxed);
-        self.status
-            .changes_applied
-            .fetch_add(labels.len() as u64, Ordering::Relaxed);
+
         Ok(())
     }
 }

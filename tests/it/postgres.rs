@@ -645,6 +645,7 @@ fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
             .reload_interval(every);
         let a = Replica::start(&store).await;
         let sql = server.client().await;
+        let reloads = a.handle.status().full_reloads;
         // A lost notification, simulated: the change commits with the trigger off.
         sql.batch_execute(&format!(
             "BEGIN; ALTER TABLE proxy_auth_keys DISABLE TRIGGER proxy_auth_keys_notify; \
@@ -654,12 +655,12 @@ fn a_change_that_sent_no_notification_is_picked_up_by_the_timer_reload() {
         ))
         .await
         .unwrap();
-        let reloads = a.handle.status().full_reloads;
         until_all(&[&a], "sk-silent", accepted("silent"), every + PROPAGATION).await;
-        assert!(
-            a.handle.status().full_reloads > reloads,
-            "applied by a reload"
-        );
+        // The status is written just after the key set it describes.
+        until(PROPAGATION, "applied by a reload", || {
+            a.handle.status().full_reloads > reloads
+        })
+        .await;
         assert_eq!(
             a.handle.status().changes_applied,
             0,
