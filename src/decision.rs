@@ -585,6 +585,25 @@ impl PolicySource {
             }
         }
     }
+
+    /// [`judge`](Self::judge) for a layer that does not read bodies: only a
+    /// request whose head shows it has no body can pass without its model
+    /// being known.
+    #[inline]
+    pub(crate) fn judge_head<B>(
+        &self,
+        options: &Options,
+        request: &Request<B>,
+        spend: Spend,
+        admitted: &mut Admitted,
+    ) -> Decision {
+        match self.judge(options, request, spend, admitted) {
+            Verdict::Decided(decision) => decision,
+            Verdict::ReadBody(pending) => {
+                pending.without_body(crate::service::no_body(request), spend, admitted)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use tower_layer::Layer;
 
-use crate::decision::{Policy, PolicySource, Verdict};
+use crate::decision::{Policy, PolicySource};
 use crate::response::Bodies;
 use crate::sources::Sources;
 #[cfg(feature = "key-set")]
@@ -471,21 +471,12 @@ impl ProxyAuthLayer<HeadsOnly> {
     /// (this layer does not read bodies) unless its head shows it has none.
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
-        let mut nothing = crate::decision::Admitted::default();
-        let verdict = self.policy.judge(
+        self.policy.judge_head(
             &self.options,
             request,
             crate::decision::Spend::Peek,
-            &mut nothing,
-        );
-        match verdict {
-            Verdict::Decided(decision) => decision,
-            Verdict::ReadBody(pending) => pending.without_body(
-                crate::service::no_body(request),
-                crate::decision::Spend::Peek,
-                &mut nothing,
-            ),
-        }
+            &mut crate::decision::Admitted::default(),
+        )
     }
 }
 

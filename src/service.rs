@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::decision::{Admitted, Spend, Verdict};
+use crate::decision::{Admitted, Spend};
 use crate::extract::strip_credentials;
 use crate::layer::HeadsOnly;
 use crate::response::respond;
@@ -84,18 +84,10 @@ where
         let options = &self.layer.options;
         let spend = Spend::taking(options);
         let mut admitted = Admitted::default();
-        let decision = match self
+        let decision = self
             .layer
             .policy
-            .judge(options, &request, spend, &mut admitted)
-        {
-            Verdict::Decided(decision) => decision,
-            // The body is not read here: only a request whose head shows it
-            // has none can pass without its model being known.
-            Verdict::ReadBody(pending) => {
-                pending.without_body(no_body(&request), spend, &mut admitted)
-            }
-        };
+            .judge_head(options, &request, spend, &mut admitted);
         match allow(decision, &mut admitted, request, options) {
             Outcome::Inner(request) => ResponseFuture::inner(self.inner.call(request), admitted),
             Outcome::Answer(response) => ResponseFuture::rejected(response),

@@ -12,10 +12,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{Answer, Redis, SharedRates};
-use crate::decision::{Admitted, Verdict};
+use crate::decision::Admitted;
 use crate::layer::{HeadsOnly, Options, ReadsBodies};
 use crate::limit::Deferred;
-use crate::service::{allow, no_body, Outcome};
+use crate::service::{allow, Outcome};
 use crate::{Decision, ProxyAuth, ProxyAuthLayer, ResponseBody, ResponseFuture};
 
 /// What a [`ProxyAuthLayer`] built with
@@ -72,16 +72,8 @@ impl ProxyAuthLayer<SharesRates> {
     #[must_use]
     pub fn check<B>(&self, request: &Request<B>) -> Decision {
         let spend = shared(&self.options).peek();
-        let mut nothing = Admitted::default();
-        match self
-            .policy
-            .judge(&self.options, request, spend, &mut nothing)
-        {
-            Verdict::Decided(decision) => decision,
-            Verdict::ReadBody(pending) => {
-                pending.without_body(no_body(request), spend, &mut nothing)
-            }
-        }
+        self.policy
+            .judge_head(&self.options, request, spend, &mut Admitted::default())
     }
 }
 
@@ -109,16 +101,10 @@ where
         let options = &self.layer.options;
         let spend = shared(options).spend(options.rate_limit_headers);
         let mut admitted = Admitted::default();
-        let decision = match self
+        let decision = self
             .layer
             .policy
-            .judge(options, &request, spend, &mut admitted)
-        {
-            Verdict::Decided(decision) => decision,
-            Verdict::ReadBody(pending) => {
-                pending.without_body(no_body(&request), spend, &mut admitted)
-            }
-        };
+            .judge_head(options, &request, spend, &mut admitted);
         let Some(deferred) = admitted.deferred.take() else {
             let future = match allow(decision, &mut admitted, request, options) {
                 Outcome::Inner(request) => {
