@@ -29,6 +29,8 @@ fn refused(vars: &[(&str, &str)]) -> (Option<i32>, String) {
 struct Running {
     child: Child,
     printed: Printed,
+    // Only the config-file test (feature `watch`) sends requests.
+    #[cfg_attr(not(feature = "watch"), allow(dead_code))]
     addr: SocketAddr,
 }
 
