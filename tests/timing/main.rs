@@ -128,17 +128,41 @@ fn ci_harness_detects_naive_comparisons() {
 }
 
 /// Our comparison and our reject path show no leak at the CI sample count
-/// (under the three-runs rule of [`no_leak`]).
+/// (under the three-runs rule of [`no_leak`], counting only runs whose A/A
+/// control was clean: [`no_leak_where_seen`]). Where load makes the control
+/// itself go over, the row says `skipped:` with the figures.
 #[test]
 fn ci_ours_shows_no_leak() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let controls = controls();
     let mut reports = Vec::new();
     for (name, f, pair, _) in ours().into_iter().filter(|run| run.3) {
-        match no_leak(name, f, &pair, CI_SAMPLES) {
-            Ok(report) => reports.push(report),
-            Err(attempts) => panic!(
-                "{name}: |t| over {THRESHOLD} in 3 runs of {CI_SAMPLES} samples: {attempts:?}"
+        let (control_name, control_f, control_pair) = controls
+            .iter()
+            .find(|c| c.0 == control_for(name))
+            .expect("every row has its A/A control");
+        match no_leak_where_seen(
+            name,
+            f,
+            &pair,
+            (control_name, *control_f, control_pair),
+            CI_SAMPLES,
+        ) {
+            Seen::Clean(report) => reports.push(report),
+            Seen::Leak(attempts) => panic!(
+                "{name}: |t| over {THRESHOLD} in 3 runs of {CI_SAMPLES} samples, each with its A/A control under it: {attempts:?}"
             ),
+            Seen::CannotTell(runs) => {
+                let figures: Vec<String> = runs
+                    .iter()
+                    .map(|(ours, control)| format!("{:.1} vs A/A {:.1}", ours.t_max, control.t_max))
+                    .collect();
+                skip(&format!(
+                    "ci_ours_shows_no_leak: {name}: this machine cannot tell now: its A/A control ({control_name}) was over {THRESHOLD} too in {} of 6 runs (|t| max, ours vs A/A: {})",
+                    runs.len(),
+                    figures.join(", ")
+                ));
+            }
         }
     }
     print(&reports);

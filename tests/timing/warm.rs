@@ -422,6 +422,53 @@ pub fn controls() -> Vec<(&'static str, Run, Pair)> {
     ]
 }
 
+/// What [`no_leak_where_seen`] found.
+pub enum Seen {
+    /// A run of ours under the threshold.
+    Clean(Report),
+    /// Ours over the threshold in three runs whose A/A control, measured
+    /// right after each, was under it: the machine could tell, and it leaks.
+    Leak(Vec<Report>),
+    /// Every run of ours over, but fewer than three with a clean control:
+    /// two identical classes differed as much, so this machine cannot tell
+    /// now. Each of ours with its control.
+    CannotTell(Vec<(Report, Report)>),
+}
+
+/// [`no_leak`] for a machine whose load may make two identical classes
+/// differ: a run of ours over the threshold counts only when the A/A
+/// control of the same subject and key size (`control`), measured right
+/// after it, is under the threshold. Three such runs are a leak, as in
+/// `no_leak`; up to six runs are tried. Where the control is clean the
+/// verdict is exactly `no_leak`'s.
+pub fn no_leak_where_seen(
+    name: &str,
+    f: Run,
+    pair: &Pair,
+    control: (&str, Run, &Pair),
+    samples: usize,
+) -> Seen {
+    let mut counted = Vec::new();
+    let mut unclear = Vec::new();
+    for _ in 0..6 {
+        let report = run(name, f, pair, samples);
+        if report.t_max < THRESHOLD {
+            return Seen::Clean(report);
+        }
+        let (control_name, control_f, control_pair) = control;
+        let seen = run(control_name, control_f, control_pair, samples);
+        if seen.t_max < THRESHOLD {
+            counted.push(report);
+            if counted.len() == 3 {
+                return Seen::Leak(counted);
+            }
+        } else {
+            unclear.push((report, seen));
+        }
+    }
+    Seen::CannotTell(unclear)
+}
+
 /// The A/A control measured like `row`: same subject, same key size.
 pub fn control_for(row: &str) -> &'static str {
     if row.starts_with("ours layer") || row.starts_with("A/A control: layer") {
