@@ -24,7 +24,7 @@ use std::process::Command;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Empty;
 use proxy_auth::{
     KeySet, NewKey, ProxyAuthLayer, ProxyAuthMode, ProxySecurityConfig, SharedSecurityConfig,
@@ -55,17 +55,7 @@ impl Service<Request<()>> for Inner {
 }
 
 fn request(headers: &[(&'static str, String)]) -> Request<()> {
-    let mut builder = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/chat/completions")
-        .header(header::HOST, "127.0.0.1:8045")
-        .header(header::USER_AGENT, "OpenAI/Python 1.54.0")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json");
-    for (name, value) in headers {
-        builder = builder.header(*name, value);
-    }
-    builder.body(()).expect("valid request")
+    common::openai_request(Method::POST, "/v1/chat/completions", headers)
 }
 
 /// Serves `n` requests from `make` through `service`; returns the last status.

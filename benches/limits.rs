@@ -15,11 +15,12 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use common::drive;
+
 use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Future, Ready};
+use std::future::{ready, Ready};
 use std::num::NonZeroU32;
-use std::pin::pin;
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -64,17 +65,15 @@ impl<B> Service<Request<B>> for Inner {
 }
 
 fn request(key: Option<&str>) -> Request<Body> {
-    let mut builder = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/chat/completions")
-        .header(header::HOST, "127.0.0.1:8045")
-        .header(header::USER_AGENT, "OpenAI/Python 1.54.0")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json");
-    if let Some(key) = key {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    let path = "/v1/chat/completions";
+    match key {
+        Some(key) => common::openai_request(
+            Method::POST,
+            path,
+            &[("authorization", format!("Bearer {key}"))],
+        ),
+        None => common::openai_request(Method::POST, path, &[]),
     }
-    builder.body(Body::empty()).expect("a valid request")
 }
 
 /// The key set every layer here judges against.
@@ -100,22 +99,6 @@ fn layer() -> ProxyAuthLayer {
         "sk-admin-unused-0123456789abcdef",
     );
     ProxyAuthLayer::with_keys(config, keys())
-}
-
-/// `poll_ready`, `call`, one poll.
-fn drive<S, RB>(service: &mut S, cx: &mut Context<'_>, request: Request<Body>) -> Response<RB>
-where
-    S: Service<Request<Body>, Response = Response<RB>>,
-    S::Error: Debug,
-{
-    match service.poll_ready(cx) {
-        Poll::Ready(Ok(())) => {}
-        other => panic!("not ready: {other:?}"),
-    }
-    match pin!(service.call(request)).poll(cx) {
-        Poll::Ready(Ok(response)) => response,
-        _ => panic!("the services here answer at once"),
-    }
 }
 
 /// The API key as tower-governor's key: the `Authorization` value (a

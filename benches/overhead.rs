@@ -21,13 +21,17 @@
 //! PAIRED_SECS=8 cargo bench --bench overhead    # the default
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::drive;
+
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Future, Ready};
+use std::future::{ready, Ready};
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -95,39 +99,9 @@ fn setup(make: &dyn Fn() -> Request<Body>) -> Request<Body> {
     make()
 }
 
-/// `poll_ready`, `call` and one poll; every service here is ready at once.
-fn drive<S, RB>(service: &mut S, cx: &mut Context<'_>, request: Request<Body>) -> Response<RB>
-where
-    S: Service<Request<Body>, Response = Response<RB>>,
-    S::Error: Debug,
-{
-    match service.poll_ready(cx) {
-        Poll::Ready(Ok(())) => {}
-        other => panic!("service not ready: {other:?}"),
-    }
-    let future = pin!(service.call(request));
-    match future.poll(cx) {
-        Poll::Ready(Ok(response)) => response,
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("service did not answer on the first poll"),
-    }
-}
-
 /// A request as an OpenAI-style client sends it, plus `extra` headers.
 fn request(method: Method, path: &str, extra: &[(&'static str, String)]) -> Request<Body> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "127.0.0.1:8045")
-        .header(header::USER_AGENT, "OpenAI/Python 1.54.0")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json");
-    for (name, value) in extra {
-        builder = builder.header(*name, value);
-    }
-    builder
-        .body(Body::empty())
-        .expect("the benchmark's requests are valid")
+    common::openai_request(method, path, extra)
 }
 
 fn bearer(key: &str) -> Vec<(&'static str, String)> {

@@ -1,5 +1,53 @@
 #![allow(dead_code)]
-//! Helpers shared by the hand-rolled (non-criterion) bench binaries.
+//! Helpers shared by the bench binaries.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
+
+use http::{header, Method, Request, Response};
+use tower::Service;
+
+/// A request as an OpenAI-style client sends it (`host`, `user-agent`,
+/// `content-type`, `accept`), plus `extra` headers, with an empty body.
+pub fn openai_request<B: Default>(
+    method: Method,
+    path: &str,
+    extra: &[(&'static str, String)],
+) -> Request<B> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "127.0.0.1:8045")
+        .header(header::USER_AGENT, "OpenAI/Python 1.54.0")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json");
+    for (name, value) in extra {
+        builder = builder.header(*name, value);
+    }
+    builder
+        .body(B::default())
+        .expect("the benchmark's requests are valid")
+}
+
+/// `poll_ready`, `call` and one poll: every service driven this way is
+/// ready at once and answers on the first poll.
+pub fn drive<S, B, RB>(service: &mut S, cx: &mut Context<'_>, request: Request<B>) -> Response<RB>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Debug,
+{
+    match service.poll_ready(cx) {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("service not ready: {other:?}"),
+    }
+    match pin!(service.call(request)).poll(cx) {
+        Poll::Ready(Ok(response)) => response,
+        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
+        Poll::Pending => panic!("service did not answer on the first poll"),
+    }
+}
 
 /// The median; for an even count, the mean of the two middle values.
 pub fn median(mut xs: Vec<f64>) -> f64 {
